@@ -1,0 +1,197 @@
+"""The admission core: a validated AdmissionReview request in, a response out.
+
+No HTTP here. Dependencies (the resolver and a clock) are passed in so the
+same function serves the webhook, ``modelpin render`` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook import metrics, records
+from webhook.discovery import spec_strings
+from webhook.patches import build_patch
+from webhook.profiles import Flavor
+from webhook.resolver import Cause, Lookup, Plan, ResolutionError, Resolver
+from webhook.reviews import Response, allowed, denied
+from webhook.templates import Template, TemplateError, is_candidate, parse
+
+_CODES = {Cause.INVALID: 422, Cause.NOT_FOUND: 404, Cause.POLICY: 403, Cause.UNAVAILABLE: 503}
+
+
+@dataclass(slots=True)
+class _Job:
+    pointer: str
+    template: Template
+    plan: Plan
+    # The object's own record for this field, used when the field already
+    # held that resolution and the registry cannot say anything better.
+    fallback: dict[str, str] | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What admission decided, before it is written as a response."""
+
+    values: dict[str, str] = field(default_factory=dict)  # pointer -> new field value
+    templates: dict[str, str] = field(default_factory=dict)
+    resolved: dict[str, dict[str, str]] = field(default_factory=dict)
+    errors: list[tuple[Cause, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+async def admit(request: Mapping[str, Any], *, resolver: Resolver) -> Response:
+    started = time.perf_counter()
+    uid = str(request["uid"])
+    if request["operation"] not in ("CREATE", "UPDATE"):
+        metrics.ADMISSION_LATENCY.labels("skipped").observe(time.perf_counter() - started)
+        return allowed(uid)
+    obj: dict[str, Any] = request["object"]
+    metadata = obj.get("metadata") or {}
+    namespace = request.get("namespace") or metadata.get("namespace")
+    flavor = Flavor.for_group(str(request["kind"].get("group", "")))
+    outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver)
+    if outcome.errors:
+        code = _CODES[outcome.errors[0][0]]
+        detail = "; ".join(message for _, message in outcome.errors)
+        noun = "template" if len(outcome.errors) == 1 else "templates"
+        message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
+        metrics.ADMISSION_LATENCY.labels("denied").observe(time.perf_counter() - started)
+        return denied(uid, code, message, outcome.warnings)
+    ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved)
+    label = "patched" if ops else "unchanged"
+    metrics.ADMISSION_LATENCY.labels(label).observe(time.perf_counter() - started)
+    return allowed(uid, ops, outcome.warnings)
+
+
+async def decide(obj: Mapping[str, Any], *, namespace: str | None, flavor: Flavor, resolver: Resolver) -> Outcome:
+    rec = records.read(obj.get("metadata") or {})
+    out = Outcome(warnings=list(rec.problems))
+    jobs: list[_Job] = []
+    for pointer, value in spec_strings(dict(obj)):
+        if is_candidate(value):
+            job = _template_job(pointer, value, rec, namespace, resolver, out)
+        elif rec.recorded_uri(pointer) == value:
+            job = _recorded_job(pointer, rec, namespace, resolver, out)
+        else:
+            # A literal the user wrote, or a field that never held a template:
+            # any record for it is dropped by not carrying it over.
+            continue
+        if job is not None:
+            jobs.append(job)
+    if jobs:
+        await _run(jobs, rec.refresh_ms, flavor, resolver, out)
+    return out
+
+
+def _template_job(
+    pointer: str,
+    text: str,
+    rec: records.Records,
+    namespace: str | None,
+    resolver: Resolver,
+    out: Outcome,
+) -> _Job | None:
+    try:
+        template = parse(text)
+    except TemplateError as exc:
+        out.errors.append(
+            (
+                Cause.INVALID,
+                f"{pointer}: template {text!r} does not parse: {exc.reason} at column {exc.column}",
+            )
+        )
+        metrics.RESOLUTIONS.labels("invalid").inc()
+        return None
+    same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
+    if rec.paused and same_text:
+        _keep(pointer, rec, out)
+        metrics.RESOLUTIONS.labels("paused").inc()
+        return None
+    p = _plan(pointer, template, namespace, resolver, out)
+    if p is None:
+        return None
+    return _Job(pointer, template, p, rec.resolved[pointer] if same_text else None)
+
+
+def _recorded_job(
+    pointer: str, rec: records.Records, namespace: str | None, resolver: Resolver, out: Outcome
+) -> _Job | None:
+    text = rec.templates[pointer]
+    if rec.paused:
+        _keep(pointer, rec, out)
+        metrics.RESOLUTIONS.labels("paused").inc()
+        return None
+    try:
+        template = parse(text)
+    except TemplateError:
+        # Our own record is damaged; the field keeps the user's literal.
+        out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {text!r}")
+        return None
+    p = _plan(pointer, template, namespace, resolver, out)
+    return None if p is None else _Job(pointer, template, p, rec.resolved[pointer])
+
+
+def _keep(pointer: str, rec: records.Records, out: Outcome) -> None:
+    out.values[pointer] = rec.resolved[pointer]["uri"]
+    out.templates[pointer] = rec.templates[pointer]
+    out.resolved[pointer] = rec.resolved[pointer]
+
+
+def _plan(pointer: str, template: Template, namespace: str | None, resolver: Resolver, out: Outcome) -> Plan | None:
+    try:
+        return resolver.plan(template, namespace)
+    except ResolutionError as exc:
+        out.errors.append((exc.cause, f"{pointer}: template {template.text!r}: {exc}"))
+        if exc.cause is Cause.POLICY:
+            metrics.RESOLUTIONS.labels("policy").inc()
+        return None
+
+
+async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Resolver, out: Outcome) -> None:
+    deadline = time.monotonic() + resolver.settings.lookup_deadline_seconds
+    distinct: dict[tuple[str, str, str], Plan] = {job.plan.key: job.plan for job in jobs}
+    keys = list(distinct)
+    results = await asyncio.gather(
+        *(resolver.resolve(distinct[k], not_before_ms=refresh_ms, deadline=deadline) for k in keys),
+        return_exceptions=True,
+    )
+    by_key: dict[tuple[str, str, str], Lookup | BaseException] = dict(zip(keys, results, strict=True))
+    warned: set[str] = set()
+    for job in jobs:
+        result = by_key[job.plan.key]
+        try:
+            if isinstance(result, BaseException):
+                raise result
+            uri = resolver.uri(job.plan, result.resolution, flavor)
+        except ResolutionError as exc:
+            if job.fallback is not None and exc.cause in (Cause.UNAVAILABLE, Cause.NOT_FOUND):
+                out.values[job.pointer] = job.fallback["uri"]
+                out.templates[job.pointer] = job.template.text
+                out.resolved[job.pointer] = job.fallback
+                out.warnings.append(
+                    f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
+                )
+                metrics.RESOLUTIONS.labels("recorded").inc()
+            else:
+                out.errors.append((exc.cause, f"{job.pointer}: template {job.template.text!r}: {exc}"))
+            continue
+        if result.warning and result.warning not in warned:
+            warned.add(result.warning)
+            out.warnings.append(result.warning)
+        res = result.resolution
+        out.values[job.pointer] = uri
+        out.templates[job.pointer] = job.template.text
+        out.resolved[job.pointer] = {
+            "registry": res.registry,
+            "model": res.model,
+            "selector": res.selector,
+            "version": res.version.version,
+            "run_id": res.version.run_id,
+            "uri": uri,
+        }
+        metrics.RESOLUTIONS.labels("resolved").inc()

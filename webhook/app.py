@@ -1,0 +1,112 @@
+"""HTTP at the edge: FastAPI routes around the admission core.
+
+The transport checks what controller-runtime checks (Content-Type, body size)
+and maps the two error families: not an AdmissionReview is HTTP 400, an
+object modelpin cannot admit is a denial inside a 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from webhook import metrics
+from webhook.admission import admit
+from webhook.resolver import Resolver
+from webhook.reviews import BadRequest, denied, parse_review, review
+from webhook.tlsreload import CertReloader
+
+log = logging.getLogger("modelpin")
+
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class ServerState:
+    resolver: Resolver
+    reloader: CertReloader | None = None
+
+
+def _error(status: int, reason: str) -> Response:
+    return Response(orjson.dumps({"error": reason}), status_code=status, media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes | Response:
+    """The body, or the error response that refuses it."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != JSON:
+        return _error(400, f"Content-Type must be {JSON}, got {ctype or 'none'!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _error(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _error(413, f"body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    settings = state.resolver.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = None
+        if state.reloader is not None:
+            watcher = asyncio.create_task(state.reloader.watch(settings.cert_reload_seconds))
+        metrics.READY.set(1)
+        try:
+            yield
+        finally:
+            metrics.READY.set(0)
+            if watcher is not None:
+                watcher.cancel()
+            await state.resolver.aclose()
+
+    app = FastAPI(title="modelpin", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        body = await read_body(request, settings.max_body_bytes)
+        if isinstance(body, Response):
+            metrics.ADMISSION_LATENCY.labels("bad_request").observe(0)
+            return body
+        try:
+            req = parse_review(body)
+        except BadRequest as exc:
+            metrics.ADMISSION_LATENCY.labels("bad_request").observe(0)
+            return _error(400, str(exc))
+        try:
+            answer = await admit(req, resolver=state.resolver)
+        except Exception as exc:  # never a 500 for a valid review: deny and say why
+            log.exception("admission failed for uid %s", req["uid"])
+            answer = denied(req["uid"], 500, f"modelpin failed internally: {type(exc).__name__}: {exc}")
+        return Response(review(answer), media_type=JSON)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problems = [] if state.reloader is None else state.reloader.problems()
+        if problems:
+            return _error(503, "; ".join(problems))
+        return Response(b'{"status":"ready"}', media_type=JSON)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

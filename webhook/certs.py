@@ -1,0 +1,161 @@
+"""A CA and serving certificates for the webhook (``modelpin certs``, embedded default).
+
+Re-running with an existing CA keeps the CA (so the caBundle the apiserver
+trusts stays valid) and issues a new serving certificate: that is rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+SERVING_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    ca_cert: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    if private:
+        tmp.chmod(0o600)
+    # rename is atomic, so a server watching the file never reads half of it
+    tmp.replace(path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def ensure_ca(directory: Path, common_name: str = "modelpin CA") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+    if cert_path.is_file() and key_path.is_file():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} is not an EC private key")
+        return cert, key
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def service_names(services: Iterable[str], namespace: str) -> list[str]:
+    names: list[str] = []
+    for svc in services:
+        names += [
+            svc,
+            f"{svc}.{namespace}",
+            f"{svc}.{namespace}.svc",
+            f"{svc}.{namespace}.svc.cluster.local",
+        ]
+    return names
+
+
+def issue(directory: Path, names: Iterable[str], days: int = SERVING_DAYS) -> Bundle:
+    """Issue a serving certificate for DNS names and IP addresses in ``names``."""
+    ca_cert, ca_key = ensure_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    all_names = list(dict.fromkeys(names))
+    for name in all_names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, all_names[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    bundle = Bundle(directory / "ca.crt", directory / "ca.key", directory / "tls.crt", directory / "tls.key")
+    # key first: a watcher that sees the new cert must find its key already there
+    _write(bundle.key, _key_pem(key), private=True)
+    _write(bundle.cert, cert.public_bytes(serialization.Encoding.PEM))
+    return bundle
+
+
+def write_kustomize(bundle: Bundle, directory: Path, secret: str, namespace: str) -> tuple[Path, Path]:
+    """The self-signed overlay's generated Secret and caBundle patch."""
+
+    def b64(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": secret, "namespace": namespace},
+        "data": {
+            "tls.crt": b64(bundle.cert),
+            "tls.key": b64(bundle.key),
+            "ca.crt": b64(bundle.ca_cert),
+        },
+    }
+    patch = [{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": b64(bundle.ca_cert)}]
+    secret_path, patch_path = directory / "secret.yaml", directory / "cabundle-patch.yaml"
+    _write(secret_path, yaml.safe_dump(manifest, sort_keys=False).encode(), private=True)
+    _write(patch_path, yaml.safe_dump(patch, sort_keys=False).encode())
+    return secret_path, patch_path

@@ -1,0 +1,205 @@
+"""The ``modelpin`` command: serve, render, certs (and reconcile)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from webhook import certs, embedded
+from webhook.config import RegistryConfig, Settings, load_settings
+from webhook.registry import open_registry
+from webhook.resolver import Resolver
+
+log = logging.getLogger("modelpin")
+
+
+def _registry_flag(value: str) -> tuple[str, str]:
+    name, sep, uri = value.partition("=")
+    if not sep or not name or not uri:
+        raise argparse.ArgumentTypeError(f"expected NAME=TRACKING_URI, got {value!r}")
+    return name, uri
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("MODELPIN_CONFIG"),
+        help="YAML configuration file",
+    )
+    parser.add_argument(
+        "--registry",
+        action="append",
+        type=_registry_flag,
+        default=[],
+        metavar="NAME=TRACKING_URI",
+        help="add or override a registry's tracking URI (repeatable)",
+    )
+    parser.add_argument("--default-selector", help="selector for bare model names, e.g. @champion or /Production")
+    parser.add_argument("--default-profile", help="profile for models:/ URIs (default: auto)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    config = Path(args.config) if args.config else None
+    settings = load_settings(config, default_selector=args.default_selector, default_profile=args.default_profile)
+    for name, uri in args.registry:
+        existing = settings.registries.get(name)
+        settings.registries[name] = (
+            existing.model_copy(update={"tracking_uri": uri}) if existing else RegistryConfig(tracking_uri=uri)
+        )
+    return settings
+
+
+def build_resolver(settings: Settings) -> Resolver:
+    return Resolver(settings, {name: open_registry(name, cfg) for name, cfg in settings.registries.items()})
+
+
+def _prepare_embedded(settings: Settings) -> bool:
+    if settings.registries:
+        return False
+    for line in embedded.prepare(settings):
+        print(line, flush=True)
+    return True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.server import run
+
+    settings = settings_from(args)
+    used_embedded = _prepare_embedded(settings)
+    cert, key = args.tls_cert, args.tls_key
+    if (cert is None) != (key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if cert is None:
+        bundle = embedded.ensure_certs()
+        cert, key = bundle.cert, bundle.key
+        print(
+            f"self-signed serving certificate: {bundle.cert} (key {bundle.key}, CA {bundle.ca_cert})",
+            flush=True,
+        )
+        if used_embedded:
+            sample = embedded.write_sample()
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            print(
+                "try: curl --cacert "
+                f"{bundle.ca_cert} -H 'Content-Type: application/json' --data @{sample} "
+                f"https://{host}:{args.port}/mutate",
+                flush=True,
+            )
+    run(
+        settings,
+        build_resolver(settings),
+        host=args.host,
+        port=args.port,
+        cert=Path(cert),
+        key=Path(key),
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from webhook.render import RenderError, dump_documents, load_documents, render_documents
+
+    settings = settings_from(args)
+    _prepare_embedded_quietly(settings)
+    text = sys.stdin.read() if args.file in (None, "-") else Path(args.file).read_text()
+    try:
+        docs = load_documents(text)
+    except RenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    async def go() -> tuple[list[object], list[str], list[str]]:
+        resolver = build_resolver(settings)
+        try:
+            return await render_documents(docs, namespace=args.namespace, resolver=resolver)
+        finally:
+            await resolver.aclose()
+
+    out, errors, warnings = asyncio.run(go())
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if errors:
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(dump_documents(out))
+    return 0
+
+
+def _prepare_embedded_quietly(settings: Settings) -> None:
+    if not settings.registries:
+        for line in embedded.prepare(settings):
+            print(line, file=sys.stderr)
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    names = certs.service_names(args.service or ["modelpin-webhook", "modelpin-reconciler"], args.namespace)
+    names += args.san
+    out = Path(args.out)
+    bundle = certs.issue(out, names, days=args.days)
+    print(f"CA: {bundle.ca_cert}\nserving certificate: {bundle.cert}\nkey: {bundle.key}")
+    print(f"SANs: {', '.join(names)}")
+    if args.kustomize:
+        secret, patch = certs.write_kustomize(bundle, Path(args.kustomize), args.secret_name, args.namespace)
+        print(f"wrote {secret} and {patch}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="modelpin", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--tls-cert", type=Path, help="serving certificate (PEM); re-read when it changes")
+    serve.add_argument("--tls-key", type=Path, help="serving key (PEM)")
+    _add_config_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    render = sub.add_parser("render", help="resolve templates in YAML files and print the result")
+    render.add_argument("-f", "--file", help="multi-document YAML file, or - for standard input")
+    render.add_argument("--namespace", "-n", help="namespace whose policy and default selector apply")
+    _add_config_flags(render)
+    render.set_defaults(func=cmd_render)
+
+    gen = sub.add_parser("certs", help="create a CA and a serving certificate for the webhook Services")
+    gen.add_argument("--out", default="certs", help="directory for ca.crt, ca.key, tls.crt, tls.key")
+    gen.add_argument("--service", action="append", help="Service name (repeatable)")
+    gen.add_argument("--namespace", default="modelpin-system")
+    gen.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeatable)")
+    gen.add_argument("--days", type=int, default=certs.SERVING_DAYS)
+    gen.add_argument("--kustomize", help="also write secret.yaml and cabundle-patch.yaml into this overlay")
+    gen.add_argument("--secret-name", default="modelpin-webhook-tls")
+    gen.set_defaults(func=cmd_certs)
+
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""One typed settings object: YAML file, then environment, then flags.
+
+Precedence (highest first): command-line flags, ``MODELPIN_*`` environment
+variables (nested with ``__``, e.g. ``MODELPIN_CACHE__FLOATING_TTL_SECONDS``),
+the YAML file named by ``--config``/``MODELPIN_CONFIG``, built-in defaults.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from webhook.templates import Selector, SelectorKind, TemplateError, parse_reference
+
+BUILTIN_PROFILES = ("auto", "s3", "gcs", "blob")
+
+
+class RegistryConfig(BaseModel):
+    tracking_uri: str
+    # Credentials come from the environment or a mounted file so that they
+    # never sit in the ConfigMap; they are SecretStr so they never get logged.
+    token_env: str | None = None
+    token_file: Path | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    username: str | None = None
+    # Prefix rewrites applied to artifact locations, longest prefix first,
+    # e.g. {"mlflow-artifacts:/": "s3://mlflow/"} for a proxied server.
+    artifact_roots: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = 1.5
+    verify_tls: bool | str = True
+
+    def token(self) -> SecretStr | None:
+        return _secret(self.token_env, self.token_file)
+
+    def basic_auth(self) -> tuple[str, SecretStr] | None:
+        user = self.username or (os.environ.get(self.username_env) if self.username_env else None)
+        password = _secret(self.password_env, self.password_file)
+        if user and password:
+            return user, password
+        return None
+
+
+def _secret(env: str | None, path: Path | None) -> SecretStr | None:
+    if env and os.environ.get(env):
+        return SecretStr(os.environ[env])
+    if path and path.is_file():
+        return SecretStr(path.read_text().strip())
+    return None
+
+
+class NamespacePolicy(BaseModel):
+    default_selector: str | None = None
+    # None: any registry / any model. Patterns are shell globs (fnmatch).
+    registries: list[str] | None = None
+    models: list[str] | None = None
+
+    @field_validator("default_selector")
+    @classmethod
+    def _check_selector(cls, value: str | None) -> str | None:
+        return _validate_selector(value)
+
+    def allows_registry(self, registry: str) -> bool:
+        return self.registries is None or registry in self.registries
+
+    def allows_model(self, name: str) -> bool:
+        return self.models is None or any(fnmatch.fnmatchcase(name, pat) for pat in self.models)
+
+
+class CacheConfig(BaseModel):
+    pinned_ttl_seconds: float = 3600.0
+    floating_ttl_seconds: float = 10.0
+    # How old a cached answer may be and still be served (with a warning)
+    # when the registry cannot answer.
+    max_stale_seconds: float = 600.0
+    max_entries: int = 10000
+
+
+def _validate_selector(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parse_selector(value)
+    return value
+
+
+def parse_selector(value: str) -> Selector:
+    """``@champion``, ``/Production``, ``/7`` or ``/latest``."""
+    try:
+        ref = parse_reference(f"x{value}", 0, f"x{value}")
+    except TemplateError as exc:
+        raise ValueError(f"invalid default selector {value!r}: {exc.reason}") from exc
+    if ref.selector.kind is SelectorKind.DEFAULT:
+        raise ValueError(f"invalid default selector {value!r}: expected @alias or /version|stage|latest")
+    return ref.selector
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELPIN_", env_nested_delimiter="__", extra="forbid")
+
+    default_registry: str = "mlflow"
+    default_profile: str = "auto"
+    default_selector: str | None = None
+    registries: dict[str, RegistryConfig] = Field(default_factory=dict)
+    # Pattern profiles: a URI pattern over the version's fields,
+    # e.g. "oci://quay.io/org/{name}:{tags[git_commit]}".
+    profiles: dict[str, str] = Field(default_factory=dict)
+    namespaces: dict[str, NamespacePolicy] = Field(default_factory=dict)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    lookup_deadline_seconds: float = 2.0
+    max_body_bytes: int = 3 * 1024 * 1024
+    cert_reload_seconds: float = 5.0
+    config_file: Path | None = None
+
+    @field_validator("default_selector")
+    @classmethod
+    def _check_selector(cls, value: str | None) -> str | None:
+        return _validate_selector(value)
+
+    @field_validator("profiles")
+    @classmethod
+    def _no_builtin_override(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = sorted(set(value) & set(BUILTIN_PROFILES))
+        if clash:
+            raise ValueError(f"profiles {clash} are built in and cannot be redefined")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    def policy(self, namespace: str | None) -> NamespacePolicy:
+        if namespace and namespace in self.namespaces:
+            return self.namespaces[namespace]
+        return NamespacePolicy()
+
+    def selector_for(self, namespace: str | None) -> Selector | None:
+        ns = self.policy(namespace).default_selector
+        chosen = ns or self.default_selector
+        return parse_selector(chosen) if chosen else None
+
+    def known_profiles(self) -> set[str]:
+        return set(BUILTIN_PROFILES) | set(self.profiles)
+
+
+# pydantic-settings builds sources in a classmethod, so the file chosen by a
+# flag reaches it through a context variable rather than a class attribute.
+_CONFIG_PATH: ContextVar[Path | None] = ContextVar("modelpin_config_path", default=None)
+
+
+def _config_path() -> Path | None:
+    chosen = _CONFIG_PATH.get()
+    if chosen is not None:
+        return chosen
+    env = os.environ.get("MODELPIN_CONFIG")
+    return Path(env) if env else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from the file, the environment and explicit overrides."""
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"configuration file {config_file} does not exist")
+    token = _CONFIG_PATH.set(config_file)
+    try:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        settings = Settings(**clean)
+    finally:
+        _CONFIG_PATH.reset(token)
+    settings.config_file = config_file
+    return settings

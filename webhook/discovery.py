@@ -1,0 +1,42 @@
+"""Where templates are found (DESIGN.md section 2): every string under ``spec``.
+
+Discovery is deliberately kind-agnostic: Seldon graphs nest ``children`` to any
+depth, KServe has a field per framework, and users add kinds by rule, so a
+fixed list of paths would always be missing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from webhook.templates import is_candidate
+
+
+def escape(token: str) -> str:
+    """RFC 6901 escaping of one pointer token."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def walk_strings(node: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """Yield (pointer, value) for every string at or below ``node``."""
+    if isinstance(node, str):
+        yield pointer, node
+    elif isinstance(node, dict):
+        for key, child in node.items():
+            yield from walk_strings(child, f"{pointer}/{escape(str(key))}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from walk_strings(child, f"{pointer}/{index}")
+
+
+def spec_strings(obj: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    spec = obj.get("spec")
+    if spec is None:
+        return iter(())
+    return walk_strings(spec, "/spec")
+
+
+def find_candidates(obj: dict[str, Any]) -> dict[str, str]:
+    """Pointer to template text for every template candidate under ``spec``."""
+    return {ptr: value for ptr, value in spec_strings(obj) if is_candidate(value)}

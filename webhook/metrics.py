@@ -1,0 +1,34 @@
+"""Prometheus metrics, defined once per process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+ADMISSION_LATENCY = Histogram(
+    "modelpin_admission_seconds",
+    "Time to answer one AdmissionReview, by outcome",
+    ["outcome"],  # patched, unchanged, denied, skipped, bad_request
+    buckets=_FAST,
+)
+RESOLUTIONS = Counter(
+    "modelpin_resolutions_total",
+    "Template resolutions, by result",
+    ["result"],  # resolved, recorded, paused, stale, not_found, unavailable, invalid, policy
+)
+CACHE = Counter("modelpin_cache_total", "Resolution cache lookups", ["result"])  # hit, miss, bypass, joined
+REGISTRY_LATENCY = Histogram(
+    "modelpin_registry_request_seconds",
+    "Latency of registry calls, by registry and resource",
+    ["registry", "operation"],
+    buckets=_FAST,
+)
+REGISTRY_ERRORS = Counter("modelpin_registry_errors_total", "Failed registry calls", ["registry", "kind"])
+REGISTRY_LOOKUPS = Counter(
+    "modelpin_registry_lookups_total",
+    "Resolutions that went to the registry (one per reference, however many calls it took)",
+    ["registry"],
+)
+CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
+READY = Gauge("modelpin_ready", "1 when configuration and certificates are loaded")

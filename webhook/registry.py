@@ -1,0 +1,258 @@
+"""Registry access: what an MLflow model registry says about a model version.
+
+Two backends share one protocol: ``RestRegistry`` speaks MLflow's REST API with
+an async httpx client (injectable transport, no thread per lookup), and
+``LocalRegistry`` wraps ``MlflowClient`` for stores without a server, such as
+the embedded ``sqlite:///`` default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from webhook import metrics
+from webhook.config import RegistryConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    name: str
+    version: str
+    status: str
+    stage: str
+    source: str
+    run_id: str
+    model_id: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+
+class RegistryError(Exception):
+    """The registry answered, or failed to, in a way that stops a resolution."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class Unavailable(RegistryError):
+    """The registry could not answer (down, timing out, 5xx); caches may help."""
+
+
+class Registry(Protocol):
+    name: str
+
+    async def get_version(self, model: str, version: str) -> ModelVersion: ...
+    async def get_alias(self, model: str, alias: str) -> ModelVersion: ...
+    async def search_versions(self, model: str) -> list[ModelVersion]: ...
+    async def download_uri(self, model: str, version: str) -> str: ...
+    async def run_artifact_uri(self, run_id: str) -> str: ...
+    async def logged_model_artifact_uri(self, model_id: str) -> str: ...
+    async def aclose(self) -> None: ...
+
+
+def version_from_json(data: Mapping[str, Any]) -> ModelVersion:
+    tags = data.get("tags") or []
+    if isinstance(tags, Mapping):
+        tag_map = {str(k): str(v) for k, v in tags.items()}
+    else:
+        tag_map = {str(t.get("key")): str(t.get("value", "")) for t in tags}
+    return ModelVersion(
+        name=str(data.get("name", "")),
+        version=str(data.get("version", "")),
+        status=str(data.get("status", "READY")),
+        stage=str(data.get("current_stage", "None") or "None"),
+        source=str(data.get("source", "")),
+        run_id=str(data.get("run_id", "") or ""),
+        model_id=str(data.get("model_id", "") or ""),
+        tags=tag_map,
+        aliases=tuple(data.get("aliases") or ()),
+    )
+
+
+class RestRegistry:
+    """MLflow REST API over httpx; one connection pool per registry."""
+
+    def __init__(
+        self,
+        name: str,
+        config: RegistryConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        headers = {"Accept": "application/json"}
+        token = config.token()
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        basic = config.basic_auth()
+        auth = httpx.BasicAuth(basic[0], basic[1].get_secret_value()) if basic else None
+        self._client = httpx.AsyncClient(
+            base_url=config.tracking_uri.rstrip("/") + "/api/2.0/mlflow",
+            headers=headers,
+            auth=auth,
+            timeout=config.timeout_seconds,
+            verify=config.verify_tls,
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    async def _get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        op = path.split("/")[1]  # bounded label set: the REST resource, never an id
+        try:
+            response = await self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
+            raise Unavailable(f"registry {self.name!r} did not answer: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.REGISTRY_LATENCY.labels(self.name, op).observe(time.perf_counter() - started)
+        if response.status_code == 200:
+            body: dict[str, Any] = orjson.loads(response.content)
+            return body
+        message = _error_message(response)
+        if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in message:
+            metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
+            raise NotFound(message)
+        if response.status_code >= 500 or response.status_code == 429:
+            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
+            raise Unavailable(f"registry {self.name!r} answered {response.status_code}: {message}")
+        metrics.REGISTRY_ERRORS.labels(self.name, "rejected").inc()
+        raise RegistryError(f"registry {self.name!r} answered {response.status_code}: {message}")
+
+    async def get_version(self, model: str, version: str) -> ModelVersion:
+        body = await self._get("/model-versions/get", {"name": model, "version": version})
+        return version_from_json(body["model_version"])
+
+    async def get_alias(self, model: str, alias: str) -> ModelVersion:
+        body = await self._get("/registered-models/alias", {"name": model, "alias": alias})
+        return version_from_json(body["model_version"])
+
+    async def search_versions(self, model: str) -> list[ModelVersion]:
+        escaped = model.replace("'", "\\'")
+        params = {"filter": f"name='{escaped}'", "max_results": "1000"}
+        found: list[ModelVersion] = []
+        while True:
+            body = await self._get("/model-versions/search", params)
+            found.extend(version_from_json(v) for v in body.get("model_versions", []))
+            token = body.get("next_page_token")
+            if not token:
+                return found
+            params = {**params, "page_token": token}
+
+    async def download_uri(self, model: str, version: str) -> str:
+        body = await self._get("/model-versions/get-download-uri", {"name": model, "version": version})
+        return str(body["artifact_uri"])
+
+    async def run_artifact_uri(self, run_id: str) -> str:
+        body = await self._get("/runs/get", {"run_id": run_id})
+        return str(body["run"]["info"]["artifact_uri"])
+
+    async def logged_model_artifact_uri(self, model_id: str) -> str:
+        body = await self._get(f"/logged-models/{quote(model_id, safe='')}")
+        return str(body["model"]["info"]["artifact_uri"])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("error_code") or data)[:500]
+    return str(data)[:500]
+
+
+T = TypeVar("T")
+
+
+class LocalRegistry:
+    """``MlflowClient`` on a worker thread: for stores that have no REST server."""
+
+    def __init__(self, name: str, tracking_uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.name = name
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    async def _call(self, op: str, fn: Callable[[], T]) -> T:
+        from mlflow.exceptions import MlflowException
+
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(fn)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
+                raise NotFound(exc.message) from exc
+            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
+            raise Unavailable(f"registry {self.name!r}: {exc.message}") from exc
+        except Exception as exc:  # the store's driver errors are not ours to enumerate
+            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
+            raise Unavailable(f"registry {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.REGISTRY_LATENCY.labels(self.name, op).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _convert(mv: Any) -> ModelVersion:
+        return ModelVersion(
+            name=mv.name,
+            version=str(mv.version),
+            status=str(mv.status),
+            stage=str(mv.current_stage or "None"),
+            source=str(mv.source or ""),
+            run_id=str(mv.run_id or ""),
+            model_id=str(getattr(mv, "model_id", "") or ""),
+            tags=dict(mv.tags or {}),
+            aliases=tuple(getattr(mv, "aliases", ()) or ()),
+        )
+
+    async def get_version(self, model: str, version: str) -> ModelVersion:
+        return self._convert(await self._call("model-versions", lambda: self._client.get_model_version(model, version)))
+
+    async def get_alias(self, model: str, alias: str) -> ModelVersion:
+        return self._convert(
+            await self._call("registered-models", lambda: self._client.get_model_version_by_alias(model, alias))
+        )
+
+    async def search_versions(self, model: str) -> list[ModelVersion]:
+        escaped = model.replace("'", "\\'")
+        found = await self._call(
+            "model-versions", lambda: list(self._client.search_model_versions(f"name='{escaped}'"))
+        )
+        return [self._convert(mv) for mv in found]
+
+    async def download_uri(self, model: str, version: str) -> str:
+        return str(
+            await self._call(
+                "model-versions",
+                lambda: self._client.get_model_version_download_uri(model, version),
+            )
+        )
+
+    async def run_artifact_uri(self, run_id: str) -> str:
+        run = await self._call("runs", lambda: self._client.get_run(run_id))
+        return str(run.info.artifact_uri)
+
+    async def logged_model_artifact_uri(self, model_id: str) -> str:
+        logged = await self._call("logged-models", lambda: self._client.get_logged_model(model_id))
+        return str(logged.artifact_location)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def open_registry(name: str, config: RegistryConfig, transport: httpx.AsyncBaseTransport | None = None) -> Registry:
+    if config.tracking_uri.startswith(("http://", "https://")):
+        return RestRegistry(name, config, transport)
+    return LocalRegistry(name, config.tracking_uri)

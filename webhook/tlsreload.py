@@ -1,0 +1,60 @@
+"""Serving certificate reload without a restart.
+
+cert-manager and kubelet rotate a mounted Secret by swapping files in place.
+``SSLContext.load_cert_chain`` on the live context makes every later
+handshake use the new pair, so polling the files' identity is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from pathlib import Path
+
+from webhook import metrics
+
+log = logging.getLogger("modelpin.tls")
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)  # follows the ..data symlink of a mounted Secret
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class CertReloader:
+    def __init__(self, context: ssl.SSLContext, cert: Path, key: Path) -> None:
+        self.context = context
+        self.cert = cert
+        self.key = key
+        self._seen = (_identity(cert), _identity(key))
+
+    def problems(self) -> list[str]:
+        return [f"{p} is missing" for p in (self.cert, self.key) if not p.is_file()]
+
+    def check(self) -> bool:
+        """Reload if either file changed; True when a new pair was loaded."""
+        current = (_identity(self.cert), _identity(self.key))
+        if current == self._seen or None in current:
+            return False
+        try:
+            self.context.load_cert_chain(self.cert, self.key)
+        except (ssl.SSLError, OSError) as exc:
+            # A half-rotated pair (new cert, old key) fails here; keep serving
+            # the old pair and try again on the next tick.
+            metrics.CERT_RELOADS.labels("error").inc()
+            log.warning("serving certificate not reloaded: %s", exc)
+            return False
+        self._seen = current
+        metrics.CERT_RELOADS.labels("ok").inc()
+        log.info("serving certificate reloaded from %s", self.cert)
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.check()
