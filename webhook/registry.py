@@ -9,6 +9,7 @@ the embedded ``sqlite:///`` default.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class RestRegistry:
             headers=headers,
             auth=auth,
             timeout=config.timeout_seconds,
-            verify=config.verify_tls,
+            verify=_verify(config.verify_tls),
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
@@ -118,7 +119,7 @@ class RestRegistry:
             body: dict[str, Any] = orjson.loads(response.content)
             return body
         message = _error_message(response)
-        if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in message:
+        if response.status_code == 404 or _means_missing(message):
             metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
             raise NotFound(message)
         if response.status_code >= 500 or response.status_code == 429:
@@ -163,13 +164,26 @@ class RestRegistry:
         await self._client.aclose()
 
 
+def _means_missing(message: str) -> bool:
+    # MLflow answers a missing alias with INVALID_PARAMETER_VALUE "... not found",
+    # not RESOURCE_DOES_NOT_EXIST.
+    return "RESOURCE_DOES_NOT_EXIST" in message or "not found" in message.lower()
+
+
+def _verify(setting: bool | str) -> bool | ssl.SSLContext:
+    """``verify_tls``: true, false, or the path of a CA bundle to trust."""
+    if isinstance(setting, str):
+        return ssl.create_default_context(cafile=setting)
+    return setting
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return response.text[:300] or response.reason_phrase
     if isinstance(data, dict):
-        return str(data.get("message") or data.get("error_code") or data)[:500]
+        return f"{data.get('error_code', '')}: {data.get('message', '')}"[:500]
     return str(data)[:500]
 
 
@@ -192,7 +206,7 @@ class LocalRegistry:
         try:
             return await asyncio.to_thread(fn)
         except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if _means_missing(f"{exc.error_code} {exc.message}"):
                 metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
                 raise NotFound(exc.message) from exc
             metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()

@@ -1,0 +1,72 @@
+"""``modelpin serve`` as a real subprocess over real TLS, verified against a test CA."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+
+from tests.support.processes import Process, free_port
+from webhook import certs
+
+
+class ModelpinServer:
+    def __init__(self, workdir: Path, config: dict[str, Any], ca_dir: Path, extra_args: list[str] | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        bundle = certs.issue(ca_dir, ["localhost", "127.0.0.1"])
+        # each server its own copy of the pair, so rotation tests touch only theirs
+        self.cert, self.key = workdir / "tls.crt", workdir / "tls.key"
+        self.cert.write_bytes(bundle.cert.read_bytes())
+        self.key.write_bytes(bundle.key.read_bytes())
+        self.ca = bundle.ca_cert
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.process = Process(
+            [
+                sys.executable, "-m", "webhook", "serve",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--tls-cert", str(self.cert), "--tls-key", str(self.key),
+                "--config", str(self.config_path), "--log-level", "warning",
+                *(extra_args or []),
+            ],
+            workdir / "modelpin.log",
+            cwd=workdir,
+        )
+        self.tls = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            self.process.wait_until(self._ready, timeout=60, what="modelpin serve")
+        except BaseException:
+            self.process.stop()
+            raise
+        self.client = httpx.Client(base_url=self.url, verify=self.tls, timeout=10)
+
+    def _ready(self) -> bool:
+        return httpx.get(f"{self.url}/readyz", verify=self.tls, timeout=2).status_code == 200
+
+    def review(self, review: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post("/mutate", content=orjson.dumps(review), headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = self.client.get("/metrics").text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.stop()

@@ -1,0 +1,51 @@
+"""AdmissionReviews and patch decoding for tests."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import orjson
+import yaml
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((FIXTURES / name).read_text())
+    return doc
+
+
+def make_review(obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None,
+                namespace: str = "default", dry_run: bool = False) -> dict[str, Any]:
+    group, _, version = str(obj["apiVersion"]).rpartition("/")
+    request: dict[str, Any] = {
+        "uid": str(uuid.uuid4()),
+        "kind": {"group": group, "version": version, "kind": obj["kind"]},
+        "resource": {"group": group, "version": version, "resource": obj["kind"].lower() + "s"},
+        "namespace": namespace,
+        "operation": operation,
+        "object": obj,
+        "oldObject": old,
+        "dryRun": dry_run,
+    }
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def patch_of(response: dict[str, Any]) -> list[dict[str, Any]]:
+    patch = response["response"].get("patch")
+    return orjson.loads(base64.b64decode(patch)) if patch else []
+
+
+def apply(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    assert response["response"]["allowed"], response["response"].get("status")
+    ops = patch_of(response)
+    return jsonpatch.apply_patch(copy.deepcopy(obj), ops) if ops else copy.deepcopy(obj)
+
+
+def at(obj: Any, pointer: str) -> Any:
+    return jsonpatch.JsonPointer(pointer).resolve(obj)
