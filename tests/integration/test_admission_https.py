@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.catalog import PROXIED_ROOT, SEED_MODELS, Catalog
+from tests.support.catalog import PROXIED_ROOT, Catalog
 from tests.support.modelpin_server import ModelpinServer
 from tests.support.reviews import apply, at, fixture, make_review, patch_of
 
@@ -105,8 +105,12 @@ def test_trained_model_and_seldon_v2_model(modelpin: ModelpinServer, catalog: Ca
 
 
 def test_namespace_default_selector(modelpin: ModelpinServer, catalog: Catalog) -> None:
-    obj = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "x"},
-           "spec": {"predictor": {"model": {"storageUri": "models:/fraud"}}}}
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "x"},
+        "spec": {"predictor": {"model": {"storageUri": "models:/fraud"}}},
+    }
     out = apply(obj, modelpin.review(make_review(obj, namespace="staging")))
     assert at(out, "/spec/predictor/model/storageUri") == catalog.location("fraud", "3")
     record = json.loads(out["metadata"]["annotations"]["modelpin.io/resolved"])
@@ -125,9 +129,15 @@ def test_namespace_default_selector(modelpin: ModelpinServer, catalog: Catalog) 
         ('{{ mlflow.gcs["fraud/1"] }}', 422, ["needs a gs:// location"]),
     ],
 )
-def test_denials_name_field_template_and_cause(modelpin: ModelpinServer, uri: str, code: int, needles: list[str]) -> None:
-    obj = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "x"},
-           "spec": {"predictor": {"model": {"storageUri": uri}}}}
+def test_denials_name_field_template_and_cause(
+    modelpin: ModelpinServer, uri: str, code: int, needles: list[str]
+) -> None:
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "x"},
+        "spec": {"predictor": {"model": {"storageUri": uri}}},
+    }
     response = modelpin.review(make_review(obj))["response"]
     assert response["allowed"] is False
     assert response["status"]["code"] == code
@@ -169,10 +179,15 @@ def test_update_semantics_refresh_override_and_pause(modelpin: ModelpinServer, c
     name = "update-semantics"
     v1 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", v1)
-    obj = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-           "metadata": {"name": "u", "annotations": {"team": "a"}},
-           "spec": {"predictor": {"model": {"storageUri": f"models:/{name}@champion"}},
-                    "transformer": {"model": {"storageUri": "s3://fixed/literal"}}}}
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "u", "annotations": {"team": "a"}},
+        "spec": {
+            "predictor": {"model": {"storageUri": f"models:/{name}@champion"}},
+            "transformer": {"model": {"storageUri": "s3://fixed/literal"}},
+        },
+    }
     first = apply(obj, modelpin.review(make_review(obj)))
     ptr = "/spec/predictor/model/storageUri"
     assert at(first, ptr) == catalog.location(name, v1)
@@ -200,7 +215,9 @@ def test_update_semantics_refresh_override_and_pause(modelpin: ModelpinServer, c
     # Re-applying the template text from git while paused keeps the recorded version too.
     reapplied = copy.deepcopy(paused)
     reapplied["spec"]["predictor"]["model"]["storageUri"] = f"models:/{name}@champion"
-    assert at(apply(reapplied, modelpin.review(make_review(reapplied, "UPDATE", paused))), ptr) == catalog.location(name, v2)
+    assert at(apply(reapplied, modelpin.review(make_review(reapplied, "UPDATE", paused))), ptr) == catalog.location(
+        name, v2
+    )
     # Unpaused: it follows the alias.
     unpaused = copy.deepcopy(paused)
     del unpaused["metadata"]["annotations"]["modelpin.io/paused"]
@@ -246,8 +263,12 @@ def test_health_ready_and_metrics(modelpin: ModelpinServer) -> None:
     assert modelpin.client.get("/readyz").status_code == 200
     modelpin.review(make_review(fixture("seldon-seed.yaml")))
     text = modelpin.client.get("/metrics").text
-    for name in ("modelpin_admission_seconds_bucket", "modelpin_resolutions_total", "modelpin_cache_total",
-                 "modelpin_registry_request_seconds_bucket"):
+    for name in (
+        "modelpin_admission_seconds_bucket",
+        "modelpin_resolutions_total",
+        "modelpin_cache_total",
+        "modelpin_registry_request_seconds_bucket",
+    ):
         assert name in text
     assert modelpin.metric("modelpin_cache_total", result="hit") > 0
 
@@ -261,17 +282,25 @@ def test_hundred_concurrent_cold_reviews_make_one_registry_lookup(modelpin: Mode
     name = "cold-concurrency"
     version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", version)
-    obj = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "c"},
-           "spec": {"predictor": {"model": {"storageUri": f"models:/{name}@champion"}}}}
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "c"},
+        "spec": {"predictor": {"model": {"storageUri": f"models:/{name}@champion"}}},
+    }
     before = modelpin.metric("modelpin_registry_lookups_total")
 
     async def burst() -> list[dict[str, object]]:
-        async with httpx.AsyncClient(base_url=modelpin.url, verify=modelpin.tls, timeout=30,
-                                     limits=httpx.Limits(max_connections=100)) as client:
+        async with httpx.AsyncClient(
+            base_url=modelpin.url, verify=modelpin.tls, timeout=30, limits=httpx.Limits(max_connections=100)
+        ) as client:
+
             async def one() -> dict[str, object]:
-                r = await client.post("/mutate", content=orjson.dumps(make_review(obj)),
-                                      headers={"Content-Type": "application/json"})
+                r = await client.post(
+                    "/mutate", content=orjson.dumps(make_review(obj)), headers={"Content-Type": "application/json"}
+                )
                 return dict(r.json())
+
             return await asyncio.gather(*(one() for _ in range(100)))
 
     answers = asyncio.run(burst())
@@ -283,8 +312,12 @@ def test_hundred_concurrent_cold_reviews_make_one_registry_lookup(modelpin: Mode
 
 
 def test_paths_with_escaped_keys(modelpin: ModelpinServer, catalog: Catalog) -> None:
-    obj = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "e"},
-           "spec": {"predictor": {"annotations~/odd": {"a/b": "models:/fraud/1"}}}}
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "e"},
+        "spec": {"predictor": {"annotations~/odd": {"a/b": "models:/fraud/1"}}},
+    }
     out = apply(obj, modelpin.review(make_review(obj)))
     assert out["spec"]["predictor"]["annotations~/odd"]["a/b"] == catalog.location("fraud", "1")
     templates = json.loads(out["metadata"]["annotations"]["modelpin.io/templates"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+
 from mlflow.tracking import MlflowClient
 
 AZURE_ROOT = "wasbs://artifacts@modelpinci.blob.core.windows.net/mlflow/10"
@@ -31,7 +32,9 @@ class Catalog:
         self.client.set_terminated(run.info.run_id)
         if not self.client.search_registered_models(filter_string=f"name='{name}'"):
             self.client.create_registered_model(name)
-        mv = self.client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags)
+        mv = self.client.create_model_version(
+            name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
+        )
         self.versions.setdefault(name, []).append(str(mv.version))
         return str(mv.version)
 
@@ -49,7 +52,7 @@ class Catalog:
         """Where the registry says the version's artifacts are, by the client's own API."""
         uri = str(self.client.get_model_version_download_uri(name, version))
         if uri.startswith("runs:/"):
-            run_id, _, path = uri[len("runs:/"):].partition("/")
+            run_id, _, path = uri[len("runs:/") :].partition("/")
             return f"{self.client.get_run(run_id).info.artifact_uri}/{path}"
         return uri
 

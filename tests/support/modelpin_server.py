@@ -16,7 +16,9 @@ from webhook import certs
 
 
 class ModelpinServer:
-    def __init__(self, workdir: Path, config: dict[str, Any], ca_dir: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any], ca_dir: Path, extra_args: list[str] | None = None
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = free_port()
@@ -31,10 +33,22 @@ class ModelpinServer:
         self.config_path.write_text(yaml.safe_dump(config))
         self.process = Process(
             [
-                sys.executable, "-m", "webhook", "serve",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--tls-cert", str(self.cert), "--tls-key", str(self.key),
-                "--config", str(self.config_path), "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "webhook",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--tls-cert",
+                str(self.cert),
+                "--tls-key",
+                str(self.key),
+                "--config",
+                str(self.config_path),
+                "--log-level",
+                "warning",
                 *(extra_args or []),
             ],
             workdir / "modelpin.log",
@@ -52,7 +66,9 @@ class ModelpinServer:
         return httpx.get(f"{self.url}/readyz", verify=self.tls, timeout=2).status_code == 200
 
     def review(self, review: dict[str, Any]) -> dict[str, Any]:
-        response = self.client.post("/mutate", content=orjson.dumps(review), headers={"Content-Type": "application/json"})
+        response = self.client.post(
+            "/mutate", content=orjson.dumps(review), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,7 +19,9 @@ def free_port() -> int:
 
 
 class Process:
-    def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self._log_file = log.open("wb")  # closed in stop()
         self.proc = subprocess.Popen(
@@ -59,8 +62,6 @@ class Process:
                 pass
         else:
             # the leader is gone but its workers may not be
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._log_file.close()

@@ -20,8 +20,13 @@ def fixture(name: str) -> dict[str, Any]:
     return doc
 
 
-def make_review(obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None,
-                namespace: str = "default", dry_run: bool = False) -> dict[str, Any]:
+def make_review(
+    obj: dict[str, Any],
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    namespace: str = "default",
+    dry_run: bool = False,
+) -> dict[str, Any]:
     group, _, version = str(obj["apiVersion"]).rpartition("/")
     request: dict[str, Any] = {
         "uid": str(uuid.uuid4()),

@@ -1,0 +1,46 @@
+# The two commands a newcomer needs:
+#   make run    serve the webhook on embedded defaults (local sqlite MLflow registry, self-signed certs)
+#   make test   lint, type-check and run the whole test suite (real mlflow server, real TLS, real kube-apiserver)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test lint unit integration e2e controlplane bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/modelpin serve
+
+lint: $(STAMP)
+	$(PY) -m ruff check webhook tests
+	$(PY) -m ruff format --check webhook
+	$(PY) -m mypy
+
+controlplane:
+	bash hack/controlplane.sh
+
+test: $(STAMP) lint controlplane
+	$(PY) -m pytest -p no:cacheprovider -ra
+
+unit: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests/integration
+
+e2e: $(STAMP) controlplane
+	$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+bench: $(STAMP)
+	$(PY) -m tests.benchmarks.admission
+
+clean:
+	rm -rf $(VENV) modelpin-data
