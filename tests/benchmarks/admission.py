@@ -1,0 +1,195 @@
+"""Admission benchmark: echo vs naive vs modelpin, same machine, same TLS, same payloads.
+
+    python -m tests.benchmarks.admission [--requests N] [--naive-requests N] [--levels 1,16,64] [--out DIR]
+
+Starts a real mlflow server with real models, the three servers on one test
+CA, and drives each from a separate load process. Prints a table with ratios
+taken in this one run, the cold-path figures, and writes a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.conftest import modelpin_config
+from tests.support.catalog import populate
+from tests.support.mlflow_server import MlflowServer
+from tests.support.modelpin_server import ModelpinServer
+from tests.support.processes import Process, free_port
+from tests.support.reviews import fixture, make_review
+
+
+def start_comparison(
+    kind: str, workdir: Path, cert: Path, key: Path, ca: Path, tracking_uri: str
+) -> tuple[Process, str]:
+    port = free_port()
+    proc = Process(
+        [sys.executable, "-m", "tests.benchmarks.servers", kind, str(port), str(cert), str(key), tracking_uri],
+        workdir / f"{kind}.log",
+    )
+    context = ssl.create_default_context(cafile=str(ca))
+
+    def up() -> bool:
+        # any HTTP answer means the TLS listener is up
+        return httpx.get(f"https://127.0.0.1:{port}/", verify=context, timeout=2).status_code in (404, 405)
+
+    proc.wait_until(up, timeout=60, what=f"{kind} server")
+    return proc, f"https://127.0.0.1:{port}/mutate"
+
+
+def drive(url: str, ca: Path, payloads: Path, concurrency: int, requests: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.load", url, str(ca), str(payloads), str(concurrency), str(requests)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    result: dict[str, float] = orjson.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cold_path(server: ModelpinServer, catalog: Any) -> dict[str, float]:
+    name = f"cold-{int(time.time() * 1000)}"
+    version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", version)
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "cold"},
+        "spec": {"predictor": {"model": {"storageUri": f"models:/{name}@champion"}}},
+    }
+    before = server.metric("modelpin_registry_lookups_total")
+
+    async def burst() -> tuple[float, float, int]:
+        async with httpx.AsyncClient(verify=server.tls, timeout=30, limits=httpx.Limits(max_connections=100)) as client:
+            # open the connections first so the burst measures resolution, not handshakes
+            await asyncio.gather(*(client.get(f"{server.url}/healthz") for _ in range(100)))
+            started = time.perf_counter()
+            first: list[float] = []
+
+            async def one() -> bool:
+                r = await client.post(
+                    f"{server.url}/mutate",
+                    content=orjson.dumps(make_review(obj)),
+                    headers={"Content-Type": "application/json"},
+                )
+                first.append(time.perf_counter() - started)
+                return bool(r.json()["response"]["allowed"])
+
+            ok = await asyncio.gather(*(one() for _ in range(100)))
+            return min(first), max(first), sum(ok)
+
+    first, last, allowed = asyncio.run(burst())
+    return {
+        "registry_lookups": server.metric("modelpin_registry_lookups_total") - before,
+        "first_answer_ms": first * 1000,
+        "last_answer_ms": last * 1000,
+        "allowed": allowed,
+    }
+
+
+def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for server, by_level in results.items():
+        levels = sorted(by_level)
+        ax1.plot(levels, [by_level[c]["p99_ms"] for c in levels], marker="o", label=server)
+        ax2.plot(levels, [by_level[c]["rps"] for c in levels], marker="o", label=server)
+    for ax, title in ((ax1, "p99 latency (ms)"), (ax2, "throughput (requests/s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrency")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("modelpin admission over HTTPS: echo ceiling vs naive vs modelpin")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--naive-requests", type=int, default=150)
+    ap.add_argument("--levels", default="1,16,64")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks-out"))
+    args = ap.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="modelpin-bench-"))
+    mlflow = MlflowServer(work / "mlflow")
+    procs: list[Process] = []
+    modelpin = None
+    try:
+        catalog = populate(mlflow.url)
+        modelpin = ModelpinServer(work / "modelpin", modelpin_config(mlflow.url), work / "ca")
+        payloads = work / "payloads.json"
+        payloads.write_bytes(
+            orjson.dumps([make_review(fixture("seldon-seed.yaml")), make_review(fixture("isvc-canary.yaml"))])
+        )
+        urls = {"modelpin": f"{modelpin.url}/mutate"}
+        for kind in ("echo", "naive"):
+            proc, url = start_comparison(kind, work, modelpin.cert, modelpin.key, modelpin.ca, mlflow.url)
+            procs.append(proc)
+            urls[kind] = url
+        results: dict[str, dict[int, dict[str, float]]] = {k: {} for k in ("echo", "naive", "modelpin")}
+        for level in levels:
+            for server in ("echo", "modelpin", "naive"):
+                n = args.naive_requests if server == "naive" else args.requests
+                results[server][level] = drive(urls[server], modelpin.ca, payloads, level, max(n, level))
+        cold = cold_path(modelpin, catalog)
+    finally:
+        for proc in procs:
+            proc.stop()
+        if modelpin is not None:
+            modelpin.stop()
+        mlflow.stop()
+
+    print("\nadmission over HTTPS, payloads: seed SeldonDeployment (4 templates) + InferenceService (6 templates)")
+    print(f"{'server':<9} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'fail':>5}")
+    for level in levels:
+        for server in ("echo", "modelpin", "naive"):
+            r = results[server][level]
+            print(
+                f"{server:<9} {level:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} "
+                f"{int(r['failures']):>5}"
+            )
+    print("\nratios (same run):")
+    for level in levels:
+        m, e, n = results["modelpin"][level], results["echo"][level], results["naive"][level]
+        print(
+            f"  concurrency {level:>3}: modelpin/echo throughput {m['rps'] / e['rps']:.2f}, "
+            f"modelpin/naive throughput {m['rps'] / n['rps']:.1f}"
+        )
+    print(
+        f"\ncold path: 100 concurrent reviews of one uncached reference -> {int(cold['registry_lookups'])} registry "
+        f"lookup(s); first answer {cold['first_answer_ms']:.1f} ms, last {cold['last_answer_ms']:.1f} ms, "
+        f"{int(cold['allowed'])}/100 allowed"
+    )
+    png = args.out / "admission-latency.png"
+    plot(results, png)
+    print(f"plot: {png}")
+    (args.out / "admission.json").write_bytes(
+        orjson.dumps({"results": results, "cold": cold}, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2)
+    )
+    return {"results": results, "cold": cold}
+
+
+if __name__ == "__main__":
+    main()

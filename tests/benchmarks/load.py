@@ -1,0 +1,77 @@
+"""Load generator, run in its own process: keep-alive HTTPS at a fixed concurrency.
+
+``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS`` prints one
+JSON line: requests/s, p50, p99 and max latency in ms, and the count of non-200 or denied answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+import time
+import uuid
+
+import httpx
+import orjson
+
+
+async def run(url: str, ca: str, payloads: list[dict[str, object]], concurrency: int, total: int) -> dict[str, float]:
+    context = ssl.create_default_context(cafile=ca)
+    latencies: list[float] = []
+    failures = 0
+    remaining = total
+    headers = {"Content-Type": "application/json"}
+    bodies = []
+    for payload in payloads:
+        request = dict(payload["request"])  # type: ignore[arg-type]
+        request["uid"] = str(uuid.uuid4())
+        bodies.append(orjson.dumps({**payload, "request": request}))
+
+    async with httpx.AsyncClient(
+        verify=context,
+        timeout=30,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+    ) as client:
+        # warm every connection and every cache before timing
+        await asyncio.gather(
+            *(client.post(url, content=bodies[i % len(bodies)], headers=headers) for i in range(concurrency))
+        )
+
+        async def worker(index: int) -> None:
+            nonlocal remaining, failures
+            i = index
+            while remaining > 0:
+                remaining -= 1
+                body = bodies[i % len(bodies)]
+                i += 1
+                started = time.perf_counter()
+                response = await client.post(url, content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200 or not orjson.loads(response.content)["response"]["allowed"]:
+                    failures += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "rps": n / elapsed,
+        "p50_ms": latencies[n // 2] * 1000,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "failures": failures,
+    }
+
+
+def main() -> None:
+    url, ca, payload_file, concurrency, total = sys.argv[1:6]
+    payloads = orjson.loads(open(payload_file, "rb").read())
+    result = asyncio.run(run(url, ca, payloads, int(concurrency), int(total)))
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()

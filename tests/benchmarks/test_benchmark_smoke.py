@@ -1,0 +1,21 @@
+"""Keeps the benchmark working: one tiny run inside the normal suite (numbers not judged)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.admission import main
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    report = main(["--requests", "40", "--naive-requests", "4", "--levels", "1,4", "--out", str(tmp_path)])
+    for server in ("echo", "modelpin", "naive"):
+        for level in (1, 4):
+            result = report["results"][server][level]
+            assert result["failures"] == 0 and result["requests"] >= 4
+    assert report["cold"]["registry_lookups"] == 1 and report["cold"]["allowed"] == 100
+    assert (tmp_path / "admission-latency.png").stat().st_size > 10_000
