@@ -11,6 +11,7 @@ import ssl
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -68,7 +69,7 @@ async def run(url: str, ca: str, payloads: list[dict[str, object]], concurrency:
 
 def main() -> None:
     url, ca, payload_file, concurrency, total = sys.argv[1:6]
-    payloads = orjson.loads(open(payload_file, "rb").read())
+    payloads = orjson.loads(Path(payload_file).read_bytes())
     result = asyncio.run(run(url, ca, payloads, int(concurrency), int(total)))
     print(orjson.dumps(result).decode())
 
