@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import metrics, records
-from webhook.discovery import spec_strings
+from webhook.discovery import interesting_strings
 from webhook.patches import build_patch
 from webhook.profiles import Flavor
 from webhook.resolver import Cause, Lookup, Plan, ResolutionError, Resolver
@@ -72,7 +72,8 @@ async def decide(obj: Mapping[str, Any], *, namespace: str | None, flavor: Flavo
     rec = records.read(obj.get("metadata") or {})
     out = Outcome(warnings=list(rec.problems))
     jobs: list[_Job] = []
-    for pointer, value in spec_strings(dict(obj)):
+    recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
+    for pointer, value in interesting_strings(dict(obj), recorded):
         if is_candidate(value):
             job = _template_job(pointer, value, rec, namespace, resolver, out)
         elif rec.recorded_uri(pointer) == value:
@@ -105,12 +106,12 @@ def _template_job(
                 f"{pointer}: template {text!r} does not parse: {exc.reason} at column {exc.column}",
             )
         )
-        metrics.RESOLUTIONS.labels("invalid").inc()
+        metrics.INVALID.inc()
         return None
     same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
     if rec.paused and same_text:
         _keep(pointer, rec, out)
-        metrics.RESOLUTIONS.labels("paused").inc()
+        metrics.PAUSED.inc()
         return None
     p = _plan(pointer, template, namespace, resolver, out)
     if p is None:
@@ -124,7 +125,7 @@ def _recorded_job(
     text = rec.templates[pointer]
     if rec.paused:
         _keep(pointer, rec, out)
-        metrics.RESOLUTIONS.labels("paused").inc()
+        metrics.PAUSED.inc()
         return None
     try:
         template = parse(text)
@@ -148,19 +149,31 @@ def _plan(pointer: str, template: Template, namespace: str | None, resolver: Res
     except ResolutionError as exc:
         out.errors.append((exc.cause, f"{pointer}: template {template.text!r}: {exc}"))
         if exc.cause is Cause.POLICY:
-            metrics.RESOLUTIONS.labels("policy").inc()
+            metrics.POLICY.inc()
         return None
 
 
 async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Resolver, out: Outcome) -> None:
     deadline = time.monotonic() + resolver.settings.lookup_deadline_seconds
-    distinct: dict[tuple[str, str, str], Plan] = {job.plan.key: job.plan for job in jobs}
-    keys = list(distinct)
-    results = await asyncio.gather(
-        *(resolver.resolve(distinct[k], not_before_ms=refresh_ms, deadline=deadline) for k in keys),
-        return_exceptions=True,
-    )
-    by_key: dict[tuple[str, str, str], Lookup | BaseException] = dict(zip(keys, results, strict=True))
+    by_key: dict[tuple[str, str, str], Lookup | BaseException] = {}
+    misses: dict[tuple[str, str, str], Plan] = {}
+    for job in jobs:
+        key = job.plan.key
+        if key in by_key or key in misses:
+            continue
+        hit = resolver.cached(job.plan, not_before_ms=refresh_ms)
+        if hit is None:
+            misses[key] = job.plan
+        else:
+            by_key[key] = hit
+    if misses:
+        # only misses pay for tasks: a warm review never leaves this coroutine
+        keys = list(misses)
+        results = await asyncio.gather(
+            *(resolver.resolve(misses[k], not_before_ms=refresh_ms, deadline=deadline) for k in keys),
+            return_exceptions=True,
+        )
+        by_key.update(zip(keys, results, strict=True))
     warned: set[str] = set()
     for job in jobs:
         result = by_key[job.plan.key]
@@ -176,7 +189,7 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
                 out.warnings.append(
                     f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
                 )
-                metrics.RESOLUTIONS.labels("recorded").inc()
+                metrics.RECORDED.inc()
             else:
                 out.errors.append((exc.cause, f"{job.pointer}: template {job.template.text!r}: {exc}"))
             continue
@@ -194,4 +207,4 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
             "run_id": res.version.run_id,
             "uri": uri,
         }
-        metrics.RESOLUTIONS.labels("resolved").inc()
+        metrics.RESOLVED.inc()

@@ -37,6 +37,35 @@ def spec_strings(obj: dict[str, Any]) -> Iterator[tuple[str, str]]:
     return walk_strings(spec, "/spec")
 
 
+def pointer(tokens: list[str | int]) -> str:
+    return "".join(f"/{escape(t)}" if isinstance(t, str) else f"/{t}" for t in tokens)
+
+
+def interesting_strings(obj: dict[str, Any], also: frozenset[str] | set[str]) -> list[tuple[str, str]]:
+    """(pointer, value) for candidates and for values in ``also``, in document order.
+
+    The hot path of admission: pointers are built only for the few strings
+    that matter, not for every string of a large object.
+    """
+    found: list[tuple[str, str]] = []
+
+    def visit(node: Any, path: list[str | int]) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            if isinstance(child, str):
+                if child in also or is_candidate(child):
+                    found.append((pointer([*path, key]), child))
+            elif isinstance(child, dict | list):
+                path.append(key)
+                visit(child, path)
+                path.pop()
+
+    spec = obj.get("spec")
+    if isinstance(spec, dict | list):
+        visit(spec, ["spec"])
+    return found
+
+
 def find_candidates(obj: dict[str, Any]) -> dict[str, str]:
     """Pointer to template text for every template candidate under ``spec``."""
     return {ptr: value for ptr, value in spec_strings(obj) if is_candidate(value)}

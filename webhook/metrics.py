@@ -32,3 +32,15 @@ REGISTRY_LOOKUPS = Counter(
 )
 CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
 READY = Gauge("modelpin_ready", "1 when configuration and certificates are loaded")
+
+# Pre-bound children: ``labels()`` takes a lock and hashes on every call, too
+# slow for a path taken several times per review.
+RESOLVED = RESOLUTIONS.labels("resolved")
+RECORDED = RESOLUTIONS.labels("recorded")
+PAUSED = RESOLUTIONS.labels("paused")
+INVALID = RESOLUTIONS.labels("invalid")
+POLICY = RESOLUTIONS.labels("policy")
+CACHE_HIT = CACHE.labels("hit")
+CACHE_MISS = CACHE.labels("miss")
+CACHE_BYPASS = CACHE.labels("bypass")
+CACHE_JOINED = CACHE.labels("joined")

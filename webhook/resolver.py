@@ -13,7 +13,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from webhook import metrics
@@ -43,10 +43,11 @@ class Plan:
     registry: str
     profile: str
     reference: Reference  # selector is never DEFAULT here
+    key: tuple[str, str, str] = field(init=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.registry, self.reference.name, str(self.reference.selector))
+    def __post_init__(self) -> None:
+        # the cache key, computed once: plans are memoised and looked up per field
+        object.__setattr__(self, "key", (self.registry, self.reference.name, str(self.reference.selector)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class Resolution:
     version: ModelVersion
     location: str
     fetched_at_ms: int
+    # URIs already written from this resolution, by (profile, flavor)
+    rendered: dict[tuple[str, Flavor], str] = field(default_factory=dict, compare=False, repr=False)
 
     def fields(self) -> VersionFields:
         v = self.version
@@ -168,9 +171,28 @@ class Resolver:
         self.clock_ms = clock_ms
         self._cache: dict[tuple[str, str, str], Resolution] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._plans: dict[tuple[Template, str | None], Plan] = {}
 
     def plan(self, template: Template, namespace: str | None) -> Plan:
-        return plan(template, namespace, self.settings)
+        # Settings do not change while serving, so a plan is a pure function of its inputs.
+        memo_key = (template, namespace)
+        found = self._plans.get(memo_key)
+        if found is None:
+            found = plan(template, namespace, self.settings)
+            if len(self._plans) >= 4096:
+                self._plans.clear()
+            self._plans[memo_key] = found
+        return found
+
+    def cached(self, p: Plan, *, not_before_ms: int = 0) -> Lookup | None:
+        """A fresh cache entry usable for ``p``, without awaiting anything."""
+        entry = self._cache.get(p.key)
+        if entry is None or entry.fetched_at_ms < not_before_ms:
+            return None
+        if self.clock_ms() - entry.fetched_at_ms >= self._ttl_ms(p.reference.selector):
+            return None
+        metrics.CACHE_HIT.inc()
+        return Lookup(entry)
 
     def _ttl_ms(self, selector: Selector) -> float:
         cache = self.settings.cache
@@ -188,18 +210,18 @@ class Resolver:
         if cached is not None:
             fresh = now - cached.fetched_at_ms < self._ttl_ms(p.reference.selector)
             if fresh and cached.fetched_at_ms >= not_before_ms:
-                metrics.CACHE.labels("hit").inc()
+                metrics.CACHE_HIT.inc()
                 return Lookup(cached)
-            metrics.CACHE.labels("bypass" if fresh else "miss").inc()
+            (metrics.CACHE_BYPASS if fresh else metrics.CACHE_MISS).inc()
         else:
-            metrics.CACHE.labels("miss").inc()
+            metrics.CACHE_MISS.inc()
         flight = self._flights.get(key)
         if flight is None or flight.started_ms < not_before_ms:
             flight = _Flight(now, asyncio.get_running_loop().create_task(self._fetch(p, now)))
             self._flights[key] = flight
             flight.task.add_done_callback(functools.partial(self._land, key, flight))
         else:
-            metrics.CACHE.labels("joined").inc()
+            metrics.CACHE_JOINED.inc()
         if deadline is None:
             deadline = time.monotonic() + self.settings.lookup_deadline_seconds
         try:
@@ -257,11 +279,17 @@ class Resolver:
         )
 
     def uri(self, p: Plan, resolution: Resolution, flavor: Flavor) -> str:
+        memo_key = (p.profile, flavor)
+        found = resolution.rendered.get(memo_key)
+        if found is not None:
+            return found
         try:
-            return render(p.profile, resolution.fields(), flavor, self.settings.profiles)
+            uri = render(p.profile, resolution.fields(), flavor, self.settings.profiles)
         except ProfileError as exc:
-            metrics.RESOLUTIONS.labels("invalid").inc()
+            metrics.INVALID.inc()
             raise ResolutionError(Cause.INVALID, str(exc)) from exc
+        resolution.rendered[memo_key] = uri
+        return uri
 
     async def aclose(self) -> None:
         for flight in self._flights.values():

@@ -12,6 +12,7 @@ passed through: a raw template must not reach storage.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,11 +80,15 @@ class TemplateError(ValueError):
 
 
 def is_candidate(value: str) -> bool:
+    if not value or value[0] not in "{m \t\r\n":
+        return False  # the common case, decided without copying the string
     stripped = value.lstrip()
     return stripped.startswith("{{") or stripped.startswith(MODELS_SCHEME)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Template:
+    """Parse a candidate; memoised because the same manifests are admitted again and again."""
     stripped = text.lstrip()
     offset = len(text) - len(stripped)
     if stripped.startswith(MODELS_SCHEME):
