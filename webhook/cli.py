@@ -156,6 +156,66 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tls_pair(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    cert, key = args.tls_cert, args.tls_key
+    if (cert is None) != (key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return None
+    if cert is None:
+        bundle = embedded.ensure_certs()
+        print(f"self-signed serving certificate: {bundle.cert} (key {bundle.key}, CA {bundle.ca_cert})", flush=True)
+        return bundle.cert, bundle.key
+    return Path(cert), Path(key)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    import socket
+
+    from webhook.kube import Kind, Kube, client_from_config
+    from webhook.lease import LeaderLease
+    from webhook.mlflow_events import Verifier
+    from webhook.reconciler import Reconciler, ReconcilerState, create_app
+    from webhook.server import serve_app
+
+    settings = settings_from(args)
+    if args.poll_interval is not None:
+        settings.reconciler.poll_interval_seconds = args.poll_interval
+    _prepare_embedded(settings)
+    pair = _tls_pair(args)
+    if pair is None:
+        return 2
+    rc = settings.reconciler
+    kube = Kube(client_from_config(args.kubeconfig))
+    identity = args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    secret = rc.mlflow_secret()
+    state = ReconcilerState(
+        reconciler=Reconciler(build_resolver(settings), kube, [Kind.parse(k) for k in rc.kinds]),
+        lease=LeaderLease(kube, rc.lease_namespace, rc.lease_name, identity, rc.lease_duration_seconds),
+        verifier=Verifier(secret.get_secret_value(), rc.max_delivery_age_seconds) if secret else None,
+    )
+    if secret is None:
+        print(f"no MLflow webhook secret in ${rc.mlflow_secret_env}: MLflow events are off, polling only", flush=True)
+    serve_app(
+        create_app(state), state, host=args.host, port=args.port, cert=pair[0], key=pair[1], log_level=args.log_level
+    )
+    return 0
+
+
+def cmd_mlflow_webhook(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from webhook.mlflow_events import EVENTS
+
+    secret = os.environ.get(args.secret_env, "")
+    if not secret:
+        print(f"error: set the shared secret in ${args.secret_env}", file=sys.stderr)
+        return 2
+    client = MlflowClient(tracking_uri=args.tracking_uri)
+    hook = client.create_webhook(name=args.name, url=args.url, events=list(EVENTS), secret=secret)  # type: ignore[arg-type]
+    print(f"registered MLflow webhook {hook.webhook_id} -> {args.url} for {', '.join(EVENTS)}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="modelpin", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -184,6 +244,25 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--secret-name", default="modelpin-webhook-tls")
     gen.set_defaults(func=cmd_certs)
 
+    rec = sub.add_parser("reconcile", help="follow registry changes and have affected objects re-admitted")
+    rec.add_argument("--host", default="127.0.0.1")
+    rec.add_argument("--port", type=int, default=8444)
+    rec.add_argument("--tls-cert", type=Path, help="serving certificate for /mlflow/events (PEM)")
+    rec.add_argument("--tls-key", type=Path)
+    rec.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    rec.add_argument("--identity", help="lease holder identity (default: $POD_NAME or host-pid)")
+    rec.add_argument("--poll-interval", type=float, help="seconds between full compares")
+    _add_config_flags(rec)
+    rec.set_defaults(func=cmd_reconcile)
+
+    hook = sub.add_parser("mlflow-webhook", help="register the reconciler's endpoint as an MLflow webhook")
+    hook_sub = hook.add_subparsers(dest="action", required=True)
+    install = hook_sub.add_parser("install")
+    install.add_argument("--tracking-uri", required=True)
+    install.add_argument("--url", required=True, help="https://<reconciler>/mlflow/events")
+    install.add_argument("--name", default="modelpin")
+    install.add_argument("--secret-env", default="MODELPIN_MLFLOW_WEBHOOK_SECRET")
+    install.set_defaults(func=cmd_mlflow_webhook)
     return top
 
 

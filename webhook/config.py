@@ -106,6 +106,31 @@ def parse_selector(value: str) -> Selector:
     return ref.selector
 
 
+DEFAULT_KINDS = [
+    "machinelearning.seldon.io/v1/seldondeployments",
+    "mlops.seldon.io/v1alpha1/models",
+    "serving.kserve.io/v1beta1/inferenceservices",
+    "serving.kserve.io/v1alpha1/trainedmodels",
+]
+
+
+class ReconcilerConfig(BaseModel):
+    kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS))  # group/version/plural
+    poll_interval_seconds: float = 30.0
+    concurrency: int = 8  # registry lookups in flight during a poll
+    lease_name: str = "modelpin-reconciler"
+    lease_namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "modelpin-system"))
+    lease_duration_seconds: int = 15
+    # The shared secret MLflow signs deliveries with, from the environment or a mounted file.
+    mlflow_secret_env: str = "MODELPIN_MLFLOW_WEBHOOK_SECRET"
+    mlflow_secret_file: Path | None = None
+    max_delivery_age_seconds: float = 300.0
+    warning_interval_seconds: float = 600.0  # at most one registry-error Event per object per interval
+
+    def mlflow_secret(self) -> SecretStr | None:
+        return _secret(self.mlflow_secret_env, self.mlflow_secret_file)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELPIN_", env_nested_delimiter="__", extra="forbid")
 
@@ -121,6 +146,7 @@ class Settings(BaseSettings):
     lookup_deadline_seconds: float = 2.0
     max_body_bytes: int = 3 * 1024 * 1024
     cert_reload_seconds: float = 5.0
+    reconciler: ReconcilerConfig = Field(default_factory=ReconcilerConfig)
     config_file: Path | None = None
 
     @field_validator("default_selector")

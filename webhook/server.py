@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Protocol
 
 import uvicorn
+from fastapi import FastAPI
 
 from webhook.app import ServerState, create_app
 from webhook.config import Settings
@@ -13,18 +15,17 @@ from webhook.resolver import Resolver
 from webhook.tlsreload import CertReloader
 
 
-def run(
-    settings: Settings,
-    resolver: Resolver,
-    *,
-    host: str,
-    port: int,
-    cert: Path,
-    key: Path,
-    log_level: str,
-) -> None:
+class HasReloader(Protocol):
+    reloader: CertReloader | None
+
+
+def run(settings: Settings, resolver: Resolver, *, host: str, port: int, cert: Path, key: Path, log_level: str) -> None:
     state = ServerState(resolver=resolver)
-    app = create_app(state)
+    serve_app(create_app(state), state, host=host, port=port, cert=cert, key=key, log_level=log_level)
+
+
+def serve_app(app: FastAPI, state: HasReloader, *, host: str, port: int, cert: Path, key: Path, log_level: str) -> None:
+    """Serve ``app`` over HTTPS only; ``state.reloader`` gets the live context before startup."""
     config = uvicorn.Config(
         app,
         host=host,

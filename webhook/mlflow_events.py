@@ -1,0 +1,94 @@
+"""MLflow webhook deliveries: signature, freshness and replay checks.
+
+MLflow signs ``"<delivery id>.<timestamp>.<raw body>"`` with HMAC-SHA256 and
+sends ``X-MLflow-Signature: v1,<base64>``. A delivery is accepted only with a
+valid signature, a timestamp within the allowed skew, and an id not seen
+before; anything else is refused before it can touch a single object.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+SIGNATURE = "x-mlflow-signature"
+TIMESTAMP = "x-mlflow-timestamp"
+DELIVERY_ID = "x-mlflow-delivery-id"
+HANDLED = {
+    ("model_version_alias", "created"),
+    ("model_version_alias", "deleted"),
+    ("model_version", "created"),
+    ("model_version_tag", "set"),
+    ("model_version_tag", "deleted"),
+}
+EVENTS = [f"{entity}.{action}" for entity, action in sorted(HANDLED)]
+
+
+class Refused(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    entity: str
+    action: str
+    model: str
+    timestamp_ms: int
+    data: Mapping[str, Any]
+
+
+def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    content = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class Verifier:
+    def __init__(self, secret: str, max_age_seconds: float = 300, clock: Callable[[], float] = time.time) -> None:
+        if not secret:
+            raise ValueError("an MLflow webhook secret is required")
+        self.secret = secret
+        self.max_age = max_age_seconds
+        self.clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> Change | None:
+        """The change a delivery announces; None for events modelpin does not act on."""
+        delivery_id = headers.get(DELIVERY_ID, "")
+        timestamp = headers.get(TIMESTAMP, "")
+        signature = headers.get(SIGNATURE, "")
+        if not delivery_id or not timestamp or not signature:
+            raise Refused("missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
+        expected = sign(self.secret, delivery_id, timestamp, body)
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise Refused("signature does not match")
+        try:
+            sent = int(timestamp)
+        except ValueError as exc:
+            raise Refused("timestamp is not a number") from exc
+        now = self.clock()
+        if abs(now - sent) > self.max_age:
+            raise Refused(f"timestamp is {now - sent:.0f}s away from now (allowed: {self.max_age:.0f}s)")
+        self._forget(now)
+        if delivery_id in self._seen:
+            raise Refused(f"delivery {delivery_id} was already received")
+        self._seen[delivery_id] = now
+        payload = orjson.loads(body)
+        entity, action = str(payload.get("entity", "")), str(payload.get("action", ""))
+        if (entity, action) not in HANDLED:
+            return None
+        data = payload.get("data") or {}
+        return Change(entity, action, str(data.get("name", "")), sent * 1000, data)
+
+    def _forget(self, now: float) -> None:
+        # ids older than the freshness window can never be replayed successfully
+        while self._seen and next(iter(self._seen.values())) < now - self.max_age - 60:
+            self._seen.popitem(last=False)

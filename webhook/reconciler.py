@@ -1,0 +1,274 @@
+"""``modelpin reconcile``: when the registry changes, have affected objects re-admitted.
+
+Change sources are MLflow webhooks (fast) and polling (the safety net, and the
+only way to see stage changes). Either way the decision is the same: resolve
+each reference as the webhook would, and touch an object whose recorded URI
+differs with ``modelpin.io/refresh``; the apiserver re-admits it and the
+webhook writes the new version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from webhook import records
+from webhook.index import Index, Tracked
+from webhook.kube import ApiError, Kind, Kube
+from webhook.lease import LeaderLease
+from webhook.mlflow_events import Change, Refused, Verifier
+from webhook.profiles import Flavor
+from webhook.resolver import Cause, ResolutionError, Resolver, now_ms
+from webhook.templates import TemplateError, parse
+from webhook.tlsreload import CertReloader
+
+log = logging.getLogger("modelpin.reconciler")
+
+TOUCHES = Counter("modelpin_reconciler_touches_total", "Objects touched for re-admission", ["result"])
+LAG = Histogram(
+    "modelpin_reconciler_propagation_seconds",
+    "From the touch decision to the object re-admitted with a new version",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+POLL = Histogram("modelpin_reconciler_poll_seconds", "Duration of one full compare")
+INDEX_SIZE = Gauge("modelpin_reconciler_index_objects", "Managed objects in the index")
+LEADER = Gauge("modelpin_reconciler_leader", "1 while this replica holds the lease")
+DELIVERIES = Counter("modelpin_reconciler_mlflow_deliveries_total", "MLflow webhook deliveries", ["result"])
+
+SELECTOR = f"{records.MANAGED}=true"
+
+
+@dataclass(slots=True)
+class Reconciler:
+    resolver: Resolver
+    kube: Kube
+    kinds: list[Kind]
+    index: Index = field(default_factory=Index)
+    _warned: dict[tuple[object, str], float] = field(default_factory=dict)
+
+    async def compare(self, models: set[str] | None = None) -> int:
+        """Touch every unpaused object whose recorded URI is no longer what the registry says."""
+        started = time.monotonic()
+        token = now_ms()
+        targets = [t for t in self.index.using(models) if not t.paused]
+        settings = self.resolver.settings.reconciler
+        limit = asyncio.Semaphore(settings.concurrency)
+
+        async def current(t: Tracked, pointer: str, template_text: str) -> str | None:
+            try:
+                p = self.resolver.plan(parse(template_text), t.namespace)
+                async with limit:
+                    found = await self.resolver.resolve(p, not_before_ms=token)
+                return self.resolver.uri(p, found.resolution, Flavor.for_group(t.kind.group))
+            except (TemplateError, ResolutionError) as exc:
+                await self._warn(t, pointer, exc)
+                return None
+
+        async def check(t: Tracked) -> bool:
+            uris = await asyncio.gather(*(current(t, r.pointer, r.template) for r in t.refs))
+            stale = any(u is not None and u != r.record.get("uri") for u, r in zip(uris, t.refs, strict=True))
+            return stale and await self.touch(t, token)
+
+        touched = sum(await asyncio.gather(*(check(t) for t in targets)))
+        if models is None:
+            POLL.observe(time.monotonic() - started)
+        return touched
+
+    async def touch(self, t: Tracked, token: int) -> bool:
+        patch = {"metadata": {"annotations": {records.REFRESH: str(token)}}}
+        delay = 0.2
+        for attempt in range(5):
+            try:
+                await self.kube.merge_patch(t.kind, t.namespace, t.obj["metadata"]["name"], patch)
+                TOUCHES.labels("ok").inc()
+                log.info("touched %s (refresh %d)", t.describe(), token)
+                return True
+            except ApiError as exc:
+                if exc.status == 404:
+                    TOUCHES.labels("gone").inc()
+                    return False
+                if exc.status < 500 and exc.status not in (409, 429):
+                    # a denial by the webhook (e.g. policy) will not pass on retry
+                    TOUCHES.labels("refused").inc()
+                    log.warning("touch of %s refused: %s", t.describe(), exc)
+                    return False
+            except OSError as exc:
+                log.warning("touch of %s failed (attempt %d): %s", t.describe(), attempt + 1, exc)
+            await asyncio.sleep(delay)
+            delay *= 2
+        TOUCHES.labels("error").inc()
+        return False
+
+    async def _warn(self, t: Tracked, pointer: str, exc: Exception) -> None:
+        """A reference that no longer resolves keeps its version; say so, rate-limited."""
+        key = (t.key, pointer)
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) < self.resolver.settings.reconciler.warning_interval_seconds:
+            return
+        self._warned[key] = now
+        cause = exc.cause.value if isinstance(exc, ResolutionError) else Cause.INVALID.value
+        message = f"{pointer}: keeping the current version: {exc}"[:1000]
+        with contextlib.suppress(ApiError, OSError):
+            await self.kube.event(
+                t.obj, t.kind_name, "Warning", f"ModelReference{cause.title().replace('_', '')}", message
+            )
+
+    async def observe(self, kind: Kind, obj: dict[str, object]) -> None:
+        tracked, changes = self.index.upsert(kind, dict(obj))
+        INDEX_SIZE.set(len(self.index))
+        for change in changes:
+            if tracked.refresh_ms:
+                LAG.observe(max(0.0, (now_ms() - tracked.refresh_ms) / 1000))
+            with contextlib.suppress(ApiError, OSError):
+                await self.kube.event(tracked.obj, tracked.kind_name, "Normal", "ModelVersionChanged", change.message())
+
+    async def watch(self, kind: Kind) -> None:
+        """List, compare, then follow the watch; relist and compare after a lost watch."""
+        while True:
+            try:
+                listing = await self.kube.list(kind, SELECTOR)
+                self.index.replace_kind(kind, listing.get("items", []))
+                INDEX_SIZE.set(len(self.index))
+                await self.compare()
+                version = listing["metadata"]["resourceVersion"]
+                while True:
+                    async for event in self.kube.watch(kind, SELECTOR, version):
+                        obj = event.get("object") or {}
+                        version = (obj.get("metadata") or {}).get("resourceVersion", version)
+                        if event["type"] in ("ADDED", "MODIFIED"):
+                            await self.observe(kind, obj)
+                        elif event["type"] == "DELETED":
+                            self.index.remove(kind, obj)
+                        elif event["type"] == "ERROR":
+                            raise ApiError(int(obj.get("code", 500)), str(obj.get("message")))
+            except asyncio.CancelledError:
+                raise
+            except ApiError as exc:
+                if exc.status != 410:
+                    log.warning("watch of %s: %s", kind.plural, exc)
+                    await asyncio.sleep(1)
+            except Exception as exc:
+                log.warning("watch of %s failed: %s", kind.plural, exc)
+                await asyncio.sleep(1)
+
+    async def poll(self) -> None:
+        interval = self.resolver.settings.reconciler.poll_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.compare()
+            except Exception:
+                log.exception("poll failed")
+
+    async def lead(self, lease: LeaderLease) -> None:
+        """Work only while holding the lease; stop the moment it is lost."""
+        work: list[asyncio.Task[None]] = []
+        renew = max(1.0, lease.duration / 3)
+        try:
+            while True:
+                if await lease.try_acquire():
+                    if not work:
+                        log.info("leading as %s", lease.identity)
+                        LEADER.set(1)
+                        work = [asyncio.create_task(self.watch(k)) for k in self.kinds]
+                        work.append(asyncio.create_task(self.poll()))
+                elif work:
+                    log.warning("lost the lease; standing by")
+                    await _cancel(work)
+                    work = []
+                    LEADER.set(0)
+                await asyncio.sleep(renew)
+        finally:
+            await _cancel(work)
+            LEADER.set(0)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@dataclass(slots=True)
+class ReconcilerState:
+    reconciler: Reconciler
+    lease: LeaderLease
+    verifier: Verifier | None
+    reloader: CertReloader | None = None
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def create_app(state: ReconcilerState) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(state.reconciler.lead(state.lease))]
+        if state.reloader is not None:
+            tasks.append(asyncio.create_task(state.reloader.watch(5.0)))
+        try:
+            yield
+        finally:
+            await _cancel(tasks)
+            await state.reconciler.resolver.aclose()
+            await state.reconciler.kube.aclose()
+
+    app = FastAPI(title="modelpin reconciler", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def reply(code: int, **body: object) -> Response:
+        return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+
+    @app.post("/mlflow/events")
+    async def mlflow_events(request: Request) -> Response:
+        if state.verifier is None:
+            DELIVERIES.labels("disabled").inc()
+            return reply(404, error="no MLflow webhook secret is configured")
+        body = await request.body()
+        try:
+            change = state.verifier.verify(request.headers, body)
+        except Refused as exc:
+            DELIVERIES.labels("refused").inc()
+            return reply(401, error=str(exc))
+        if not state.lease.leader:
+            # MLflow retries; the Service routes to the leader, which is the only ready replica
+            DELIVERIES.labels("standby").inc()
+            return reply(503, error="this replica is on standby")
+        if change is None:
+            DELIVERIES.labels("ignored").inc()
+            return reply(200, status="ignored")
+        DELIVERIES.labels("accepted").inc()
+        task = asyncio.create_task(_apply(state.reconciler, change))
+        state.pending.add(task)  # keep a reference until done, or the loop may drop it
+        task.add_done_callback(state.pending.discard)
+        return reply(202, status="accepted", model=change.model)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return reply(200, status="ok")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return reply(200, status="leader") if state.lease.leader else reply(503, status="standby")
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _apply(reconciler: Reconciler, change: Change) -> None:
+    try:
+        touched = await reconciler.compare({change.model})
+        log.info("%s.%s on %r: touched %d object(s)", change.entity, change.action, change.model, touched)
+    except Exception:
+        log.exception("handling %s.%s on %r failed", change.entity, change.action, change.model)
