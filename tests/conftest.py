@@ -11,11 +11,14 @@ import pytest
 from tests.support.catalog import PROXIED_ROOT, Catalog, populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer
+from webhook import certs
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, ca_dir: Path) -> Iterator[MlflowServer]:
+    # MLflow delivers webhooks over HTTPS with certificate verification: it must trust the test CA.
+    certs.ensure_ca(ca_dir)
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"), trusted_ca=ca_dir / "ca.crt")
     try:
         yield server
     finally:

@@ -8,12 +8,9 @@ installed as it ships.
 
 from __future__ import annotations
 
-import base64
-import copy
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,88 +18,19 @@ import pytest
 import yaml
 
 from tests.conftest import modelpin_config
+from tests.e2e.cluster import CRDS, NS, ROOT, apply_docs, obj_json, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer
-from tests.support.reviews import FIXTURES, at
+from tests.support.reviews import at
 
-ROOT = Path(__file__).resolve().parents[2]
-CRDS = Path(__file__).resolve().parent / "crds"
-NS = "e2e"
 SEED_MODEL_URIS = (
     "/spec/predictors/0/graph/modelUri",
     "/spec/predictors/0/graph/children/0/modelUri",
     "/spec/predictors/0/graph/children/0/children/0/modelUri",
     "/spec/predictors/0/graph/children/1/modelUri",
 )
-
-
-def base_docs(cp: ControlPlane) -> list[dict[str, Any]]:
-    rendered = cp.kubectl("kustomize", str(ROOT / "manifests" / "base")).stdout
-    return [d for d in yaml.safe_load_all(rendered) if d]
-
-
-def webhook_configuration(cp: ControlPlane, server: ModelpinServer) -> dict[str, Any]:
-    (doc,) = [d for d in base_docs(cp) if d["kind"] == "MutatingWebhookConfiguration"]
-    doc = copy.deepcopy(doc)
-    for hook in doc["webhooks"]:
-        hook["clientConfig"] = {
-            "url": f"{server.url}/mutate",
-            "caBundle": base64.b64encode(server.ca.read_bytes()).decode(),
-        }
-    return doc
-
-
-def apply_docs(cp: ControlPlane, docs: list[dict[str, Any]]) -> None:
-    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-
-
-@pytest.fixture(scope="module")
-def cluster(control_plane: ControlPlane) -> ControlPlane:
-    cp = control_plane
-    cp.kubectl("apply", "-f", str(CRDS))
-    cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    cp.kubectl("create", "namespace", NS)
-    guard = [d for d in base_docs(cp) if d["kind"].startswith("ValidatingAdmissionPolicy")]
-    assert {d["kind"] for d in guard} == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
-    apply_docs(cp, guard)
-    return cp
-
-
-@pytest.fixture(scope="module")
-def webhook(
-    cluster: ControlPlane,
-    catalog: Catalog,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ModelpinServer]:
-    server = ModelpinServer(tmp_path_factory.mktemp("e2e-modelpin"), modelpin_config(mlflow_server.url), ca_dir)
-    apply_docs(cluster, [webhook_configuration(cluster, server)])
-    wait_for_webhook(cluster)
-    yield server
-    server.stop()
-
-
-def wait_for_webhook(cp: ControlPlane) -> None:
-    """The apiserver picks up webhook configurations asynchronously."""
-    probe = obj_json("seldon-seed.yaml", name="probe")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        out = cp.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False)
-        if out.returncode == 0 and "{{" not in json.dumps(json.loads(out.stdout)["spec"]):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"webhook never answered: {out.stderr}")
-
-
-def obj_json(fixture_name: str, name: str | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((FIXTURES / fixture_name).read_text())
-    doc["metadata"]["namespace"] = NS
-    if name:
-        doc["metadata"]["name"] = name
-    return doc
 
 
 def get(cp: ControlPlane, resource: str, name: str) -> dict[str, Any]:

@@ -12,8 +12,12 @@ from tests.support.processes import Process, free_port
 
 
 class MlflowServer:
-    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None, trusted_ca: Path | None = None) -> None:
         self.workdir = workdir
+        self.trusted_ca = trusted_ca
+        extra_env = dict(extra_env or {})
+        if trusted_ca is not None:
+            extra_env["REQUESTS_CA_BUNDLE"] = str(trusted_ca)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

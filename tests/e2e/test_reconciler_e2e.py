@@ -1,0 +1,388 @@
+"""The reconciler on a real apiserver with a real MLflow server delivering real webhooks.
+
+Lag figures are printed (``-s`` shows them) and also written to
+``benchmarks-out/reconciler-lag.json``; they are measurements, not assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import modelpin_config
+from tests.e2e.controlplane import ControlPlane
+from tests.support.catalog import Catalog
+from tests.support.mlflow_server import MlflowServer
+from tests.support.modelpin_server import ModelpinServer
+from tests.support.processes import Process, free_port
+from webhook import certs
+from webhook.mlflow_events import EVENTS, sign
+
+NS = "e2e"
+SECRET = "e2e-shared-secret"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        workdir: Path,
+        cp: ControlPlane,
+        tracking_uri: str,
+        ca_dir: Path,
+        *,
+        lease: str,
+        poll: float,
+        identity: str,
+        secret: bool = True,
+        lease_seconds: int = 4,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        bundle = certs.issue(ca_dir, ["localhost", "127.0.0.1"])
+        config = modelpin_config(tracking_uri)
+        config["reconciler"] = {
+            "lease_name": lease,
+            "lease_namespace": NS,
+            "lease_duration_seconds": lease_seconds,
+            "poll_interval_seconds": poll,
+            "warning_interval_seconds": 600,
+        }
+        cfg = workdir / "config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        env = {"MODELPIN_MLFLOW_WEBHOOK_SECRET": SECRET} if secret else {"MODELPIN_MLFLOW_WEBHOOK_SECRET": ""}
+        self.process = Process(
+            [
+                sys.executable,
+                "-m",
+                "webhook",
+                "reconcile",
+                "--kubeconfig",
+                str(cp.kubeconfig),
+                "--config",
+                str(cfg),
+                "--port",
+                str(self.port),
+                "--tls-cert",
+                str(bundle.cert),
+                "--tls-key",
+                str(bundle.key),
+                "--identity",
+                identity,
+                "--log-level",
+                "info",
+            ],
+            workdir / "reconciler.log",
+            env=env,
+            cwd=workdir,
+        )
+        self.tls = ssl.create_default_context(cafile=str(bundle.ca_cert))
+        self.process.wait_until(lambda: self.get("/healthz").status_code == 200, 60, "modelpin reconcile")
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, verify=self.tls, timeout=3)
+
+    def leading(self) -> bool:
+        try:
+            return self.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_leading(self, timeout: float = 30) -> None:
+        self.process.wait_until(self.leading, timeout, "reconciler leadership")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Api:
+    """Fast reads straight from the apiserver, as the admin."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        context = ssl.create_default_context(cafile=str(cp.ca_file))
+        context.load_cert_chain(str(cp.admin_cert), str(cp.admin_key))
+        self.client = httpx.Client(base_url=cp.server, verify=context, timeout=10)
+
+    def isvc(self, name: str) -> dict[str, Any]:
+        r = self.client.get(f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/{name}")
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        return body
+
+
+def isvc(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"predictor": {"model": {"storageUri": uri}}},
+    }
+
+
+def uri_of(obj: dict[str, Any]) -> str:
+    return str(obj["spec"]["predictor"]["model"]["storageUri"])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not seen within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def api(cluster: ControlPlane) -> Api:
+    return Api(cluster)
+
+
+@pytest.fixture()
+def fresh_model(catalog: Catalog) -> Callable[[], tuple[str, str]]:
+    def make() -> tuple[str, str]:
+        name = f"rec-{uuid.uuid4().hex[:8]}"
+        version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.set_registered_model_alias(name, "champion", version)
+        return name, version
+
+    return make
+
+
+def record_lags(kind: str, lags: list[float]) -> None:
+    out = ROOT / "benchmarks-out"
+    out.mkdir(exist_ok=True)
+    path = out / "reconciler-lag.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[kind] = {"moves": len(lags), "median_s": statistics.median(lags), "max_s": max(lags), "all": lags}
+    path.write_text(json.dumps(data, indent=2))
+    print(f"\n{kind}: {len(lags)} alias moves, median {statistics.median(lags):.3f}s, max {max(lags):.3f}s")
+
+
+def move_and_measure(catalog: Catalog, api: Api, name: str, objects: list[str], moves: int) -> list[float]:
+    lags = []
+    for _ in range(moves):
+        version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        expected = catalog.location(name, version)
+        started = time.monotonic()
+        catalog.client.set_registered_model_alias(name, "champion", version)
+        wait_for(
+            lambda want=expected: all(uri_of(api.isvc(o)) == want for o in objects),  # type: ignore[misc]
+            30,
+            f"{name} -> v{version}",
+        )
+        lags.append(time.monotonic() - started)
+    return lags
+
+
+def test_alias_moves_follow_mlflow_webhooks(
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    api: Api,
+    catalog: Catalog,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    fresh_model: Callable[[], tuple[str, str]],
+) -> None:
+    name, _ = fresh_model()
+    other, _ = fresh_model()
+    rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="hooks", poll=3600, identity="hooks")
+    hook = None
+    try:
+        rec.wait_leading()
+        hook = catalog.client.create_webhook(
+            name=f"modelpin-{name}", url=f"{rec.url}/mlflow/events", events=list(EVENTS), secret=SECRET
+        )  # type: ignore[arg-type]
+        objects = [f"{name}-{i}" for i in range(3)]
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=yaml.safe_dump_all(
+                [isvc(o, f"models:/{name}@champion") for o in objects]
+                + [isvc("bystander", f"models:/{other}@champion")]
+            ),
+        )
+        bystander_rv = api.isvc("bystander")["metadata"]["resourceVersion"]
+        lags = move_and_measure(catalog, api, name, objects, 20)
+        record_lags("mlflow webhooks", lags)
+        assert api.isvc("bystander")["metadata"]["resourceVersion"] == bystander_rv
+        events = cluster.kubectl(
+            "get", "events", "-n", NS, "--field-selector", "reason=ModelVersionChanged", "-o", "json"
+        ).stdout
+        messages = [e["message"] for e in json.loads(events)["items"]]
+        assert any(m.startswith(f"{name}: ") and m.endswith("(@champion)") and " -> " in m for m in messages)
+    finally:
+        if hook is not None:
+            catalog.client.delete_webhook(hook.webhook_id)
+        rec.stop()
+
+
+def test_polling_sees_stage_promotions_and_alias_moves(
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    api: Api,
+    catalog: Catalog,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    fresh_model: Callable[[], tuple[str, str]],
+) -> None:
+    name, v1 = fresh_model()
+    import warnings
+
+    rec = Reconciler(
+        tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="poll", poll=1.0, identity="poller", secret=False
+    )
+    try:
+        rec.wait_leading()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            catalog.client.transition_model_version_stage(name, v1, "Production")
+            cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("staged", f"models:/{name}/Production")))
+            assert uri_of(api.isvc("staged")) == catalog.location(name, v1)
+            v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+            catalog.client.transition_model_version_stage(name, v2, "Production")
+        wait_for(lambda: uri_of(api.isvc("staged")) == catalog.location(name, v2), 10, "stage promotion")
+        moving, _ = fresh_model()
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("polled", f"models:/{moving}@champion")))
+        record_lags("polling only (1 s interval)", move_and_measure(catalog, api, moving, ["polled"], 20))
+    finally:
+        rec.stop()
+
+
+def test_forged_stale_and_replayed_deliveries_touch_nothing(
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    api: Api,
+    catalog: Catalog,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    fresh_model: Callable[[], tuple[str, str]],
+) -> None:
+    name, _ = fresh_model()
+    rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="forged", poll=3600, identity="f")
+    try:
+        rec.wait_leading()
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("guarded", f"models:/{name}@champion")))
+        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.set_registered_model_alias(name, "champion", v2)
+        before = api.isvc("guarded")["metadata"]["resourceVersion"]
+        body = json.dumps(
+            {
+                "entity": "model_version_alias",
+                "action": "created",
+                "data": {"name": name, "alias": "champion", "version": v2},
+            }
+        ).encode()
+
+        def post(delivery: str, ts: int, signature: str) -> httpx.Response:
+            return httpx.post(
+                f"{rec.url}/mlflow/events",
+                content=body,
+                verify=rec.tls,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-MLflow-Delivery-Id": delivery,
+                    "X-MLflow-Timestamp": str(ts),
+                    "X-MLflow-Signature": signature,
+                },
+            )
+
+        now = int(time.time())
+        forged = post("d-1", now, sign("wrong-secret", "d-1", str(now), body))
+        assert forged.status_code == 401 and "signature" in forged.json()["error"]
+        stale = post("d-2", now - 900, sign(SECRET, "d-2", str(now - 900), body))
+        assert stale.status_code == 401 and "timestamp" in stale.json()["error"]
+        unsigned = post("d-3", now, "")
+        assert unsigned.status_code == 401
+        time.sleep(1.5)
+        assert api.isvc("guarded")["metadata"]["resourceVersion"] == before
+        # a genuine delivery works once, and its replay is refused
+        good = post("d-4", now, sign(SECRET, "d-4", str(now), body))
+        assert good.status_code == 202
+        wait_for(lambda: uri_of(api.isvc("guarded")) == catalog.location(name, v2), 10, "genuine delivery")
+        replay = post("d-4", now, sign(SECRET, "d-4", str(now), body))
+        assert replay.status_code == 401 and "already" in replay.json()["error"]
+    finally:
+        rec.stop()
+
+
+def test_paused_object_keeps_its_version_until_unpaused(
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    api: Api,
+    catalog: Catalog,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    fresh_model: Callable[[], tuple[str, str]],
+) -> None:
+    name, v1 = fresh_model()
+    obj = isvc("paused", f"models:/{name}@champion")
+    obj["metadata"]["annotations"] = {"modelpin.io/paused": "true"}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
+    rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="pause", poll=1.0, identity="p")
+    try:
+        rec.wait_leading()
+        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.set_registered_model_alias(name, "champion", v2)
+        time.sleep(3)  # three poll intervals
+        assert uri_of(api.isvc("paused")) == catalog.location(name, v1)
+        cluster.kubectl("annotate", "inferenceservice", "paused", "-n", NS, "modelpin.io/paused-")
+        wait_for(lambda: uri_of(api.isvc("paused")) == catalog.location(name, v2), 10, "unpaused object")
+    finally:
+        rec.stop()
+
+
+def test_standby_takes_over_and_applies_changes_made_meanwhile(
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    api: Api,
+    catalog: Catalog,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    fresh_model: Callable[[], tuple[str, str]],
+) -> None:
+    name, _ = fresh_model()
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("failover", f"models:/{name}@champion")))
+    a = Reconciler(tmp_path / "a", cluster, mlflow_server.url, ca_dir, lease="ha", poll=3600, identity="a")
+    b = None
+    try:
+        a.wait_leading()
+        b = Reconciler(tmp_path / "b", cluster, mlflow_server.url, ca_dir, lease="ha", poll=3600, identity="b")
+        time.sleep(2)
+        assert a.leading() and not b.leading()
+        a.stop()
+        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.set_registered_model_alias(name, "champion", v2)
+        took = wait_for(b.leading, 15, "takeover by the standby")
+        assert took < 4 + 2  # the lease duration, plus one renew period
+        wait_for(lambda: uri_of(api.isvc("failover")) == catalog.location(name, v2), 15, "change made during failover")
+        lease = json.loads(cluster.kubectl("get", "lease", "ha", "-n", NS, "-o", "json").stdout)
+        assert lease["spec"]["holderIdentity"] == "b"
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _deliveries_trust_the_test_ca(mlflow_server: MlflowServer) -> Iterator[None]:
+    # The mlflow server was started with REQUESTS_CA_BUNDLE on the session CA (tests/conftest.py).
+    assert mlflow_server.trusted_ca is not None
+    yield
