@@ -63,7 +63,7 @@ def _secret(env: str | None, path: Path | None) -> SecretStr | None:
 
 class NamespacePolicy(BaseModel):
     default_selector: str | None = None
-    # None: any registry / any model. Patterns are shell globs (fnmatch).
+    # None: any. Registries are matched by name, models by shell glob (fnmatch).
     registries: list[str] | None = None
     models: list[str] | None = None
 
@@ -96,14 +96,20 @@ def _validate_selector(value: str | None) -> str | None:
 
 
 def parse_selector(value: str) -> Selector:
-    """``@champion``, ``/Production``, ``/7`` or ``/latest``."""
+    """``@champion``, ``/Production``, ``/7`` or ``/latest``, and nothing else."""
+    if value.startswith("@"):
+        alias = value[1:]
+        if not alias:
+            raise ValueError(f"invalid default selector {value!r}: expected an alias after '@'")
+        if any(c in alias for c in "/@:") or alias != alias.strip():
+            raise ValueError(f"invalid default selector {value!r}: an alias holds no '/', '@', ':' or outer spaces")
+        return Selector(SelectorKind.ALIAS, alias)
+    if not value.startswith("/") or "@" in value:
+        raise ValueError(f"invalid default selector {value!r}: expected @alias or /version|stage|latest")
     try:
-        ref = parse_reference(f"x{value}", 0, f"x{value}")
+        return parse_reference(f"x{value}", 0, f"x{value}").selector
     except TemplateError as exc:
         raise ValueError(f"invalid default selector {value!r}: {exc.reason}") from exc
-    if ref.selector.kind is SelectorKind.DEFAULT:
-        raise ValueError(f"invalid default selector {value!r}: expected @alias or /version|stage|latest")
-    return ref.selector
 
 
 DEFAULT_KINDS = [

@@ -108,7 +108,9 @@ def render(profile: str, fields: VersionFields, flavor: Flavor, patterns: Mappin
     if profile == "blob":
         return _blob(location, flavor)
     if profile == "auto":
-        if parse_azure(location) is not None and not location.startswith(("http://", "https://")):
+        # Azure in the kind's own form: Seldon's rclone initializer wants wasbs://, KServe https://.
+        is_https = location.startswith(("http://", "https://"))
+        if parse_azure(location) is not None and (flavor is Flavor.SELDON or not is_https):
             return _blob(location, flavor)
         if location.startswith(PASSTHROUGH):
             return location

@@ -229,9 +229,10 @@ class Resolver:
                 # shield: one caller's deadline must not cancel the lookup others wait on.
                 return Lookup(await asyncio.shield(flight.task))
         except TimeoutError:
-            return self._stale_or_raise(p, cached, f"registry {p.registry!r} did not answer within the lookup deadline")
+            reason = f"registry {p.registry!r} did not answer within the lookup deadline"
+            return self._stale_or_raise(p, cached, reason, not_before_ms)
         except Unavailable as exc:
-            return self._stale_or_raise(p, cached, str(exc))
+            return self._stale_or_raise(p, cached, str(exc), not_before_ms)
         except NotFound as exc:
             metrics.RESOLUTIONS.labels("not_found").inc()
             raise ResolutionError(Cause.NOT_FOUND, str(exc)) from exc
@@ -251,8 +252,9 @@ class Resolver:
             if len(self._cache) > self.settings.cache.max_entries:
                 del self._cache[next(iter(self._cache))]
 
-    def _stale_or_raise(self, p: Plan, cached: Resolution | None, reason: str) -> Lookup:
-        if cached is not None:
+    def _stale_or_raise(self, p: Plan, cached: Resolution | None, reason: str, not_before_ms: int) -> Lookup:
+        # An entry older than the object's refresh token is never used (DESIGN.md section 4).
+        if cached is not None and cached.fetched_at_ms >= not_before_ms:
             age_s = (self.clock_ms() - cached.fetched_at_ms) / 1000
             if age_s <= self.settings.cache.max_stale_seconds:
                 metrics.RESOLUTIONS.labels("stale").inc()

@@ -117,7 +117,7 @@ def parse_reference(text: str, start: int, ref: str) -> Reference:
         if "/" in suffix or ":" in suffix or "@" in suffix:
             bad = min(i for i, c in enumerate(suffix) if c in "/:@")
             raise TemplateError(text, start + sep + 2 + bad, f"unexpected {suffix[bad]!r} in selector")
-        if suffix.isdigit():
+        if suffix.isascii() and suffix.isdigit():
             if int(suffix) < 1:
                 raise TemplateError(text, start + sep + 2, "model versions start at 1")
             return Reference(name, Selector(SelectorKind.VERSION, str(int(suffix))))

@@ -42,6 +42,9 @@ class CertReloader:
         if current == self._seen or None in current:
             return False
         try:
+            # Validate the pair on a scratch context first: loading a new cert
+            # with the old key into the live context would leave it with no key.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.cert, self.key)
             self.context.load_cert_chain(self.cert, self.key)
         except (ssl.SSLError, OSError) as exc:
             # A half-rotated pair (new cert, old key) fails here; keep serving

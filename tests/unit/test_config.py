@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from webhook.config import (
+    NamespacePolicy,
+    RegistryConfig,
+    Settings,
+    load_settings,
+    parse_selector,
+)
+from webhook.templates import Selector, SelectorKind
+
+
+def write_yaml(path: Path, data: object) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.default_registry == "mlflow"
+    assert s.default_profile == "auto"
+    assert s.default_selector is None
+    assert s.registries == {}
+    assert s.cache.floating_ttl_seconds == 10.0
+    assert s.cache.pinned_ttl_seconds == 3600.0
+    assert s.lookup_deadline_seconds == 2.0
+    assert s.known_profiles() == {"auto", "s3", "gcs", "blob"}
+    assert s.config_file is None
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        {
+            "default_selector": "@champion",
+            "registries": {"mlflow": {"tracking_uri": "http://m", "artifact_roots": {"mlflow-artifacts:/": "s3://x/"}}},
+            "profiles": {"modelcar": "oci://q/{name}"},
+            "cache": {"floating_ttl_seconds": 30},
+        },
+    )
+    s = load_settings(path)
+    assert s.config_file == path
+    assert s.default_selector == "@champion"
+    assert s.registries["mlflow"].artifact_roots == {"mlflow-artifacts:/": "s3://x/"}
+    assert s.cache.floating_ttl_seconds == 30
+    assert s.cache.max_stale_seconds == 600  # untouched default
+    assert s.known_profiles() == {"auto", "s3", "gcs", "blob", "modelcar"}
+
+
+def test_yaml_file_from_modelpin_config_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_yaml(tmp_path / "c.yaml", {"default_profile": "s3"})
+    monkeypatch.setenv("MODELPIN_CONFIG", str(path))
+    assert load_settings().default_profile == "s3"
+
+
+def test_precedence_overrides_then_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        {
+            "default_profile": "gcs",
+            "default_selector": "/Production",
+            "lookup_deadline_seconds": 1.0,
+            "cache": {"floating_ttl_seconds": 30, "max_stale_seconds": 60},
+            "registries": {"mlflow": {"tracking_uri": "http://file", "artifact_roots": {"a:/": "s3://a/"}}},
+        },
+    )
+    monkeypatch.setenv("MODELPIN_DEFAULT_PROFILE", "s3")
+    monkeypatch.setenv("MODELPIN_DEFAULT_SELECTOR", "@env")
+    monkeypatch.setenv("MODELPIN_CACHE__FLOATING_TTL_SECONDS", "5")
+    monkeypatch.setenv("MODELPIN_REGISTRIES__MLFLOW__TRACKING_URI", "http://env")
+    s = load_settings(path, default_selector="@flag", default_profile=None)
+    assert s.default_selector == "@flag"  # override beats env and file
+    assert s.default_profile == "s3"  # None override ignored; env beats file
+    assert s.lookup_deadline_seconds == 1.0  # only the file sets it
+    assert s.cache.floating_ttl_seconds == 5  # nested env beats file
+    assert s.cache.max_stale_seconds == 60  # nested siblings from the file survive
+    assert s.registries["mlflow"].tracking_uri == "http://env"
+    assert s.registries["mlflow"].artifact_roots == {"a:/": "s3://a/"}
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(FileNotFoundError, match=r"configuration file /nonexistent\.yaml does not exist"):
+        load_settings(Path("/nonexistent.yaml"))
+
+
+def test_unknown_setting_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="default_selectr"):
+        load_settings(write_yaml(tmp_path / "c.yaml", {"default_selectr": "@x"}))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("champion", "invalid default selector 'champion': expected @alias or /version|stage|latest"),
+        ("@", "invalid default selector '@': expected an alias after '@'"),
+        ("/0", "invalid default selector '/0': model versions start at 1"),
+        ("/Prod", "invalid default selector '/Prod': unknown selector 'Prod'"),
+        ("/", "invalid default selector '/': expected a version, stage or 'latest' after '/'"),
+    ],
+)
+def test_invalid_default_selector_rejected(value: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_selector(value)
+    assert str(info.value).startswith(message)
+    with pytest.raises(ValidationError, match="invalid default selector"):
+        load_settings(default_selector=value)
+    with pytest.raises(ValidationError, match="invalid default selector"):
+        load_settings(namespaces={"ns": {"default_selector": value}})
+
+
+@pytest.mark.parametrize(
+    ("value", "selector"),
+    [
+        ("@champion", Selector(SelectorKind.ALIAS, "champion")),
+        ("/7", Selector(SelectorKind.VERSION, "7")),
+        ("/production", Selector(SelectorKind.STAGE, "Production")),
+        ("/latest", Selector(SelectorKind.LATEST, "latest")),
+    ],
+)
+def test_valid_selectors(value: str, selector: Selector) -> None:
+    assert parse_selector(value) == selector
+
+
+def test_selector_with_alias_and_version_is_rejected() -> None:
+    with pytest.raises(ValueError, match="invalid default selector"):
+        parse_selector("@champion/2")
+
+
+def test_selector_for_namespace_then_global() -> None:
+    s = load_settings(default_selector="@champion", namespaces={"staging": {"default_selector": "/Staging"}, "x": {}})
+    assert s.selector_for("staging") == Selector(SelectorKind.STAGE, "Staging")
+    assert s.selector_for("x") == Selector(SelectorKind.ALIAS, "champion")
+    assert s.selector_for("unknown") == Selector(SelectorKind.ALIAS, "champion")
+    assert s.selector_for(None) == Selector(SelectorKind.ALIAS, "champion")
+    assert load_settings().selector_for("staging") is None
+
+
+def test_namespace_policy_model_globs() -> None:
+    s = load_settings(namespaces={"restricted": {"models": ["fraud*", "iris demo?"], "registries": ["mlflow"]}})
+    policy = s.policy("restricted")
+    assert policy.allows_model("fraud")
+    assert policy.allows_model("fraud-v2")
+    assert policy.allows_model("iris demo1")
+    assert not policy.allows_model("iris demo10")
+    assert not policy.allows_model("Fraud")  # case-sensitive
+    assert not policy.allows_model("jukebox")
+    assert policy.allows_registry("mlflow")
+    assert not policy.allows_registry("other")
+
+
+def test_unconfigured_namespace_allows_everything() -> None:
+    policy = load_settings(namespaces={"restricted": {"models": []}}).policy("elsewhere")
+    assert policy == NamespacePolicy()
+    assert policy.allows_model("anything")
+    assert policy.allows_registry("anything")
+    assert not load_settings(namespaces={"restricted": {"models": []}}).policy("restricted").allows_model("x")
+
+
+@pytest.mark.parametrize("name", ["auto", "s3", "gcs", "blob"])
+def test_builtin_profile_redefinition_rejected(name: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings(profiles={name: "oci://x/{name}", "ok": "oci://y"})
+    assert f"profiles ['{name}'] are built in and cannot be redefined" in str(info.value)
+
+
+def test_builtin_profile_redefinition_rejected_from_file(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"profiles \['blob', 's3'\] are built in"):
+        load_settings(write_yaml(tmp_path / "c.yaml", {"profiles": {"s3": "x", "blob": "y"}}))
+
+
+# --- registry credentials ------------------------------------------------------
+
+
+def test_token_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_TOKEN", "s3cr3t-token")
+    config = RegistryConfig(tracking_uri="http://m", token_env="MY_TOKEN")
+    token = config.token()
+    assert isinstance(token, SecretStr)
+    assert token.get_secret_value() == "s3cr3t-token"
+    assert "s3cr3t-token" not in repr(token)
+    assert "s3cr3t-token" not in str(token)
+    assert "s3cr3t-token" not in repr(config)
+
+
+def test_token_from_file_when_env_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("file-token\n")
+    monkeypatch.setenv("MY_TOKEN", "")
+    config = RegistryConfig(tracking_uri="http://m", token_env="MY_TOKEN", token_file=tmp_path / "token")
+    token = config.token()
+    assert token is not None
+    assert token.get_secret_value() == "file-token"
+
+
+def test_env_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("file-token")
+    monkeypatch.setenv("MY_TOKEN", "env-token")
+    config = RegistryConfig(tracking_uri="http://m", token_env="MY_TOKEN", token_file=tmp_path / "token")
+    assert config.token() == SecretStr("env-token")
+
+
+def test_no_token() -> None:
+    assert RegistryConfig(tracking_uri="http://m").token() is None
+    assert RegistryConfig(tracking_uri="http://m", token_env="UNSET_VAR_X", token_file=Path("/nope")).token() is None
+
+
+def test_basic_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pw").write_text("hunter2\n")
+    monkeypatch.setenv("MLF_USER", "alice")
+    config = RegistryConfig(tracking_uri="http://m", username_env="MLF_USER", password_file=tmp_path / "pw")
+    auth = config.basic_auth()
+    assert auth is not None
+    user, password = auth
+    assert user == "alice"
+    assert password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(auth)
+
+
+def test_basic_auth_literal_username_and_env_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLF_PW", "pw")
+    config = RegistryConfig(tracking_uri="http://m", username="bob", password_env="MLF_PW")
+    assert config.basic_auth() == ("bob", SecretStr("pw"))
+
+
+def test_basic_auth_needs_both() -> None:
+    assert RegistryConfig(tracking_uri="http://m", username="bob").basic_auth() is None
+    assert RegistryConfig(tracking_uri="http://m", password_env="UNSET_VAR_X", username="bob").basic_auth() is None
+
+
+def test_credentials_from_yaml_are_references_not_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOK", "tok-value")
+    s = load_settings(
+        write_yaml(tmp_path / "c.yaml", {"registries": {"m": {"tracking_uri": "http://m", "token_env": "TOK"}}})
+    )
+    assert "tok-value" not in repr(s)
+    token = s.registries["m"].token()
+    assert token is not None
+    assert token.get_secret_value() == "tok-value"
+
+
+def test_settings_is_the_settings_class() -> None:
+    assert isinstance(load_settings(), Settings)
