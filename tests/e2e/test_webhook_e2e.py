@@ -55,8 +55,9 @@ def test_apply_stores_resolved_seed_and_reapply_changes_nothing(
     assert set(records) == set(SEED_MODEL_URIS)
     for pointer in SEED_MODEL_URIS:
         assert at(stored, pointer) == seldon_uri(catalog, records[pointer]["model"])
-    again = cluster.kubectl("apply", "-f", str(manifest))
-    assert "unchanged" in again.stdout
+    # kubectl's three-way merge for custom resources sends the template text again (live differs
+    # from the file); the webhook resolves it to the same URI, so nothing is written.
+    cluster.kubectl("apply", "-f", str(manifest))
     assert (
         get(cluster, "seldondeployments", "mlflow-var")["metadata"]["resourceVersion"]
         == stored["metadata"]["resourceVersion"]
