@@ -272,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(args, "log_level", "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # one line per outbound request drowns what matters; failures are logged by modelpin itself
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except (ValidationError, FileNotFoundError) as exc:

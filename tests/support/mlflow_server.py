@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,9 @@ class MlflowServer:
         self.trusted_ca = trusted_ca
         extra_env = dict(extra_env or {})
         if trusted_ca is not None:
-            extra_env["REQUESTS_CA_BUNDLE"] = str(trusted_ca)
+            extra_env["MODELPIN_TEST_EXTRA_CA"] = str(trusted_ca)
+            trust = str(Path(__file__).resolve().parent / "mlflow_trust")
+            extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (trust, os.environ.get("PYTHONPATH", "")) if p)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,7 +42,9 @@ class MlflowServer:
                 "1",
             ],
             workdir / "mlflow-server.log",
-            env={"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", **(extra_env or {})},
+            # the server caches its webhook list for 60 s by default: a webhook a test
+            # registers would get no delivery for up to a minute
+            env={"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_CACHE_TTL": "1", **(extra_env or {})},
             cwd=workdir,
         )
         started = time.monotonic()
