@@ -33,15 +33,34 @@ class LeaderLease:
         self.identity = identity
         self.duration = duration_seconds
         self.leader = False
+        self.reachable = False
 
     async def try_acquire(self) -> bool:
         """Take or renew the lease; True while this process holds it."""
         try:
             self.leader = await self._attempt()
+            self.reachable = True
         except (ApiError, OSError) as exc:
             log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             self.leader = False
+            self.reachable = False
         return self.leader
+
+    async def release(self) -> None:
+        """On shutdown, hand over at once instead of after the lease duration."""
+        if not self.leader:
+            return
+        self.leader = False
+        try:
+            lease = await self.kube.get_lease(self.namespace, self.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["renewTime"] = _fmt(dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+            lease["spec"]["holderIdentity"] = ""
+            await self.kube.put_lease(self.namespace, lease, create=False)
+            log.info("released lease %s/%s", self.namespace, self.name)
+        except (ApiError, OSError) as exc:
+            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
 
     async def _attempt(self) -> bool:
         now = _now()

@@ -190,6 +190,7 @@ class Reconciler:
         finally:
             await _cancel(work)
             LEADER.set(0)
+            await lease.release()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
@@ -239,7 +240,8 @@ def create_app(state: ReconcilerState) -> FastAPI:
             DELIVERIES.labels("refused").inc()
             return reply(401, error=str(exc))
         if not state.lease.leader:
-            # MLflow retries; the Service routes to the leader, which is the only ready replica
+            # MLflow retries 503s with backoff, and the Service picks a replica anew each time;
+            # a delivery that only ever meets the standby is caught by the next poll.
             DELIVERIES.labels("standby").inc()
             return reply(503, error="this replica is on standby")
         if change is None:
@@ -257,7 +259,11 @@ def create_app(state: ReconcilerState) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        return reply(200, status="leader") if state.lease.leader else reply(503, status="standby")
+        # Both replicas are ready (so rollouts and disruption budgets behave); which one leads is
+        # in the body, the metric modelpin_reconciler_leader and the Lease itself.
+        if not state.lease.reachable:
+            return reply(503, status="cannot reach the apiserver's Lease API", leader=False)
+        return reply(200, status="ready", leader=state.lease.leader)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

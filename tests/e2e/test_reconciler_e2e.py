@@ -96,9 +96,10 @@ class Reconciler:
 
     def leading(self) -> bool:
         try:
-            return self.get("/readyz").status_code == 200
+            ready = self.get("/readyz")
         except httpx.HTTPError:
             return False
+        return ready.status_code == 200 and ready.json()["leader"] is True
 
     def wait_leading(self, timeout: float = 30) -> None:
         self.process.wait_until(self.leading, timeout, "reconciler leadership")
@@ -367,7 +368,10 @@ def test_standby_takes_over_and_applies_changes_made_meanwhile(
         b = Reconciler(tmp_path / "b", cluster, mlflow_server.url, ca_dir, lease="ha", poll=3600, identity="b")
         time.sleep(2)
         assert a.leading() and not b.leading()
-        a.stop()
+        assert b.get("/readyz").status_code == 200  # a standby is ready too, just not leading
+        # SIGKILL: no chance to release the lease, so the standby must wait it out
+        a.process.proc.kill()
+        a.process.proc.wait()
         v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
         catalog.client.set_registered_model_alias(name, "champion", v2)
         took = wait_for(b.leading, 15, "takeover by the standby")
