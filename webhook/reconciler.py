@@ -53,6 +53,7 @@ class Reconciler:
     kube: Kube
     kinds: list[Kind]
     index: Index = field(default_factory=Index)
+    synced: set[Kind] = field(default_factory=set)  # kinds listed (and compared) at least once
     _warned: dict[tuple[object, str], float] = field(default_factory=dict)
 
     async def compare(self, models: set[str] | None = None) -> int:
@@ -139,6 +140,7 @@ class Reconciler:
                 self.index.replace_kind(kind, listing.get("items", []))
                 INDEX_SIZE.set(len(self.index))
                 await self.compare()
+                self.synced.add(kind)
                 version = listing["metadata"]["resourceVersion"]
                 while True:
                     async for event in self.kube.watch(kind, SELECTOR, version):
@@ -185,6 +187,7 @@ class Reconciler:
                     log.warning("lost the lease; standing by")
                     await _cancel(work)
                     work = []
+                    self.synced.clear()
                     LEADER.set(0)
                 await asyncio.sleep(renew)
         finally:
@@ -263,7 +266,9 @@ def create_app(state: ReconcilerState) -> FastAPI:
         # in the body, the metric modelpin_reconciler_leader and the Lease itself.
         if not state.lease.reachable:
             return reply(503, status="cannot reach the apiserver's Lease API", leader=False)
-        return reply(200, status="ready", leader=state.lease.leader)
+        r = state.reconciler
+        synced = state.lease.leader and len(r.synced) == len(r.kinds)
+        return reply(200, status="ready", leader=state.lease.leader, synced=synced, indexed=len(r.index))
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

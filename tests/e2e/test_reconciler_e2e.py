@@ -104,6 +104,17 @@ class Reconciler:
     def wait_leading(self, timeout: float = 30) -> None:
         self.process.wait_until(self.leading, timeout, "reconciler leadership")
 
+    def state(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.get("/readyz").json()
+        return body
+
+    def wait_synced(self, at_least: int = 0) -> int:
+        """Leading, every kind listed and compared, and at least this many objects indexed."""
+        self.process.wait_until(
+            lambda: self.state()["synced"] and self.state()["indexed"] >= at_least, 30, "reconciler index"
+        )
+        return int(self.state()["indexed"])
+
     def stop(self) -> None:
         self.process.stop()
 
@@ -277,8 +288,9 @@ def test_forged_stale_and_replayed_deliveries_touch_nothing(
     name, _ = fresh_model()
     rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="forged", poll=3600, identity="f")
     try:
-        rec.wait_leading()
+        indexed = rec.wait_synced()
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("guarded", f"models:/{name}@champion")))
+        rec.wait_synced(indexed + 1)  # seen by the watch: no relist (and its compare) pending
         v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
         catalog.client.set_registered_model_alias(name, "champion", v2)
         before = api.isvc("guarded")["metadata"]["resourceVersion"]

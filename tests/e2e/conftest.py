@@ -1,0 +1,56 @@
+"""A session-wide real control plane (etcd + kube-apiserver) for the e2e tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import modelpin_config
+from tests.e2e.cluster import apply_docs, install_cluster, wait_for_webhook, webhook_configuration
+from tests.e2e.controlplane import ControlPlane
+from tests.support.catalog import Catalog
+from tests.support.mlflow_server import MlflowServer
+from tests.support.modelpin_server import ModelpinServer
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Hooks in a conftest see every collected item; mark only the ones under tests/e2e.
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    # Builds the binaries on first use (hack/controlplane.sh); a failed build or start errors the test.
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(control_plane: ControlPlane) -> ControlPlane:
+    install_cluster(control_plane)
+    return control_plane
+
+
+@pytest.fixture(scope="session")
+def webhook(
+    cluster: ControlPlane,
+    catalog: Catalog,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ModelpinServer]:
+    """``modelpin serve`` registered with the apiserver through the shipped webhook configuration."""
+    server = ModelpinServer(tmp_path_factory.mktemp("e2e-modelpin"), modelpin_config(mlflow_server.url), ca_dir)
+    apply_docs(cluster, [webhook_configuration(cluster, server)])
+    wait_for_webhook(cluster)
+    yield server
+    server.stop()

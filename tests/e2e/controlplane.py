@@ -1,0 +1,319 @@
+"""A real Kubernetes control plane for tests: etcd + kube-apiserver, envtest-style.
+
+Binaries come from ``hack/controlplane.sh`` (built from Go modules, cached under
+``$MODELPIN_CACHE``); set ``MODELPIN_CONTROLPLANE_BIN`` to use prebuilt ones instead.
+No controller-manager or scheduler runs: objects are stored and admitted, nothing
+reconciles them (namespaces never finish deleting, pods stay Pending).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "controlplane.sh"
+BINARIES = ("etcd", "kube-apiserver", "kubectl")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_binaries() -> Path:
+    """The directory holding etcd, kube-apiserver and kubectl; builds them if needed."""
+    if prebuilt := os.environ.get("MODELPIN_CONTROLPLANE_BIN"):
+        return Path(prebuilt)
+    # The script is idempotent and returns at once when the pinned binaries exist.
+    build = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if build.returncode != 0:
+        raise RuntimeError(f"{BUILD_SCRIPT} failed with {build.returncode}:\n{build.stdout[-6000:]}")
+    where = subprocess.run(["bash", str(BUILD_SCRIPT), "--print-bin-dir"], capture_output=True, text=True, check=True)
+    return Path(where.stdout.strip())
+
+
+class KubectlError(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstdout: {self.output}\nstderr: {self.stderr}"
+
+
+class _Process:
+    """One child in its own process group, logging to a file, ended as a group."""
+
+    def __init__(self, argv: Sequence[str], log: Path) -> None:
+        self.name = Path(argv[0]).name
+        self.log = log
+        self._log: IO[bytes] = log.open("wb")
+        self.proc = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        self._log.flush()
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):  # stragglers in the group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def _write_key(key: rsa.RSAPrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+
+
+def _cert(
+    subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name, issuer_key: rsa.RSAPrivateKey, ca: bool
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class ControlPlane:
+    """etcd + kube-apiserver on loopback, an admin (system:masters) kubeconfig, and a kubectl helper."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        bin_dir: Path | None = None,
+        apiserver_args: Sequence[str] = (),
+        start_timeout: float = 120.0,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="modelpin-cp-")) if workdir is None else workdir
+        self._bin_dir = bin_dir
+        self.apiserver_args = list(apiserver_args)
+        self.start_timeout = start_timeout
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.cert_dir = self.workdir / "apiserver-certs"
+        self.ca_file = self.cert_dir / "apiserver.crt"  # self-signed serving cert + its CA, made by the apiserver
+        self.admin_cert = self.workdir / "admin.crt"
+        self.admin_key = self.workdir / "admin.key"
+        self.port = 0
+        self.server = ""
+        self.etcd_url = ""
+        self.start_seconds = 0.0
+        self._procs: list[_Process] = []
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = ensure_binaries()
+        return self._bin_dir
+
+    def start(self) -> ControlPlane:
+        if self._procs:
+            raise RuntimeError("control plane already started")
+        bin_dir = self.bin_dir
+        missing = [b for b in BINARIES if not (bin_dir / b).is_file()]
+        if missing:
+            raise RuntimeError(f"missing {missing} in {bin_dir}")
+        began = time.monotonic()
+        try:
+            self._start_etcd(bin_dir)
+            self._start_apiserver(bin_dir)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+        return self
+
+    def _start_etcd(self, bin_dir: Path) -> None:
+        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        self.etcd_url = client
+        etcd = _Process(
+            [
+                str(bin_dir / "etcd"),
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd-data'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--unsafe-no-fsync",  # throwaway data: skip fsync
+                "--log-level=warn",
+            ],
+            self.workdir / "etcd.log",
+        )
+        self._procs.append(etcd)
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{client}/health", timeout=2) as resp:
+                return b'"health":"true"' in resp.read()
+
+        etcd.wait_until(healthy, self.start_timeout)
+
+    def _write_credentials(self) -> tuple[Path, Path, Path]:
+        """Client CA + admin client certificate, service-account key; returns (client CA, SA pub, SA key)."""
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelpin-test-client-ca")])
+        ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+        client_ca = self.workdir / "client-ca.crt"
+        client_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+        admin_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        admin_name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+            ]
+        )
+        self.admin_cert.write_bytes(
+            _cert(admin_name, admin_key, ca_name, ca_key, ca=False).public_bytes(serialization.Encoding.PEM)
+        )
+        _write_key(admin_key, self.admin_key)
+
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sa_priv, sa_pub = self.workdir / "sa.key", self.workdir / "sa.pub"
+        _write_key(sa_key, sa_priv)
+        sa_pub.write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        return client_ca, sa_pub, sa_priv
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "modelpin-e2e", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {"client-certificate": str(self.admin_cert), "client-key": str(self.admin_key)},
+                }
+            ],
+            "contexts": [{"name": "modelpin-e2e", "context": {"cluster": "modelpin-e2e", "user": "admin"}}],
+            "current-context": "modelpin-e2e",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _start_apiserver(self, bin_dir: Path) -> None:
+        client_ca, sa_pub, sa_priv = self._write_credentials()
+        self.port = _free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        self._write_kubeconfig()
+        apiserver = _Process(
+            [
+                str(bin_dir / "kube-apiserver"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--etcd-servers={self.etcd_url}",
+                f"--cert-dir={self.cert_dir}",
+                f"--client-ca-file={client_ca}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_priv}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                # On top of the defaults (which already include all three in 1.34).
+                "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+                # No controller-manager creates the "default" ServiceAccount, so pods would be refused (as envtest).
+                "--disable-admission-plugins=ServiceAccount",
+                *self.apiserver_args,
+            ],
+            self.workdir / "kube-apiserver.log",
+        )
+        self._procs.append(apiserver)
+
+        def ready() -> bool:
+            context = ssl.create_default_context(cafile=str(self.ca_file))
+            context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
+            with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=context) as resp:
+                return bool(resp.status == 200)
+
+        apiserver.wait_until(ready, self.start_timeout)
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this control plane as the admin user."""
+        argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+        return result
+
+    def logs(self, lines: int = 40) -> str:
+        """The tail of each process's log, for failure messages."""
+        return "\n".join(f"--- {p.name} ---\n{p.tail(lines)}" for p in self._procs)
+
+    def stop(self) -> None:
+        while self._procs:
+            self._procs.pop().stop()  # apiserver first, then etcd
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
