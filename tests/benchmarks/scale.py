@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         after = listing()
         written = {n for n in after if after[n][0] != before[n][0]}
         catalog.client.delete_webhook(hook.webhook_id)
+        api.close()
         result = {
             "objects": args.objects,
             "models": args.models,

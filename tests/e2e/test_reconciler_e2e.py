@@ -157,8 +157,10 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def api(cluster: ControlPlane) -> Api:
-    return Api(cluster)
+def api(cluster: ControlPlane) -> Iterator[Api]:
+    reader = Api(cluster)
+    yield reader
+    reader.client.close()
 
 
 @pytest.fixture()
