@@ -39,8 +39,9 @@ integration: $(STAMP)
 e2e: $(STAMP) controlplane
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
 
-bench: $(STAMP)
+bench: $(STAMP) controlplane
 	$(PY) -m tests.benchmarks.admission
+	$(PY) -m tests.benchmarks.scale
 
 clean:
 	rm -rf $(VENV) modelpin-data
