@@ -22,6 +22,9 @@ from webhook.profiles import Flavor, ProfileError, VersionFields, map_artifact_r
 from webhook.registry import ModelVersion, NotFound, Registry, RegistryError, Unavailable
 from webhook.templates import Reference, Selector, SelectorKind, Template
 
+# Fraction of a TTL after which a served entry is renewed in the background.
+REFRESH_AHEAD = 0.75
+
 
 class Cause(StrEnum):
     INVALID = "invalid"
@@ -185,14 +188,28 @@ class Resolver:
         return found
 
     def cached(self, p: Plan, *, not_before_ms: int = 0) -> Lookup | None:
-        """A fresh cache entry usable for ``p``, without awaiting anything."""
+        """A fresh cache entry usable for ``p``, without awaiting anything.
+
+        An entry past ``REFRESH_AHEAD`` of its TTL is still served, and a
+        background lookup renews it: steady traffic never waits on the registry.
+        """
         entry = self._cache.get(p.key)
         if entry is None or entry.fetched_at_ms < not_before_ms:
             return None
-        if self.clock_ms() - entry.fetched_at_ms >= self._ttl_ms(p.reference.selector):
+        now = self.clock_ms()
+        age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
+        if age >= ttl:
             return None
+        if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
+            self._start_flight(p, now)
         metrics.CACHE_HIT.inc()
         return Lookup(entry)
+
+    def _start_flight(self, p: Plan, now: int) -> _Flight:
+        flight = _Flight(now, asyncio.get_running_loop().create_task(self._fetch(p, now)))
+        self._flights[p.key] = flight
+        flight.task.add_done_callback(functools.partial(self._land, p.key, flight))
+        return flight
 
     def _ttl_ms(self, selector: Selector) -> float:
         cache = self.settings.cache
@@ -204,22 +221,17 @@ class Resolver:
 
         ``deadline`` is a ``time.monotonic()`` instant; the answer never comes later.
         """
+        hit = self.cached(p, not_before_ms=not_before_ms)
+        if hit is not None:
+            return hit
         key = p.key
         now = self.clock_ms()
         cached = self._cache.get(key)
-        if cached is not None:
-            fresh = now - cached.fetched_at_ms < self._ttl_ms(p.reference.selector)
-            if fresh and cached.fetched_at_ms >= not_before_ms:
-                metrics.CACHE_HIT.inc()
-                return Lookup(cached)
-            (metrics.CACHE_BYPASS if fresh else metrics.CACHE_MISS).inc()
-        else:
-            metrics.CACHE_MISS.inc()
+        fresh = cached is not None and now - cached.fetched_at_ms < self._ttl_ms(p.reference.selector)
+        (metrics.CACHE_BYPASS if fresh else metrics.CACHE_MISS).inc()
         flight = self._flights.get(key)
         if flight is None or flight.started_ms < not_before_ms:
-            flight = _Flight(now, asyncio.get_running_loop().create_task(self._fetch(p, now)))
-            self._flights[key] = flight
-            flight.task.add_done_callback(functools.partial(self._land, key, flight))
+            flight = self._start_flight(p, now)
         else:
             metrics.CACHE_JOINED.inc()
         if deadline is None:

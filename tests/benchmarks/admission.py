@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--naive-requests", type=int, default=150)
     ap.add_argument("--levels", default="1,16,64")
+    ap.add_argument("--seed-requests", type=int, default=2000, help="sequential seed SeldonDeployment reviews")
     ap.add_argument("--out", type=Path, default=Path("benchmarks-out"))
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for server in ("echo", "modelpin", "naive"):
                 n = args.naive_requests if server == "naive" else args.requests
                 results[server][level] = drive(urls[server], modelpin.ca, payloads, level, max(n, level))
+        seed_only = work / "seed.json"
+        seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
+        seed = drive(urls["modelpin"], modelpin.ca, seed_only, 1, args.seed_requests)
         cold = cold_path(modelpin, catalog)
     finally:
         for proc in procs:
@@ -186,9 +190,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plot(results, png)
     print(f"plot: {png}")
     (args.out / "admission.json").write_bytes(
-        orjson.dumps({"results": results, "cold": cold}, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2)
+        orjson.dumps(
+            {"results": results, "cold": cold, "seed": seed}, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2
+        )
     )
-    return {"results": results, "cold": cold}
+    return {"results": results, "cold": cold, "seed": seed}
 
 
 if __name__ == "__main__":

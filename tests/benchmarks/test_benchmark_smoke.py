@@ -12,10 +12,24 @@ pytestmark = pytest.mark.benchmark
 
 
 def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
-    report = main(["--requests", "40", "--naive-requests", "4", "--levels", "1,4", "--out", str(tmp_path)])
+    report = main(
+        [
+            "--requests",
+            "40",
+            "--naive-requests",
+            "4",
+            "--levels",
+            "1,4",
+            "--seed-requests",
+            "20",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     for server in ("echo", "modelpin", "naive"):
         for level in (1, 4):
             result = report["results"][server][level]
             assert result["failures"] == 0 and result["requests"] >= 4
+    assert report["seed"]["requests"] == 20 and report["seed"]["failures"] == 0
     assert report["cold"]["registry_lookups"] == 1 and report["cold"]["allowed"] == 100
     assert (tmp_path / "admission-latency.png").stat().st_size > 10_000

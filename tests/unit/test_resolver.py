@@ -502,3 +502,24 @@ async def test_an_older_lookup_landing_late_does_not_replace_a_newer_entry(clock
     await asyncio.sleep(0)
     assert (await resolver.resolve(plan_)).resolution.version.version == "3"
     assert registry.calls["get_alias"] == 2
+
+
+async def test_refresh_ahead_renews_a_served_entry_in_the_background(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    floating = p("models:/fraud@champion")
+    first = await resolver.resolve(floating)
+    clock.advance(20)  # under 0.75 of the 30 s TTL: plain hit
+    assert (await resolver.resolve(floating)).resolution is first.resolution
+    assert registry.calls["get_alias"] == 1
+    registry.set_alias("fraud", "champion", 3)
+    clock.advance(3)  # 23 s: past 0.75 of the TTL
+    served = await resolver.resolve(floating)
+    assert served.resolution is first.resolution  # answered from cache, not waiting
+    await asyncio.sleep(0)  # let the background lookup run
+    await asyncio.sleep(0)
+    assert registry.calls["get_alias"] == 2
+    renewed = resolver.cached(floating)
+    assert renewed is not None and renewed.resolution.version.version == "3"
+    clock.advance(29)  # the renewed entry is fresh well past the first one's expiry
+    assert resolver.cached(floating) is not None
