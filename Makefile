@@ -40,6 +40,7 @@ e2e: $(STAMP) controlplane
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
 
 bench: $(STAMP) controlplane
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m tests.benchmarks.admission
 	$(PY) -m tests.benchmarks.scale
 

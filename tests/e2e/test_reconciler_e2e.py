@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,37 @@ def api(cluster: ControlPlane) -> Iterator[Api]:
     reader.client.close()
 
 
+Start = Callable[..., Reconciler]
+Fresh = Callable[[], tuple[str, str]]
+
+
+@pytest.fixture()
+def start_reconciler(
+    webhook: ModelpinServer, cluster: ControlPlane, mlflow_server: MlflowServer, ca_dir: Path, tmp_path: Path
+) -> Iterator[Start]:
+    """Start reconcilers against the test cluster (behind the webhook); all are stopped afterwards."""
+    started: list[Reconciler] = []
+
+    def start(*, lease: str, poll: float, identity: str, secret: bool = True, lease_seconds: int = 4) -> Reconciler:
+        rec = Reconciler(
+            tmp_path / identity,
+            cluster,
+            mlflow_server.url,
+            ca_dir,
+            lease=lease,
+            poll=poll,
+            identity=identity,
+            secret=secret,
+            lease_seconds=lease_seconds,
+        )
+        started.append(rec)
+        return rec
+
+    yield start
+    for rec in started:
+        rec.stop()
+
+
 @pytest.fixture()
 def fresh_model(catalog: Catalog) -> Callable[[], tuple[str, str]]:
     def make() -> tuple[str, str]:
@@ -201,37 +233,21 @@ def move_and_measure(catalog: Catalog, api: Api, name: str, objects: list[str], 
 
 
 def test_alias_moves_follow_mlflow_webhooks(
-    webhook: ModelpinServer,
-    cluster: ControlPlane,
-    api: Api,
-    catalog: Catalog,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path: Path,
-    fresh_model: Callable[[], tuple[str, str]],
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh
 ) -> None:
     name, _ = fresh_model()
     other, _ = fresh_model()
-    rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="hooks", poll=3600, identity="hooks")
-    hook = None
+    rec = start_reconciler(lease="hooks", poll=3600, identity="hooks")
+    rec.wait_leading()
+    hook = catalog.client.create_webhook(
+        name=f"modelpin-{name}", url=f"{rec.url}/mlflow/events", events=list(EVENTS), secret=SECRET
+    )  # type: ignore[arg-type]
     try:
-        rec.wait_leading()
-        hook = catalog.client.create_webhook(
-            name=f"modelpin-{name}", url=f"{rec.url}/mlflow/events", events=list(EVENTS), secret=SECRET
-        )  # type: ignore[arg-type]
         objects = [f"{name}-{i}" for i in range(3)]
-        cluster.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=yaml.safe_dump_all(
-                [isvc(o, f"models:/{name}@champion") for o in objects]
-                + [isvc("bystander", f"models:/{other}@champion")]
-            ),
-        )
+        docs = [isvc(o, f"models:/{name}@champion") for o in objects] + [isvc("bystander", f"models:/{other}@champion")]
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
         bystander_rv = api.isvc("bystander")["metadata"]["resourceVersion"]
-        lags = move_and_measure(catalog, api, name, objects, 20)
-        record_lags("mlflow webhooks", lags)
+        record_lags("mlflow webhooks", move_and_measure(catalog, api, name, objects, 20))
         assert api.isvc("bystander")["metadata"]["resourceVersion"] == bystander_rv
         events = cluster.kubectl(
             "get", "events", "-n", NS, "--field-selector", "reason=ModelVersionChanged", "-o", "json"
@@ -239,168 +255,117 @@ def test_alias_moves_follow_mlflow_webhooks(
         messages = [e["message"] for e in json.loads(events)["items"]]
         assert any(m.startswith(f"{name}: ") and m.endswith("(@champion)") and " -> " in m for m in messages)
     finally:
-        if hook is not None:
-            catalog.client.delete_webhook(hook.webhook_id)
-        rec.stop()
+        catalog.client.delete_webhook(hook.webhook_id)
 
 
 def test_polling_sees_stage_promotions_and_alias_moves(
-    webhook: ModelpinServer,
-    cluster: ControlPlane,
-    api: Api,
-    catalog: Catalog,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path: Path,
-    fresh_model: Callable[[], tuple[str, str]],
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh
 ) -> None:
     name, v1 = fresh_model()
-    import warnings
-
-    rec = Reconciler(
-        tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="poll", poll=1.0, identity="poller", secret=False
-    )
-    try:
-        rec.wait_leading()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            catalog.client.transition_model_version_stage(name, v1, "Production")
-            cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("staged", f"models:/{name}/Production")))
-            assert uri_of(api.isvc("staged")) == catalog.location(name, v1)
-            v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
-            catalog.client.transition_model_version_stage(name, v2, "Production")
-        wait_for(lambda: uri_of(api.isvc("staged")) == catalog.location(name, v2), 10, "stage promotion")
-        moving, _ = fresh_model()
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("polled", f"models:/{moving}@champion")))
-        record_lags("polling only (1 s interval)", move_and_measure(catalog, api, moving, ["polled"], 20))
-    finally:
-        rec.stop()
+    start_reconciler(lease="poll", poll=1.0, identity="poller", secret=False).wait_leading()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated in MLflow, still used
+        catalog.client.transition_model_version_stage(name, v1, "Production")
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("staged", f"models:/{name}/Production")))
+        assert uri_of(api.isvc("staged")) == catalog.location(name, v1)
+        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.transition_model_version_stage(name, v2, "Production")
+    wait_for(lambda: uri_of(api.isvc("staged")) == catalog.location(name, v2), 10, "stage promotion")
+    moving, _ = fresh_model()
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("polled", f"models:/{moving}@champion")))
+    record_lags("polling only (1 s interval)", move_and_measure(catalog, api, moving, ["polled"], 20))
 
 
 def test_forged_stale_and_replayed_deliveries_touch_nothing(
-    webhook: ModelpinServer,
-    cluster: ControlPlane,
-    api: Api,
-    catalog: Catalog,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path: Path,
-    fresh_model: Callable[[], tuple[str, str]],
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh
 ) -> None:
     name, _ = fresh_model()
-    rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="forged", poll=3600, identity="f")
-    try:
-        indexed = rec.wait_synced()
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("guarded", f"models:/{name}@champion")))
-        rec.wait_synced(indexed + 1)  # seen by the watch: no relist (and its compare) pending
-        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
-        catalog.client.set_registered_model_alias(name, "champion", v2)
-        before = api.isvc("guarded")["metadata"]["resourceVersion"]
-        body = json.dumps(
-            {
-                "entity": "model_version_alias",
-                "action": "created",
-                "data": {"name": name, "alias": "champion", "version": v2},
-            }
-        ).encode()
+    rec = start_reconciler(lease="forged", poll=3600, identity="forged")
+    indexed = rec.wait_synced()
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("guarded", f"models:/{name}@champion")))
+    rec.wait_synced(indexed + 1)  # seen by the watch: no relist (and its compare) pending
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    before = api.isvc("guarded")["metadata"]["resourceVersion"]
+    data = {"name": name, "alias": "champion", "version": v2}
+    body = json.dumps({"entity": "model_version_alias", "action": "created", "data": data}).encode()
 
-        def post(delivery: str, ts: int, signature: str) -> httpx.Response:
-            return httpx.post(
-                f"{rec.url}/mlflow/events",
-                content=body,
-                verify=rec.tls,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-MLflow-Delivery-Id": delivery,
-                    "X-MLflow-Timestamp": str(ts),
-                    "X-MLflow-Signature": signature,
-                },
-            )
+    def post(delivery: str, ts: int, signature: str) -> httpx.Response:
+        headers = {
+            "Content-Type": "application/json",
+            "X-MLflow-Delivery-Id": delivery,
+            "X-MLflow-Timestamp": str(ts),
+            "X-MLflow-Signature": signature,
+        }
+        return httpx.post(f"{rec.url}/mlflow/events", content=body, verify=rec.tls, headers=headers)
 
-        now = int(time.time())
-        forged = post("d-1", now, sign("wrong-secret", "d-1", str(now), body))
-        assert forged.status_code == 401 and "signature" in forged.json()["error"]
-        stale = post("d-2", now - 900, sign(SECRET, "d-2", str(now - 900), body))
-        assert stale.status_code == 401 and "timestamp" in stale.json()["error"]
-        unsigned = post("d-3", now, "")
-        assert unsigned.status_code == 401
-        time.sleep(1.5)
-        assert api.isvc("guarded")["metadata"]["resourceVersion"] == before
-        # a genuine delivery works once, and its replay is refused
-        good = post("d-4", now, sign(SECRET, "d-4", str(now), body))
-        assert good.status_code == 202
-        wait_for(lambda: uri_of(api.isvc("guarded")) == catalog.location(name, v2), 10, "genuine delivery")
-        replay = post("d-4", now, sign(SECRET, "d-4", str(now), body))
-        assert replay.status_code == 401 and "already" in replay.json()["error"]
-    finally:
-        rec.stop()
+    now = int(time.time())
+    forged = post("d-1", now, sign("wrong-secret", "d-1", str(now), body))
+    assert forged.status_code == 401 and "signature" in forged.json()["error"]
+    stale = post("d-2", now - 900, sign(SECRET, "d-2", str(now - 900), body))
+    assert stale.status_code == 401 and "timestamp" in stale.json()["error"]
+    assert post("d-3", now, "").status_code == 401
+    time.sleep(1.5)
+    assert api.isvc("guarded")["metadata"]["resourceVersion"] == before
+    # a genuine delivery works once, and its replay is refused
+    assert post("d-4", now, sign(SECRET, "d-4", str(now), body)).status_code == 202
+    wait_for(lambda: uri_of(api.isvc("guarded")) == catalog.location(name, v2), 10, "genuine delivery")
+    replay = post("d-4", now, sign(SECRET, "d-4", str(now), body))
+    assert replay.status_code == 401 and "already" in replay.json()["error"]
 
 
 def test_paused_object_keeps_its_version_until_unpaused(
-    webhook: ModelpinServer,
-    cluster: ControlPlane,
-    api: Api,
-    catalog: Catalog,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path: Path,
-    fresh_model: Callable[[], tuple[str, str]],
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh
 ) -> None:
     name, v1 = fresh_model()
     obj = isvc("paused", f"models:/{name}@champion")
     obj["metadata"]["annotations"] = {"modelpin.io/paused": "true"}
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
-    rec = Reconciler(tmp_path / "r", cluster, mlflow_server.url, ca_dir, lease="pause", poll=1.0, identity="p")
-    try:
-        rec.wait_leading()
-        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
-        catalog.client.set_registered_model_alias(name, "champion", v2)
-        time.sleep(3)  # three poll intervals
-        assert uri_of(api.isvc("paused")) == catalog.location(name, v1)
-        cluster.kubectl("annotate", "inferenceservice", "paused", "-n", NS, "modelpin.io/paused-")
-        wait_for(lambda: uri_of(api.isvc("paused")) == catalog.location(name, v2), 10, "unpaused object")
-    finally:
-        rec.stop()
+    start_reconciler(lease="pause", poll=1.0, identity="pause").wait_leading()
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    time.sleep(3)  # three poll intervals
+    assert uri_of(api.isvc("paused")) == catalog.location(name, v1)
+    cluster.kubectl("annotate", "inferenceservice", "paused", "-n", NS, "modelpin.io/paused-")
+    wait_for(lambda: uri_of(api.isvc("paused")) == catalog.location(name, v2), 10, "unpaused object")
 
 
 def test_standby_takes_over_and_applies_changes_made_meanwhile(
-    webhook: ModelpinServer,
-    cluster: ControlPlane,
-    api: Api,
-    catalog: Catalog,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path: Path,
-    fresh_model: Callable[[], tuple[str, str]],
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh
 ) -> None:
     name, _ = fresh_model()
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("failover", f"models:/{name}@champion")))
-    a = Reconciler(tmp_path / "a", cluster, mlflow_server.url, ca_dir, lease="ha", poll=3600, identity="a")
-    b = None
-    try:
-        a.wait_leading()
-        b = Reconciler(tmp_path / "b", cluster, mlflow_server.url, ca_dir, lease="ha", poll=3600, identity="b")
-        time.sleep(2)
-        assert a.leading() and not b.leading()
-        assert b.get("/readyz").status_code == 200  # a standby is ready too, just not leading
-        # SIGKILL: no chance to release the lease, so the standby must wait it out
-        a.process.proc.kill()
-        a.process.proc.wait()
-        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
-        catalog.client.set_registered_model_alias(name, "champion", v2)
-        took = wait_for(b.leading, 15, "takeover by the standby")
-        assert took < 4 + 2  # the lease duration, plus one renew period
-        wait_for(lambda: uri_of(api.isvc("failover")) == catalog.location(name, v2), 15, "change made during failover")
-        lease = json.loads(cluster.kubectl("get", "lease", "ha", "-n", NS, "-o", "json").stdout)
-        assert lease["spec"]["holderIdentity"] == "b"
-    finally:
-        a.stop()
-        if b is not None:
-            b.stop()
+    a = start_reconciler(lease="ha", poll=3600, identity="a")
+    a.wait_leading()
+    b = start_reconciler(lease="ha", poll=3600, identity="b")
+    time.sleep(2)
+    assert a.leading() and not b.leading()
+    assert b.get("/readyz").status_code == 200  # a standby is ready too, just not leading
+    # SIGKILL: no chance to release the lease, so the standby must wait it out
+    a.process.proc.kill()
+    a.process.proc.wait()
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    took = wait_for(b.leading, 15, "takeover by the standby")
+    assert took < 4 + 2  # the lease duration, plus one renew period
+    wait_for(lambda: uri_of(api.isvc("failover")) == catalog.location(name, v2), 15, "change made during failover")
+    lease = json.loads(cluster.kubectl("get", "lease", "ha", "-n", NS, "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"] == "b"
+
+
+def test_a_leader_that_shuts_down_hands_over_at_once(start_reconciler: Start) -> None:
+    a = start_reconciler(lease="handover", poll=3600, identity="first", lease_seconds=30)
+    a.wait_leading()
+    b = start_reconciler(lease="handover", poll=3600, identity="second", lease_seconds=30)
+    time.sleep(1)
+    assert not b.leading()
+    a.stop()  # SIGTERM: the leader releases the lease
+    took = wait_for(b.leading, 25, "handover")
+    assert took < 30 / 3 + 2  # one renew period, far less than the 30 s lease
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _deliveries_trust_the_test_ca(mlflow_server: MlflowServer) -> Iterator[None]:
-    # The mlflow server was started with REQUESTS_CA_BUNDLE on the session CA (tests/conftest.py).
+    # The mlflow server trusts the session CA (tests/support/mlflow_trust), so deliveries verify.
     assert mlflow_server.trusted_ca is not None
     yield

@@ -1,0 +1,20 @@
+-- wrk script for the admission benchmark: POSTs the AdmissionReview bodies named in
+-- MODELPIN_BENCH_BODIES (colon-separated files) round-robin, prints one JSON line at the end.
+local bodies = {}
+for path in string.gmatch(os.getenv("MODELPIN_BENCH_BODIES"), "[^:]+") do
+  local f = assert(io.open(path, "rb"))
+  bodies[#bodies + 1] = f:read("*a")
+  f:close()
+end
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, "errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
