@@ -216,6 +216,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"modelpin/naive throughput {m['rps'] / n['rps']:.1f}"
         )
     print(
+        f"\nwarm cache, {int(seed['requests'])} sequential HTTPS reviews of the seed SeldonDeployment "
+        f"(httpx driver): p50 {seed['p50_ms']:.2f} ms, p99 {seed['p99_ms']:.2f} ms, max {seed['max_ms']:.2f} ms"
+    )
+    print(
         f"\ncold path: 100 concurrent reviews of one uncached reference -> {int(cold['registry_lookups'])} registry "
         f"lookup(s); first answer {cold['first_answer_ms']:.1f} ms, last {cold['last_answer_ms']:.1f} ms, "
         f"{int(cold['allowed'])}/100 allowed"

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     certs.ensure_ca(ca_dir)
     started: list[Any] = []
     try:
+        (work / "cp").mkdir()
         cp = ControlPlane(work / "cp").start()
         started.append(cp)
         mlflow = MlflowServer(work / "mlflow", trusted_ca=ca_dir / "ca.crt")
