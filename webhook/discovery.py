@@ -48,22 +48,24 @@ def interesting_strings(obj: dict[str, Any], also: frozenset[str] | set[str]) ->
     that matter, not for every string of a large object.
     """
     found: list[tuple[str, str]] = []
-
-    def visit(node: Any, path: list[str | int]) -> None:
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, child in items:
-            if isinstance(child, str):
-                if child in also or is_candidate(child):
-                    found.append((pointer([*path, key]), child))
-            elif isinstance(child, dict | list):
-                path.append(key)
-                visit(child, path)
-                path.pop()
-
     spec = obj.get("spec")
     if isinstance(spec, dict | list):
-        visit(spec, ["spec"])
+        _visit(spec, ["spec"], also, found)
     return found
+
+
+def _visit(node: Any, path: list[str | int], also: frozenset[str] | set[str], found: list[tuple[str, str]]) -> None:
+    # A module-level function, not a closure: a recursive closure is a reference
+    # cycle, and one per review keeps the garbage collector busy on the hot path.
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, child in items:
+        if isinstance(child, str):
+            if child in also or is_candidate(child):
+                found.append((pointer([*path, key]), child))
+        elif isinstance(child, dict | list):
+            path.append(key)
+            _visit(child, path, also, found)
+            path.pop()
 
 
 def find_candidates(obj: dict[str, Any]) -> dict[str, str]:
