@@ -38,6 +38,7 @@ class Outcome:
     """What admission decided, before it is written as a response."""
 
     values: dict[str, str] = field(default_factory=dict)  # pointer -> new field value
+    current: dict[str, str] = field(default_factory=dict)  # pointer -> value as admitted
     templates: dict[str, str] = field(default_factory=dict)
     resolved: dict[str, dict[str, str]] = field(default_factory=dict)
     errors: list[tuple[Cause, str]] = field(default_factory=list)
@@ -48,7 +49,7 @@ async def admit(request: Mapping[str, Any], *, resolver: Resolver) -> Response:
     started = time.perf_counter()
     uid = str(request["uid"])
     if request["operation"] not in ("CREATE", "UPDATE"):
-        metrics.ADMISSION_LATENCY.labels("skipped").observe(time.perf_counter() - started)
+        metrics.ADMISSION_SKIPPED.observe(time.perf_counter() - started)
         return allowed(uid)
     obj: dict[str, Any] = request["object"]
     metadata = obj.get("metadata") or {}
@@ -60,11 +61,10 @@ async def admit(request: Mapping[str, Any], *, resolver: Resolver) -> Response:
         detail = "; ".join(message for _, message in outcome.errors)
         noun = "template" if len(outcome.errors) == 1 else "templates"
         message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
-        metrics.ADMISSION_LATENCY.labels("denied").observe(time.perf_counter() - started)
+        metrics.ADMISSION_DENIED.observe(time.perf_counter() - started)
         return denied(uid, code, message, outcome.warnings)
-    ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved)
-    label = "patched" if ops else "unchanged"
-    metrics.ADMISSION_LATENCY.labels(label).observe(time.perf_counter() - started)
+    ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current)
+    (metrics.ADMISSION_PATCHED if ops else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
     return allowed(uid, ops, outcome.warnings)
 
 
@@ -74,6 +74,7 @@ async def decide(obj: Mapping[str, Any], *, namespace: str | None, flavor: Flavo
     jobs: list[_Job] = []
     recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
     for pointer, value in interesting_strings(dict(obj), recorded):
+        out.current[pointer] = value
         if is_candidate(value):
             job = _template_job(pointer, value, rec, namespace, resolver, out)
         elif rec.recorded_uri(pointer) == value:

@@ -15,18 +15,21 @@ def build_patch(
     values: Mapping[str, str],
     templates: Mapping[str, str],
     resolved: Mapping[str, Mapping[str, str]],
+    current: Mapping[str, str] | None = None,
 ) -> list[Op]:
     """Ops that set field values and bring the label and records up to date.
 
-    ``values`` maps pointers (which exist in ``obj``) to their new strings.
+    ``values`` maps pointers (which exist in ``obj``) to their new strings; ``current``
+    may give the values as admitted, saving a walk down each pointer.
     Records for every managed field are rewritten whole: a field that is not
     in ``templates`` any more loses its record, and with no field left the
     label and records are removed.
     """
+    known = current or {}
     ops: list[Op] = [
         {"op": "replace", "path": pointer, "value": value}
         for pointer, value in values.items()
-        if _get(obj, pointer) != value
+        if (known[pointer] if pointer in known else _get(obj, pointer)) != value
     ]
     metadata = obj.get("metadata") or {}
     if templates:
