@@ -10,7 +10,6 @@ taken in this one run, the cold-path figures, and writes a PNG plot.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import ssl
@@ -27,7 +26,7 @@ import orjson
 from tests.conftest import modelpin_config
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
+from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc
 from tests.support.processes import Process, free_port
 from tests.support.reviews import fixture, make_review
 
@@ -99,39 +98,14 @@ def cold_path(server: ModelpinServer, catalog: Any) -> dict[str, float]:
     name = f"cold-{int(time.time() * 1000)}"
     version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", version)
-    obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "cold"},
-        "spec": {"predictor": {"model": {"storageUri": f"models:/{name}@champion"}}},
-    }
     before = server.metric("modelpin_registry_lookups_total")
-
-    async def burst() -> tuple[float, float, int]:
-        async with httpx.AsyncClient(verify=server.tls, timeout=30, limits=httpx.Limits(max_connections=100)) as client:
-            # open the connections first so the burst measures resolution, not handshakes
-            await asyncio.gather(*(client.get(f"{server.url}/healthz") for _ in range(100)))
-            started = time.perf_counter()
-            first: list[float] = []
-
-            async def one() -> bool:
-                r = await client.post(
-                    f"{server.url}/mutate",
-                    content=orjson.dumps(make_review(obj)),
-                    headers={"Content-Type": "application/json"},
-                )
-                first.append(time.perf_counter() - started)
-                return bool(r.json()["response"]["allowed"])
-
-            ok = await asyncio.gather(*(one() for _ in range(100)))
-            return min(first), max(first), sum(ok)
-
-    first, last, allowed = asyncio.run(burst())
+    answers = concurrent_reviews(server, isvc(f"models:/{name}@champion", "cold"), 100)
+    times = [elapsed for elapsed, _ in answers]
     return {
         "registry_lookups": server.metric("modelpin_registry_lookups_total") - before,
-        "first_answer_ms": first * 1000,
-        "last_answer_ms": last * 1000,
-        "allowed": allowed,
+        "first_answer_ms": min(times) * 1000,
+        "last_answer_ms": max(times) * 1000,
+        "allowed": sum(1 for _, a in answers if a["response"]["allowed"]),
     }
 
 

@@ -6,7 +6,6 @@ mlflow client, never from modelpin's own code.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
@@ -16,7 +15,7 @@ import orjson
 import pytest
 
 from tests.support.catalog import PROXIED_ROOT, Catalog
-from tests.support.modelpin_server import ModelpinServer
+from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc
 from tests.support.reviews import apply, at, fixture, make_review, patch_of
 
 pytestmark = pytest.mark.integration
@@ -105,12 +104,7 @@ def test_trained_model_and_seldon_v2_model(modelpin: ModelpinServer, catalog: Ca
 
 
 def test_namespace_default_selector(modelpin: ModelpinServer, catalog: Catalog) -> None:
-    obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "x"},
-        "spec": {"predictor": {"model": {"storageUri": "models:/fraud"}}},
-    }
+    obj = isvc("models:/fraud")
     out = apply(obj, modelpin.review(make_review(obj, namespace="staging")))
     assert at(out, "/spec/predictor/model/storageUri") == catalog.location("fraud", "3")
     record = json.loads(out["metadata"]["annotations"]["modelpin.io/resolved"])
@@ -132,12 +126,7 @@ def test_namespace_default_selector(modelpin: ModelpinServer, catalog: Catalog) 
 def test_denials_name_field_template_and_cause(
     modelpin: ModelpinServer, uri: str, code: int, needles: list[str]
 ) -> None:
-    obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "x"},
-        "spec": {"predictor": {"model": {"storageUri": uri}}},
-    }
+    obj = isvc(uri)
     response = modelpin.review(make_review(obj))["response"]
     assert response["allowed"] is False
     assert response["status"]["code"] == code
@@ -282,32 +271,12 @@ def test_hundred_concurrent_cold_reviews_make_one_registry_lookup(modelpin: Mode
     name = "cold-concurrency"
     version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", version)
-    obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "c"},
-        "spec": {"predictor": {"model": {"storageUri": f"models:/{name}@champion"}}},
-    }
+    obj = isvc(f"models:/{name}@champion")
     before = modelpin.metric("modelpin_registry_lookups_total")
-
-    async def burst() -> list[dict[str, object]]:
-        async with httpx.AsyncClient(
-            base_url=modelpin.url, verify=modelpin.tls, timeout=30, limits=httpx.Limits(max_connections=100)
-        ) as client:
-
-            async def one() -> dict[str, object]:
-                r = await client.post(
-                    "/mutate", content=orjson.dumps(make_review(obj)), headers={"Content-Type": "application/json"}
-                )
-                return dict(r.json())
-
-            return await asyncio.gather(*(one() for _ in range(100)))
-
-    answers = asyncio.run(burst())
+    answers = concurrent_reviews(modelpin, obj, 100)
     expected = catalog.location(name, version)
-    for answer in answers:
-        out = apply(obj, answer)
-        assert at(out, "/spec/predictor/model/storageUri") == expected
+    for _, answer in answers:
+        assert at(apply(obj, answer), "/spec/predictor/model/storageUri") == expected
     assert modelpin.metric("modelpin_registry_lookups_total") - before == 1
 
 

@@ -19,7 +19,7 @@ from tests.conftest import modelpin_config
 from tests.support.catalog import Catalog
 from tests.support.forwarder import Forwarder
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
+from tests.support.modelpin_server import ModelpinServer, isvc
 from tests.support.reviews import apply, at, make_review
 from webhook import certs
 
@@ -46,15 +46,6 @@ def flaky(
     server = ModelpinServer(tmp_path_factory.mktemp("flaky"), config, ca_dir)
     yield server
     server.stop()
-
-
-def isvc(uri: str) -> dict[str, object]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "d"},
-        "spec": {"predictor": {"model": {"storageUri": uri}}},
-    }
 
 
 def test_registry_down_serves_stale_with_warning_then_denies_uncached(

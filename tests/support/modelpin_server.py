@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import orjson
 import yaml
 
 from tests.support.processes import Process, free_port
+from tests.support.reviews import make_review
 from webhook import certs
 
 
@@ -86,3 +89,36 @@ class ModelpinServer:
     def stop(self) -> None:
         self.client.close()
         self.process.stop()
+
+
+def isvc(uri: str, name: str = "x") -> dict[str, Any]:
+    """A minimal InferenceService whose predictor model URI is ``uri``."""
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"model": {"storageUri": uri}}},
+    }
+
+
+def concurrent_reviews(server: ModelpinServer, obj: dict[str, Any], n: int) -> list[tuple[float, dict[str, Any]]]:
+    """``n`` CREATE reviews of ``obj`` sent at once on ``n`` open connections.
+
+    Returns (seconds from the start of the burst to this answer, answer) per review. The
+    connections are opened first, so the burst measures admission, not TLS handshakes.
+    """
+
+    async def burst() -> list[tuple[float, dict[str, Any]]]:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(base_url=server.url, verify=server.tls, timeout=60, limits=limits) as client:
+            await asyncio.gather(*(client.get("/healthz") for _ in range(n)))
+            started = time.perf_counter()
+
+            async def one() -> tuple[float, dict[str, Any]]:
+                body = orjson.dumps(make_review(obj))
+                r = await client.post("/mutate", content=body, headers={"Content-Type": "application/json"})
+                return time.perf_counter() - started, dict(r.json())
+
+            return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    return asyncio.run(burst())
