@@ -7,8 +7,10 @@ Lag figures are printed (``-s`` shows them) and also written to
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -20,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from mlflow.entities.webhook import WebhookEvent
 
 from tests.conftest import modelpin_config
 from tests.e2e.controlplane import ControlPlane
@@ -239,9 +242,30 @@ def test_alias_moves_follow_mlflow_webhooks(
     other, _ = fresh_model()
     rec = start_reconciler(lease="hooks", poll=3600, identity="hooks")
     rec.wait_leading()
-    hook = catalog.client.create_webhook(
-        name=f"modelpin-{name}", url=f"{rec.url}/mlflow/events", events=list(EVENTS), secret=SECRET
-    )  # type: ignore[arg-type]
+    # registered the way the README says, with the project's own command
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "mlflow-webhook",
+            "install",
+            "--tracking-uri",
+            catalog.tracking_uri,
+            "--url",
+            f"{rec.url}/mlflow/events",
+            "--name",
+            f"modelpin-{name}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MODELPIN_MLFLOW_WEBHOOK_SECRET": SECRET},
+    )
+    assert installed.returncode == 0, installed.stderr
+    hook_id = installed.stdout.split()[3]
+    hook = catalog.client.get_webhook(hook_id)
+    assert set(hook.events) == {WebhookEvent.from_str(e) for e in EVENTS}
     try:
         objects = [f"{name}-{i}" for i in range(3)]
         docs = [isvc(o, f"models:/{name}@champion") for o in objects] + [isvc("bystander", f"models:/{other}@champion")]
@@ -255,7 +279,7 @@ def test_alias_moves_follow_mlflow_webhooks(
         messages = [e["message"] for e in json.loads(events)["items"]]
         assert any(m.startswith(f"{name}: ") and m.endswith("(@champion)") and " -> " in m for m in messages)
     finally:
-        catalog.client.delete_webhook(hook.webhook_id)
+        catalog.client.delete_webhook(hook_id)
 
 
 def test_polling_sees_stage_promotions_and_alias_moves(
@@ -362,6 +386,42 @@ def test_a_leader_that_shuts_down_hands_over_at_once(start_reconciler: Start) ->
     a.stop()  # SIGTERM: the leader releases the lease
     took = wait_for(b.leading, 25, "handover")
     assert took < 30 / 3 + 2  # one renew period, far less than the 30 s lease
+
+
+def test_a_deleted_alias_keeps_the_running_version_and_warns(
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh
+) -> None:
+    name, v1 = fresh_model()
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("orphan", f"models:/{name}@champion")))
+    rec = start_reconciler(lease="orphan", poll=1.0, identity="orphan")
+    rec.wait_synced()
+    before = api.isvc("orphan")
+    catalog.client.delete_registered_model_alias(name, "champion")
+
+    def warned() -> bool:
+        out = cluster.kubectl(
+            "get", "events", "-n", NS, "--field-selector", "involvedObject.name=orphan,type=Warning", "-o", "json"
+        ).stdout
+        return any("keeping the current version" in e["message"] for e in json.loads(out)["items"])
+
+    wait_for(warned, 10, "a Warning Event about the missing alias")
+    after = api.isvc("orphan")
+    assert uri_of(after) == catalog.location(name, v1)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    # an unrelated update is not refused (the webhook may still answer it from its cache) ...
+    cluster.kubectl("annotate", "inferenceservice", "orphan", "-n", NS, "team=ml", "--overwrite")
+    assert uri_of(api.isvc("orphan")) == catalog.location(name, v1)
+    # ... nor is one that makes the webhook ask the registry: the recorded version is kept, with a warning
+    token = str(int(time.time() * 1000))
+    out = cluster.kubectl(
+        "annotate", "inferenceservice", "orphan", "-n", NS, f"modelpin.io/refresh={token}", "--overwrite"
+    )
+    assert "kept version" in out.stderr and "champion" in out.stderr, out.stderr
+    assert uri_of(api.isvc("orphan")) == catalog.location(name, v1)
+    # and it resumes when the reference resolves again
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    wait_for(lambda: uri_of(api.isvc("orphan")) == catalog.location(name, v2), 10, "resumed after the alias returns")
 
 
 @pytest.fixture(autouse=True, scope="module")
