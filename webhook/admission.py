@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook import metrics, records
+from webhook import memo, metrics, records
 from webhook.discovery import interesting_strings
 from webhook.patches import build_patch
 from webhook.profiles import Flavor
-from webhook.resolver import Cause, Lookup, Plan, ResolutionError, Resolver
-from webhook.reviews import Response, allowed, denied
+from webhook.resolver import Cause, Lookup, Plan, Resolution, ResolutionError, Resolver
+from webhook.reviews import Response, allowed, denied, encode_patch
 from webhook.templates import Template, TemplateError, is_candidate, parse
 
 _CODES = {Cause.INVALID: 422, Cause.NOT_FOUND: 404, Cause.POLICY: 403, Cause.UNAVAILABLE: 503}
@@ -43,9 +43,17 @@ class Outcome:
     resolved: dict[str, dict[str, str]] = field(default_factory=dict)
     errors: list[tuple[Cause, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # the cache entries the values came from, one per distinct reference
+    uses: dict[tuple[str, str, str], tuple[Plan, Resolution]] = field(default_factory=dict)
+    refresh_ms: int = 0
+    # fields resolved and fields kept paused, as counted in the metrics
+    n_resolved: int = 0
+    n_paused: int = 0
 
 
-async def admit(request: Mapping[str, Any], *, resolver: Resolver) -> Response:
+async def admit(
+    request: Mapping[str, Any], *, resolver: Resolver, decisions: memo.DecisionMemo | None = None
+) -> Response:
     started = time.perf_counter()
     uid = str(request["uid"])
     if request["operation"] not in ("CREATE", "UPDATE"):
@@ -55,6 +63,20 @@ async def admit(request: Mapping[str, Any], *, resolver: Resolver) -> Response:
     metadata = obj.get("metadata") or {}
     namespace = request.get("namespace") or metadata.get("namespace")
     flavor = Flavor.for_group(str(request["kind"].get("group", "")))
+    memo_key = memo.key(obj, namespace, flavor) if decisions is not None else None
+    if decisions is not None and memo_key is not None:
+        seen = decisions.get(memo_key, resolver)
+        if seen is not None:
+            metrics.MEMO_HIT.inc()
+            if seen.resolved:
+                metrics.RESOLVED.inc(seen.resolved)
+            if seen.paused:
+                metrics.PAUSED.inc(seen.paused)
+            (metrics.ADMISSION_PATCHED if seen.patched else metrics.ADMISSION_UNCHANGED).observe(
+                time.perf_counter() - started
+            )
+            return memo.answer(uid, seen)
+        metrics.MEMO_MISS.inc()
     outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver)
     if outcome.errors:
         code = _CODES[outcome.errors[0][0]]
@@ -64,13 +86,26 @@ async def admit(request: Mapping[str, Any], *, resolver: Resolver) -> Response:
         metrics.ADMISSION_DENIED.observe(time.perf_counter() - started)
         return denied(uid, code, message, outcome.warnings)
     ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current)
+    patch = encode_patch(ops) if ops else None
+    if decisions is not None and memo_key is not None and not outcome.warnings:
+        decisions.put(
+            memo_key,
+            memo.Decision(
+                patch=patch,
+                uses=tuple(outcome.uses.values()),
+                refresh_ms=outcome.refresh_ms,
+                resolved=outcome.n_resolved,
+                paused=outcome.n_paused,
+                patched=bool(ops),
+            ),
+        )
     (metrics.ADMISSION_PATCHED if ops else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
-    return allowed(uid, ops, outcome.warnings)
+    return allowed(uid, patch=patch, warnings=outcome.warnings)
 
 
 async def decide(obj: Mapping[str, Any], *, namespace: str | None, flavor: Flavor, resolver: Resolver) -> Outcome:
     rec = records.read(obj.get("metadata") or {})
-    out = Outcome(warnings=list(rec.problems))
+    out = Outcome(warnings=list(rec.problems), refresh_ms=rec.refresh_ms)
     jobs: list[_Job] = []
     recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
     for pointer, value in interesting_strings(dict(obj), recorded):
@@ -112,6 +147,7 @@ def _template_job(
     same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
     if rec.paused and same_text:
         _keep(pointer, rec, out)
+        out.n_paused += 1
         metrics.PAUSED.inc()
         return None
     p = _plan(pointer, template, namespace, resolver, out)
@@ -126,6 +162,7 @@ def _recorded_job(
     text = rec.templates[pointer]
     if rec.paused:
         _keep(pointer, rec, out)
+        out.n_paused += 1
         metrics.PAUSED.inc()
         return None
     try:
@@ -198,6 +235,7 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
             warned.add(result.warning)
             out.warnings.append(result.warning)
         res = result.resolution
+        out.uses.setdefault(job.plan.key, (job.plan, res))
         out.values[job.pointer] = uri
         out.templates[job.pointer] = job.template.text
         out.resolved[job.pointer] = {
@@ -208,4 +246,5 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
             "run_id": res.version.run_id,
             "uri": uri,
         }
+        out.n_resolved += 1
         metrics.RESOLVED.inc()

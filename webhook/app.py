@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from fastapi import FastAPI, Request
@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook import metrics
 from webhook.admission import admit
+from webhook.memo import DecisionMemo
 from webhook.resolver import Resolver
 from webhook.reviews import BadRequest, denied, parse_review, review
 from webhook.tlsreload import CertReloader
@@ -34,6 +35,7 @@ JSON = "application/json"
 class ServerState:
     resolver: Resolver
     reloader: CertReloader | None = None
+    decisions: DecisionMemo = field(default_factory=DecisionMemo)
 
 
 def _error(status: int, reason: str) -> Response:
@@ -93,7 +95,7 @@ def create_app(state: ServerState) -> FastAPI:
             metrics.ADMISSION_LATENCY.labels("bad_request").observe(0)
             return _error(400, str(exc))
         try:
-            answer = await admit(req, resolver=state.resolver)
+            answer = await admit(req, resolver=state.resolver, decisions=state.decisions)
         except Exception as exc:  # never a 500 for a valid review: deny and say why
             log.exception("admission failed for uid %s", req["uid"])
             answer = denied(req["uid"], 500, f"modelpin failed internally: {type(exc).__name__}: {exc}")

@@ -30,6 +30,7 @@ REGISTRY_LOOKUPS = Counter(
     "Resolutions that went to the registry (one per reference, however many calls it took)",
     ["registry"],
 )
+MEMO = Counter("modelpin_decision_memo_total", "Reviews answered from a remembered decision, or not", ["result"])
 CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
 READY = Gauge("modelpin_ready", "1 when configuration and certificates are loaded")
 
@@ -48,3 +49,5 @@ ADMISSION_PATCHED = ADMISSION_LATENCY.labels("patched")
 ADMISSION_UNCHANGED = ADMISSION_LATENCY.labels("unchanged")
 ADMISSION_DENIED = ADMISSION_LATENCY.labels("denied")
 ADMISSION_SKIPPED = ADMISSION_LATENCY.labels("skipped")
+MEMO_HIT = MEMO.labels("hit")
+MEMO_MISS = MEMO.labels("miss")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -204,6 +204,28 @@ class Resolver:
             self._start_flight(p, now)
         metrics.CACHE_HIT.inc()
         return Lookup(entry)
+
+    def serves(self, uses: Iterable[tuple[Plan, Resolution]], *, not_before_ms: int = 0) -> bool:
+        """Whether ``cached`` would hand out exactly these entries, without warnings.
+
+        The decision memo's check, counted as one cache hit per entry, as the
+        full decision would count them.
+        """
+        now = self.clock_ms()
+        count = 0
+        for p, resolution in uses:
+            entry = self._cache.get(p.key)
+            if entry is not resolution or entry.fetched_at_ms < not_before_ms:
+                return False
+            age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
+            if age >= ttl:
+                return False
+            if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
+                self._start_flight(p, now)
+            count += 1
+        if count:
+            metrics.CACHE_HIT.inc(count)
+        return True
 
     def _start_flight(self, p: Plan, now: int) -> _Flight:
         flight = _Flight(now, asyncio.get_running_loop().create_task(self._fetch(p, now)))

@@ -67,11 +67,18 @@ def parse_review(body: bytes) -> dict[str, Any]:
     return request
 
 
-def allowed(uid: str, ops: Sequence[Op] = (), warnings: Sequence[str] = ()) -> Response:
+def encode_patch(ops: Sequence[Op]) -> str:
+    return base64.b64encode(orjson.dumps(list(ops))).decode()
+
+
+def allowed(uid: str, ops: Sequence[Op] = (), warnings: Sequence[str] = (), *, patch: str | None = None) -> Response:
+    """Allowed, with ``ops`` or an already encoded ``patch`` if anything changes."""
     response: Response = {"uid": uid, "allowed": True}
     if ops:
+        patch = encode_patch(ops)
+    if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(list(ops))).decode()
+        response["patch"] = patch
     if warnings:
         response["warnings"] = list(warnings)
     return response

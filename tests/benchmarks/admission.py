@@ -5,6 +5,12 @@
 Starts a real mlflow server with real models, the three servers on one test
 CA, and drives each from a separate load process. Prints a table with ratios
 taken in this one run, the cold-path figures, and writes a PNG plot.
+
+modelpin is measured twice: ``modelpin`` sends the same two objects again and
+again (the GitOps case: re-applied manifests, controller updates, reconciler
+touches), which its decision memo answers; ``modelpin-distinct`` gives every
+review a spec never seen before (a number in an ordinary spec string), so each
+one is walked, planned and patched in full, with the resolution cache warm.
 """
 
 from __future__ import annotations
@@ -51,9 +57,23 @@ def start_comparison(
     return proc, f"https://127.0.0.1:{port}/mutate"
 
 
-def drive(url: str, ca: Path, payloads: Path, concurrency: int, requests: int) -> dict[str, float]:
+SERVERS = ("echo", "modelpin", "modelpin-distinct", "naive")
+
+
+def bench_objects() -> list[dict[str, Any]]:
+    """The two payloads, each with ``__SEQ__`` in one ordinary spec string for the distinct runs."""
+    seed, canary = fixture("seldon-seed.yaml"), fixture("isvc-canary.yaml")
+    seed["spec"]["name"] = "iris-__SEQ__"
+    canary["spec"]["transformer"]["containers"][0]["image"] = "example.com/fraud-transformer:__SEQ__"
+    return [seed, canary]
+
+
+def drive(
+    url: str, ca: Path, payloads: Path, concurrency: int, requests: int, distinct: bool = False
+) -> dict[str, float]:
+    argv = [sys.executable, "-m", "tests.benchmarks.load", url, str(ca), str(payloads), str(concurrency), str(requests)]
     out = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.load", url, str(ca), str(payloads), str(concurrency), str(requests)],
+        [*argv, "distinct"] if distinct else argv,
         capture_output=True,
         text=True,
         check=True,
@@ -63,7 +83,9 @@ def drive(url: str, ca: Path, payloads: Path, concurrency: int, requests: int) -
     return result
 
 
-def drive_wrk(url: str, bodies: list[Path], concurrency: int, seconds: float) -> dict[str, float]:
+def drive_wrk(
+    url: str, bodies: list[Path], concurrency: int, seconds: float, distinct: bool = False
+) -> dict[str, float]:
     """The same measurement with wrk (C, epoll): far less client overhead than a Python driver."""
     out = subprocess.run(
         [
@@ -81,7 +103,11 @@ def drive_wrk(url: str, bodies: list[Path], concurrency: int, seconds: float) ->
         text=True,
         check=True,
         timeout=seconds + 60,
-        env={**os.environ, "MODELPIN_BENCH_BODIES": ":".join(str(b) for b in bodies)},
+        env={
+            **os.environ,
+            "MODELPIN_BENCH_BODIES": ":".join(str(b) for b in bodies),
+            "MODELPIN_BENCH_DISTINCT": "1" if distinct else "0",
+        },
     )
     r = orjson.loads(out.stdout.strip().splitlines()[-1])
     return {
@@ -152,14 +178,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         catalog = populate(mlflow.url)
         modelpin = ModelpinServer(work / "modelpin", modelpin_config(mlflow.url), work / "ca")
+        reviews = [make_review(obj) for obj in bench_objects()]
         bodies = [work / "seed-review.json", work / "isvc-review.json"]
-        bodies[0].write_bytes(orjson.dumps(make_review(fixture("seldon-seed.yaml"))))
-        bodies[1].write_bytes(orjson.dumps(make_review(fixture("isvc-canary.yaml"))))
+        for path, one in zip(bodies, reviews, strict=True):
+            path.write_bytes(orjson.dumps(one))
         payloads = work / "payloads.json"
-        payloads.write_bytes(
-            orjson.dumps([make_review(fixture("seldon-seed.yaml")), make_review(fixture("isvc-canary.yaml"))])
-        )
-        urls = {"modelpin": f"{modelpin.url}/mutate"}
+        payloads.write_bytes(orjson.dumps(reviews))
+        urls = {"modelpin": f"{modelpin.url}/mutate", "modelpin-distinct": f"{modelpin.url}/mutate"}
         for kind in ("echo", "naive"):
             proc, url = start_comparison(kind, work, modelpin.cert, modelpin.key, modelpin.ca, mlflow.url)
             procs.append(proc)
@@ -171,17 +196,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 drive_wrk(urls[server], bodies, 1, args.warmup)
             else:
                 drive(urls[server], modelpin.ca, payloads, 1, 200)
-        results: dict[str, dict[int, dict[str, float]]] = {k: {} for k in ("echo", "naive", "modelpin")}
+        results: dict[str, dict[int, dict[str, float]]] = {k: {} for k in SERVERS}
 
         def measure(server: str, level: int) -> None:
+            distinct = server == "modelpin-distinct"
             if args.driver == "wrk":
-                results[server][level] = drive_wrk(urls[server], bodies, level, args.seconds)
+                results[server][level] = drive_wrk(urls[server], bodies, level, args.seconds, distinct)
             else:
                 n = args.naive_requests if server == "naive" else args.requests
-                results[server][level] = drive(urls[server], modelpin.ca, payloads, level, max(n, level))
+                results[server][level] = drive(urls[server], modelpin.ca, payloads, level, max(n, level), distinct)
 
         for level in levels:
-            for server in ("echo", "modelpin"):
+            for server in ("echo", "modelpin", "modelpin-distinct"):
                 measure(server, level)
         seed_only = work / "seed.json"
         seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
@@ -199,21 +225,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(f"\nload driver: {args.driver}")
     print("\nadmission over HTTPS, payloads: seed SeldonDeployment (4 templates) + InferenceService (6 templates)")
-    print(f"{'server':<9} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'fail':>5}")
+    print(f"{'server':<17} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'fail':>5}")
     for level in levels:
-        for server in ("echo", "modelpin", "naive"):
+        for server in SERVERS:
             r = results[server][level]
             print(
-                f"{server:<9} {level:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} "
-                f"{int(r['failures']):>5}"
+                f"{server:<17} {level:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                f"{r['max_ms']:>8.2f} {int(r['failures']):>5}"
             )
     print("\nratios (same run):")
     for level in levels:
-        m, e, n = results["modelpin"][level], results["echo"][level], results["naive"][level]
+        m, d = results["modelpin"][level], results["modelpin-distinct"][level]
+        e, n = results["echo"][level], results["naive"][level]
         vs_naive = f"{m['rps'] / n['rps']:.1f}" if n["rps"] else "inf (naive answered nothing in time)"
         print(
-            f"  concurrency {level:>3}: modelpin/echo throughput {m['rps'] / e['rps']:.2f}, "
-            f"modelpin/naive throughput {vs_naive}"
+            f"  concurrency {level:>3}: modelpin/echo {m['rps'] / e['rps']:.2f}, "
+            f"modelpin-distinct/echo {d['rps'] / e['rps']:.2f}, modelpin/naive {vs_naive}"
         )
     print(
         f"\nwarm cache, {int(seed['requests'])} sequential HTTPS reviews of the seed SeldonDeployment "

@@ -1,7 +1,9 @@
 """Load generator, run in its own process: keep-alive HTTPS at a fixed concurrency.
 
-``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS`` prints one
+``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS [distinct]`` prints one
 JSON line: requests/s, p50, p99 and max latency in ms, and the count of non-200 or denied answers.
+With ``distinct``, every request replaces ``__SEQ__`` in its body by a fresh number, so no two
+reviews carry the same spec.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from pathlib import Path
 import httpx
 import orjson
 
+SEQ = b"__SEQ__"
 
-async def run(url: str, ca: str, payloads: list[dict[str, object]], concurrency: int, total: int) -> dict[str, float]:
+
+async def run(
+    url: str, ca: str, payloads: list[dict[str, object]], concurrency: int, total: int, distinct: bool = False
+) -> dict[str, float]:
     context = ssl.create_default_context(cafile=ca)
     latencies: list[float] = []
     failures = 0
@@ -45,6 +51,8 @@ async def run(url: str, ca: str, payloads: list[dict[str, object]], concurrency:
             while remaining > 0:
                 remaining -= 1
                 body = bodies[i % len(bodies)]
+                if distinct:
+                    body = body.replace(SEQ, str(remaining).encode())
                 i += 1
                 started = time.perf_counter()
                 response = await client.post(url, content=body, headers=headers)
@@ -69,8 +77,9 @@ async def run(url: str, ca: str, payloads: list[dict[str, object]], concurrency:
 
 def main() -> None:
     url, ca, payload_file, concurrency, total = sys.argv[1:6]
+    distinct = sys.argv[6:7] == ["distinct"]
     payloads = orjson.loads(Path(payload_file).read_bytes())
-    result = asyncio.run(run(url, ca, payloads, int(concurrency), int(total)))
+    result = asyncio.run(run(url, ca, payloads, int(concurrency), int(total), distinct))
     print(orjson.dumps(result).decode())
 
 

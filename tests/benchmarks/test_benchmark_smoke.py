@@ -26,7 +26,7 @@ def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
             str(tmp_path),
         ]
     )
-    for server in ("echo", "modelpin", "naive"):
+    for server in ("echo", "modelpin", "modelpin-distinct", "naive"):
         for level in (1, 4):
             result = report["results"][server][level]
             assert result["failures"] == 0 and result["requests"] >= 4

@@ -1,15 +1,24 @@
 -- wrk script for the admission benchmark: POSTs the AdmissionReview bodies named in
 -- MODELPIN_BENCH_BODIES (colon-separated files) round-robin, prints one JSON line at the end.
+-- With MODELPIN_BENCH_DISTINCT=1 every request replaces __SEQ__ in its body by a fresh number,
+-- so no two reviews carry the same spec.
 local bodies = {}
 for path in string.gmatch(os.getenv("MODELPIN_BENCH_BODIES"), "[^:]+") do
   local f = assert(io.open(path, "rb"))
   bodies[#bodies + 1] = f:read("*a")
   f:close()
 end
+local distinct = os.getenv("MODELPIN_BENCH_DISTINCT") == "1"
 local i = 0
+local seq = 0
 request = function()
   i = i % #bodies + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+  local body = bodies[i]
+  if distinct then
+    seq = seq + 1
+    body = (string.gsub(body, "__SEQ__", tostring(seq)))
+  end
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -1,0 +1,203 @@
+"""The decision memo: a repeat answers exactly as a full decision would, and never longer."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY as PROMETHEUS
+
+from tests.unit.conftest import Clock, FakeRegistry, apply_response, make_settings, seed_uri
+from tests.unit.test_admission import DEMO1, GRAPH, at, fixture, request
+from webhook import memo, records
+from webhook.admission import admit
+from webhook.memo import DecisionMemo
+from webhook.profiles import Flavor
+from webhook.registry import Unavailable
+from webhook.resolver import Resolver
+from webhook.reviews import Response
+
+
+def memo_count(result: str) -> float:
+    return PROMETHEUS.get_sample_value("modelpin_decision_memo_total", {"result": result}) or 0.0
+
+
+def without_uid(response: Response) -> dict[str, Any]:
+    return {k: v for k, v in response.items() if k != "uid"}
+
+
+@pytest.fixture
+def decisions() -> DecisionMemo:
+    return DecisionMemo()
+
+
+@pytest.mark.parametrize("name", ["seldon-seed.yaml", "isvc-canary.yaml", "isvc-legacy.yaml", "trainedmodel.yaml"])
+async def test_a_repeat_gets_the_full_decisions_answer(
+    name: str, resolver: Resolver, registry: FakeRegistry, decisions: DecisionMemo
+) -> None:
+    obj = fixture(name)
+    for model in ("fraud", "iris demo1"):
+        registry.set_alias(model, "challenger", 1 if model == "fraud" else 2)
+    plain = await admit(request(obj), resolver=resolver)
+    first = await admit(request(obj), resolver=resolver, decisions=decisions)
+    hits = memo_count("hit")
+    second = await admit(request(copy.deepcopy(obj)), resolver=resolver, decisions=decisions)
+    assert memo_count("hit") == hits + (1 if plain["allowed"] and "warnings" not in plain else 0)
+    assert without_uid(first) == without_uid(plain)
+    assert without_uid(second) == without_uid(plain)
+    # and the output, admitted again, still needs no patch
+    out = apply_response(obj, plain) if plain["allowed"] else obj
+    for _ in range(2):
+        again = await admit(request(out, "UPDATE"), resolver=resolver, decisions=decisions)
+        assert "patch" not in again or not plain["allowed"]
+
+
+async def test_the_uid_is_the_requests_own(resolver: Resolver, decisions: DecisionMemo) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await admit(request(obj), resolver=resolver, decisions=decisions)
+    req = request(obj)
+    assert (await admit(req, resolver=resolver, decisions=decisions))["uid"] == req["uid"]
+
+
+async def test_a_moved_alias_is_seen_once_the_cache_entry_expires(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    first = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    assert at(first, DEMO1) == seed_uri("iris demo1", 1)
+    registry.set_alias("iris demo1", "champion", 2)
+    clock.advance(31)  # past the floating TTL of the test settings
+    later = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    assert at(later, DEMO1) == seed_uri("iris demo1", 2)
+    assert at(later, f"{GRAPH}/modelUri") == seed_uri("iris demo4", 1)
+
+
+async def test_a_renewed_cache_entry_retires_the_decision(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await admit(request(obj), resolver=resolver, decisions=decisions)
+    registry.set_alias("iris demo1", "champion", 2)
+    clock.advance(25)  # past REFRESH_AHEAD of the TTL: served, renewed in the background
+    stale_enough = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    assert at(stale_enough, DEMO1) == seed_uri("iris demo1", 1)
+    for _ in range(3):  # let the background renewals land
+        await asyncio.sleep(0)
+    renewed = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    assert at(renewed, DEMO1) == seed_uri("iris demo1", 2)
+
+
+async def test_a_refresh_token_newer_than_the_cache_bypasses_the_memo(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    out = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver, decisions=decisions)
+    registry.set_alias("iris demo1", "champion", 2)
+    clock.advance(1)
+    out["metadata"]["annotations"][records.REFRESH] = str(clock.ms)
+    lookups = registry.lookups
+    touched = apply_response(out, await admit(request(out, "UPDATE"), resolver=resolver, decisions=decisions))
+    assert at(touched, DEMO1) == seed_uri("iris demo1", 2)
+    assert registry.lookups == lookups + 4
+
+
+async def test_degraded_answers_are_not_remembered(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await admit(request(obj), resolver=resolver, decisions=decisions)
+    registry.fail_with(Unavailable("registry 'mlflow' answered 503: down"))
+    clock.advance(31)
+    for _ in range(2):
+        response = await admit(request(obj), resolver=resolver, decisions=decisions)
+        assert response["allowed"] is True
+        assert response["warnings"], "a stale answer says so every time"
+    registry.fail_with(None)
+    clock.advance(1)
+    assert "warnings" not in await admit(request(obj), resolver=resolver, decisions=decisions)
+
+
+async def test_denials_are_not_remembered(resolver: Resolver, registry: FakeRegistry, decisions: DecisionMemo) -> None:
+    obj = fixture("seldon-seed.yaml")
+    at(obj, GRAPH)["modelUri"] = "models:/newcomer@champion"
+    assert (await admit(request(obj), resolver=resolver, decisions=decisions))["allowed"] is False
+    registry.add("newcomer", 1, "s3://bucket/newcomer/1", run_id="n1")
+    registry.set_alias("newcomer", "champion", 1)
+    assert (await admit(request(obj), resolver=resolver, decisions=decisions))["allowed"] is True
+    assert len(decisions) == 1
+
+
+async def test_paused_objects_are_answered_from_their_records(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    out = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    out["metadata"]["annotations"][records.PAUSED] = "true"
+    registry.set_alias("iris demo1", "champion", 2)
+    clock.advance(3600)
+    for _ in range(2):
+        response = await admit(request(out, "UPDATE"), resolver=resolver, decisions=decisions)
+        assert "patch" not in response
+    assert registry.lookups == 4  # only the first CREATE asked
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda o: o["metadata"]["labels"].pop(records.MANAGED),
+        lambda o: o["metadata"].pop("labels"),
+        lambda o: o["metadata"]["annotations"].pop(records.RESOLVED),
+        lambda o: o["metadata"]["annotations"].update({records.TEMPLATES: "{}"}),
+        lambda o: o["metadata"].pop("annotations"),
+    ],
+    ids=["label", "labels", "resolved", "templates", "annotations"],
+)
+async def test_the_records_on_the_object_are_part_of_the_key(
+    change: Any, resolver: Resolver, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    out = apply_response(obj, await admit(request(obj), resolver=resolver, decisions=decisions))
+    assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver, decisions=decisions)
+    damaged = copy.deepcopy(out)
+    change(damaged)
+    plain = await admit(request(damaged, "UPDATE"), resolver=resolver)
+    assert "patch" in plain  # so a key blind to metadata would have answered wrongly
+    remembered = await admit(request(damaged, "UPDATE"), resolver=resolver, decisions=decisions)
+    assert without_uid(remembered) == without_uid(plain)
+
+
+def test_the_key_covers_namespace_and_flavor() -> None:
+    obj = fixture("isvc-canary.yaml")
+    keys = {memo.key(obj, ns, flavor) for ns in ("a", "b", None) for flavor in Flavor}
+    assert len(keys) == 3 * len(Flavor)
+
+
+def test_large_or_unserialisable_objects_are_not_memoised() -> None:
+    big = {"spec": {"blob": "x" * memo.MAX_KEY_BYTES}}
+    assert memo.key(big, "ns", Flavor.KSERVE) is None
+    assert memo.key({"spec": {"n": 2**70}}, "ns", Flavor.KSERVE) is None
+    assert memo.key({"spec": {"n": 1}}, "ns", Flavor.KSERVE) is not None
+
+
+async def test_the_memo_is_bounded(resolver: Resolver) -> None:
+    decisions = DecisionMemo(max_entries=3)
+    for i in range(5):
+        obj = fixture("seldon-seed.yaml")
+        obj["spec"]["name"] = f"copy-{i}"
+        await admit(request(obj), resolver=resolver, decisions=decisions)
+    assert len(decisions) == 3
+
+
+async def test_a_cold_replica_with_the_same_memo_class_starts_empty(registry: FakeRegistry, clock: Clock) -> None:
+    # a memo belongs to one resolver: entries of another resolver's cache never match by identity
+    a = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
+    b = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
+    decisions = DecisionMemo()
+    obj = fixture("seldon-seed.yaml")
+    await admit(request(obj), resolver=a, decisions=decisions)
+    lookups = registry.lookups
+    await admit(request(obj), resolver=b, decisions=decisions)
+    assert registry.lookups == lookups + 4
