@@ -199,11 +199,13 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
         key = job.plan.key
         if key in by_key or key in misses:
             continue
-        hit = resolver.cached(job.plan, not_before_ms=refresh_ms)
+        hit = resolver.cached(job.plan, not_before_ms=refresh_ms, count=False)
         if hit is None:
             misses[key] = job.plan
         else:
             by_key[key] = hit
+    if by_key:
+        metrics.CACHE_HIT.inc(len(by_key))
     if misses:
         # only misses pay for tasks: a warm review never leaves this coroutine
         keys = list(misses)
@@ -247,4 +249,5 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
             "uri": uri,
         }
         out.n_resolved += 1
-        metrics.RESOLVED.inc()
+    if out.n_resolved:
+        metrics.RESOLVED.inc(out.n_resolved)

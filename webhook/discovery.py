@@ -41,6 +41,11 @@ def pointer(tokens: list[str | int]) -> str:
     return "".join(f"/{escape(t)}" if isinstance(t, str) else f"/{t}" for t in tokens)
 
 
+# First characters a candidate can start with (see ``is_candidate``): checked
+# inline so most strings of a large spec cost no function call.
+_FIRST = frozenset("{m \t\r\n")
+
+
 def interesting_strings(obj: dict[str, Any], also: frozenset[str] | set[str]) -> list[tuple[str, str]]:
     """(pointer, value) for candidates and for values in ``also``, in document order.
 
@@ -54,18 +59,25 @@ def interesting_strings(obj: dict[str, Any], also: frozenset[str] | set[str]) ->
     return found
 
 
-def _visit(node: Any, path: list[str | int], also: frozenset[str] | set[str], found: list[tuple[str, str]]) -> None:
+def _visit(node: Any, path: list[str], also: frozenset[str] | set[str], found: list[tuple[str, str]]) -> None:
     # A module-level function, not a closure: a recursive closure is a reference
     # cycle, and one per review keeps the garbage collector busy on the hot path.
+    # ``path`` holds escaped tokens, pushed per container, joined per found string.
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, child in items:
         if isinstance(child, str):
-            if child in also or is_candidate(child):
-                found.append((pointer([*path, key]), child))
+            if (child and child[0] in _FIRST and is_candidate(child)) or (also and child in also):
+                found.append(("/" + "/".join(path) + "/" + _token(key), child))
         elif isinstance(child, dict | list):
-            path.append(key)
+            path.append(_token(key))
             _visit(child, path, also, found)
             path.pop()
+
+
+def _token(key: object) -> str:
+    if isinstance(key, str):
+        return escape(key) if "~" in key or "/" in key else key
+    return str(key)
 
 
 def find_candidates(obj: dict[str, Any]) -> dict[str, str]:

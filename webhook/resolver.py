@@ -174,11 +174,12 @@ class Resolver:
         self.clock_ms = clock_ms
         self._cache: dict[tuple[str, str, str], Resolution] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
-        self._plans: dict[tuple[Template, str | None], Plan] = {}
+        self._plans: dict[tuple[str, str | None], Plan] = {}
 
     def plan(self, template: Template, namespace: str | None) -> Plan:
         # Settings do not change while serving, so a plan is a pure function of its inputs.
-        memo_key = (template, namespace)
+        # Keyed by the text (its hash is cached on the string), which determines the template.
+        memo_key = (template.text, namespace)
         found = self._plans.get(memo_key)
         if found is None:
             found = plan(template, namespace, self.settings)
@@ -187,11 +188,12 @@ class Resolver:
             self._plans[memo_key] = found
         return found
 
-    def cached(self, p: Plan, *, not_before_ms: int = 0) -> Lookup | None:
+    def cached(self, p: Plan, *, not_before_ms: int = 0, count: bool = True) -> Lookup | None:
         """A fresh cache entry usable for ``p``, without awaiting anything.
 
         An entry past ``REFRESH_AHEAD`` of its TTL is still served, and a
         background lookup renews it: steady traffic never waits on the registry.
+        ``count=False`` leaves the hit to the caller to count (in a batch).
         """
         entry = self._cache.get(p.key)
         if entry is None or entry.fetched_at_ms < not_before_ms:
@@ -202,7 +204,8 @@ class Resolver:
             return None
         if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
             self._start_flight(p, now)
-        metrics.CACHE_HIT.inc()
+        if count:
+            metrics.CACHE_HIT.inc()
         return Lookup(entry)
 
     def serves(self, uses: Iterable[tuple[Plan, Resolution]], *, not_before_ms: int = 0) -> bool:
