@@ -6,6 +6,12 @@ Starts a real mlflow server with real models, the three servers on one test
 CA, and drives each from a separate load process. Prints a table with ratios
 taken in this one run, the cold-path figures, and writes a PNG plot.
 
+These machines are shared and drift by tens of percent within a minute, so at
+each concurrency level echo and modelpin are measured in several short rounds,
+back to back, and each modelpin round is compared with the echo round next to
+it. Each server's own CPU time per request (from /proc) is reported too: it
+does not depend on what else the machine is doing.
+
 modelpin is measured twice: ``modelpin`` sends the same two objects again and
 again (the GitOps case: re-applied manifests, controller updates, reconciler
 touches), which its decision memo answers; ``modelpin-distinct`` gives every
@@ -19,6 +25,7 @@ import argparse
 import os
 import shutil
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +127,31 @@ def drive_wrk(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def combine(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """One server at one level over its rounds: medians, the worst max, all runs kept."""
+    return {
+        "requests": sum(r["requests"] for r in runs),
+        "rps": statistics.median(r["rps"] for r in runs),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "max_ms": max(r["max_ms"] for r in runs),
+        "failures": sum(r["failures"] for r in runs),
+        "cpu_us": statistics.median(r["cpu_us"] for r in runs),
+        "runs": runs,
+    }
+
+
+def paired_ratios(server: dict[str, Any], echo: dict[str, Any]) -> list[float]:
+    """Throughput ratio of each round to the echo round measured next to it."""
+    return [m["rps"] / e["rps"] for m, e in zip(server["runs"], echo["runs"], strict=True) if e["rps"]]
+
+
 def cold_path(server: ModelpinServer, catalog: Any) -> dict[str, float]:
     name = f"cold-{int(time.time() * 1000)}"
     version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
@@ -166,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed-requests", type=int, default=2000, help="sequential seed SeldonDeployment reviews")
     ap.add_argument("--out", type=Path, default=Path("benchmarks-out"))
     ap.add_argument("--driver", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
-    ap.add_argument("--seconds", type=float, default=10.0, help="per server and level, with wrk")
+    ap.add_argument("--seconds", type=float, default=4.0, help="per server, level and round, with wrk")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of echo and modelpin per level")
     ap.add_argument("--warmup", type=float, default=10.0, help="discarded load per server before measuring, with wrk")
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -185,10 +218,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         payloads = work / "payloads.json"
         payloads.write_bytes(orjson.dumps(reviews))
         urls = {"modelpin": f"{modelpin.url}/mutate", "modelpin-distinct": f"{modelpin.url}/mutate"}
+        pids = {"modelpin": modelpin.process.proc.pid, "modelpin-distinct": modelpin.process.proc.pid}
         for kind in ("echo", "naive"):
             proc, url = start_comparison(kind, work, modelpin.cert, modelpin.key, modelpin.ca, mlflow.url)
             procs.append(proc)
             urls[kind] = url
+            pids[kind] = proc.proc.pid
         # Discarded warm-up: right after setup the mlflow server keeps the CPU busy for a while
         # (seen as p99 spikes of hundreds of ms in whichever server is measured first).
         for server in ("echo", "modelpin"):
@@ -196,26 +231,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 drive_wrk(urls[server], bodies, 1, args.warmup)
             else:
                 drive(urls[server], modelpin.ca, payloads, 1, 200)
-        results: dict[str, dict[int, dict[str, float]]] = {k: {} for k in SERVERS}
+        results: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in SERVERS}
 
-        def measure(server: str, level: int) -> None:
+        def measure(server: str, level: int, seconds: float) -> dict[str, float]:
             distinct = server == "modelpin-distinct"
+            before = cpu_seconds(pids[server])
             if args.driver == "wrk":
-                results[server][level] = drive_wrk(urls[server], bodies, level, args.seconds, distinct)
+                r = drive_wrk(urls[server], bodies, level, seconds, distinct)
             else:
                 n = args.naive_requests if server == "naive" else args.requests
-                results[server][level] = drive(urls[server], modelpin.ca, payloads, level, max(n, level), distinct)
+                r = drive(urls[server], modelpin.ca, payloads, level, max(n, level), distinct)
+            r["cpu_us"] = (cpu_seconds(pids[server]) - before) / max(r["requests"], 1) * 1e6
+            return r
 
         for level in levels:
-            for server in ("echo", "modelpin", "modelpin-distinct"):
-                measure(server, level)
+            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in ("echo", "modelpin", "modelpin-distinct")}
+            for _ in range(args.rounds):
+                for server, runs in rounds.items():
+                    runs.append(measure(server, level, args.seconds))
+            for server, runs in rounds.items():
+                results[server][level] = combine(runs)
         seed_only = work / "seed.json"
         seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
         seed = drive(urls["modelpin"], modelpin.ca, seed_only, 1, args.seed_requests)
         cold = cold_path(modelpin, catalog)
         # naive last: its backlog of timed-out requests keeps it and the registry busy afterwards
         for level in levels:
-            measure("naive", level)
+            results["naive"][level] = combine([measure("naive", level, max(args.seconds, 10.0))])
     finally:
         for proc in procs:
             proc.stop()
@@ -225,23 +267,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(f"\nload driver: {args.driver}")
     print("\nadmission over HTTPS, payloads: seed SeldonDeployment (4 templates) + InferenceService (6 templates)")
-    print(f"{'server':<17} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'fail':>5}")
+    print(
+        f"medians of {args.rounds} interleaved rounds per level (naive: one round); cpu: the server's own per request"
+    )
+    print(
+        f"{'server':<17} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu us':>7} {'fail':>5}"
+    )
     for level in levels:
         for server in SERVERS:
             r = results[server][level]
             print(
                 f"{server:<17} {level:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                f"{r['max_ms']:>8.2f} {int(r['failures']):>5}"
+                f"{r['max_ms']:>8.2f} {r['cpu_us']:>7.0f} {int(r['failures']):>5}"
             )
-    print("\nratios (same run):")
+    print("\nratios (same run): throughput, median of rounds paired with the echo round next to them [min-max];")
+    print("cpu: echo's CPU per request over the server's")
     for level in levels:
         m, d = results["modelpin"][level], results["modelpin-distinct"][level]
         e, n = results["echo"][level], results["naive"][level]
-        vs_naive = f"{m['rps'] / n['rps']:.1f}" if n["rps"] else "inf (naive answered nothing in time)"
-        print(
-            f"  concurrency {level:>3}: modelpin/echo {m['rps'] / e['rps']:.2f}, "
-            f"modelpin-distinct/echo {d['rps'] / e['rps']:.2f}, modelpin/naive {vs_naive}"
-        )
+        parts = []
+        for label, r in (("modelpin", m), ("modelpin-distinct", d)):
+            ratios = paired_ratios(r, e)
+            cpu = f"{e['cpu_us'] / r['cpu_us']:.2f}" if r["cpu_us"] else "n/a"  # under one clock tick
+            parts.append(
+                f"{label}/echo {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] (cpu {cpu})"
+            )
+        vs_naive = f"{m['rps'] / n['rps']:.0f}" if n["rps"] else "inf (naive answered nothing in time)"
+        print(f"  concurrency {level:>3}: {', '.join(parts)}, modelpin/naive {vs_naive}")
     print(
         f"\nwarm cache, {int(seed['requests'])} sequential HTTPS reviews of the seed SeldonDeployment "
         f"(httpx driver): p50 {seed['p50_ms']:.2f} ms, p99 {seed['p99_ms']:.2f} ms, max {seed['max_ms']:.2f} ms"

@@ -20,6 +20,11 @@ def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
             "4",
             "--levels",
             "1,4",
+            "--rounds",
+            "2",
+            # the driver CI has (wrk is installed by `make bench` only)
+            "--driver",
+            "httpx",
             "--seed-requests",
             "20",
             "--out",
@@ -30,6 +35,7 @@ def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         for level in (1, 4):
             result = report["results"][server][level]
             assert result["failures"] == 0 and result["requests"] >= 4
+            assert result["cpu_us"] >= 0
     assert report["seed"]["requests"] == 20 and report["seed"]["failures"] == 0
     assert report["cold"]["registry_lookups"] == 1 and report["cold"]["allowed"] == 100
     assert (tmp_path / "admission-latency.png").stat().st_size > 10_000
