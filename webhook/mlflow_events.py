@@ -33,7 +33,11 @@ EVENTS = [f"{entity}.{action}" for entity, action in sorted(HANDLED)]
 
 
 class Refused(Exception):
-    pass
+    """Not a genuine, fresh, first delivery: HTTP 401."""
+
+
+class Malformed(Exception):
+    """Genuine, but not a payload modelpin can read: HTTP 400."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +64,13 @@ class Verifier:
         self.clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> Change | None:
-        """The change a delivery announces; None for events modelpin does not act on."""
+    def verify(self, headers: Mapping[str, str], body: bytes, *, remember: bool = True) -> Change | None:
+        """The change a delivery announces; None for events modelpin does not act on.
+
+        ``remember=False`` checks everything but does not record the delivery id: a
+        standby answers 503 without spending the id, so MLflow's retry can still be
+        accepted by the leader (or by this replica once it leads).
+        """
         delivery_id = headers.get(DELIVERY_ID, "")
         timestamp = headers.get(TIMESTAMP, "")
         signature = headers.get(SIGNATURE, "")
@@ -80,12 +89,20 @@ class Verifier:
         self._forget(now)
         if delivery_id in self._seen:
             raise Refused(f"delivery {delivery_id} was already received")
-        self._seen[delivery_id] = now
-        payload = orjson.loads(body)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Malformed(f"body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise Malformed("body is not a JSON object")
+        if remember:
+            self._seen[delivery_id] = now
         entity, action = str(payload.get("entity", "")), str(payload.get("action", ""))
         if (entity, action) not in HANDLED:
             return None
         data = payload.get("data") or {}
+        if not isinstance(data, dict):
+            raise Malformed("data is not a JSON object")
         return Change(entity, action, str(data.get("name", "")), sent * 1000, data)
 
     def _forget(self, now: float) -> None:

@@ -25,7 +25,7 @@ from webhook import records
 from webhook.index import Index, Tracked
 from webhook.kube import ApiError, Kind, Kube
 from webhook.lease import LeaderLease
-from webhook.mlflow_events import Change, Refused, Verifier
+from webhook.mlflow_events import Change, Malformed, Refused, Verifier
 from webhook.profiles import Flavor
 from webhook.resolver import Cause, ResolutionError, Resolver, now_ms
 from webhook.templates import TemplateError, parse
@@ -59,6 +59,9 @@ class Reconciler:
     async def compare(self, models: set[str] | None = None) -> int:
         """Touch every unpaused object whose recorded URI is no longer what the registry says."""
         started = time.monotonic()
+        # The token is when the change was noticed, never earlier than the change itself:
+        # MLflow's delivery timestamp has whole seconds, and a token before the change
+        # would let the webhook serve a cache entry fetched just before it.
         token = now_ms()
         targets = [t for t in self.index.using(models) if not t.paused]
         settings = self.resolver.settings.reconciler
@@ -218,7 +221,9 @@ def create_app(state: ReconcilerState) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(state.reconciler.lead(state.lease))]
         if state.reloader is not None:
-            tasks.append(asyncio.create_task(state.reloader.watch(5.0)))
+            tasks.append(
+                asyncio.create_task(state.reloader.watch(state.reconciler.resolver.settings.cert_reload_seconds))
+            )
         try:
             yield
         finally:
@@ -237,12 +242,16 @@ def create_app(state: ReconcilerState) -> FastAPI:
             DELIVERIES.labels("disabled").inc()
             return reply(404, error="no MLflow webhook secret is configured")
         body = await request.body()
+        leader = state.lease.leader
         try:
-            change = state.verifier.verify(request.headers, body)
+            change = state.verifier.verify(request.headers, body, remember=leader)
         except Refused as exc:
             DELIVERIES.labels("refused").inc()
             return reply(401, error=str(exc))
-        if not state.lease.leader:
+        except Malformed as exc:
+            DELIVERIES.labels("malformed").inc()
+            return reply(400, error=str(exc))
+        if not leader:
             # MLflow retries 503s with backoff, and the Service picks a replica anew each time;
             # a delivery that only ever meets the standby is caught by the next poll.
             DELIVERIES.labels("standby").inc()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from webhook.mlflow_events import DELIVERY_ID, SIGNATURE, TIMESTAMP, Refused, Verifier, sign
+from webhook.mlflow_events import DELIVERY_ID, SIGNATURE, TIMESTAMP, Malformed, Refused, Verifier, sign
 
 SECRET = "s3cret"
 NOW = 1_800_000_000
@@ -72,6 +72,26 @@ def test_replay_is_refused() -> None:
     v.verify(delivery(BODY), BODY)
     with pytest.raises(Refused, match="already"):
         v.verify(delivery(BODY), BODY)
+
+
+def test_a_standby_checks_but_does_not_spend_the_delivery_id() -> None:
+    # MLflow retries the standby's 503 with the same id; the leader (or this replica,
+    # once it leads) must still accept it
+    v = verifier()
+    assert v.verify(delivery(BODY), BODY, remember=False) is not None
+    assert v.verify(delivery(BODY), BODY) is not None
+    with pytest.raises(Refused, match="already"):
+        v.verify(delivery(BODY), BODY, remember=False)
+    with pytest.raises(Refused, match="signature"):
+        v.verify(delivery(BODY, delivery_id="d2", secret="other"), BODY, remember=False)
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b'{"entity": "model_version", "action": "created", "data": 3}']
+)
+def test_a_genuine_delivery_that_is_not_an_event_object_is_malformed(body: bytes) -> None:
+    with pytest.raises(Malformed):
+        verifier().verify(delivery(body), body)
 
 
 def test_events_modelpin_ignores() -> None:
