@@ -122,6 +122,48 @@ def test_unrelated_patch_keeps_uris_and_refresh_follows_alias(
     assert record["version"] == v2
 
 
+def canary_only(name: str) -> dict[str, Any]:
+    """An InferenceService whose one template sits in spec.canary[]."""
+    doc = obj_json("isvc-legacy.yaml", name=name)
+    doc["spec"] = {
+        "predictor": {"sklearn": {"storageUri": "s3://bucket/fixed/model"}},
+        "canary": [{"storageUri": "models:/fraud@champion"}],
+    }
+    return doc
+
+
+def component_env_only(name: str) -> dict[str, Any]:
+    """A SeldonDeployment whose one template is a container env value in componentSpecs."""
+    doc = obj_json("seldon-seed.yaml", name=name)
+    container = {"name": "classifier", "image": "example.com/fraud:1"}
+    container["env"] = [{"name": "STORAGE_URI", "value": "models:/fraud@champion"}]
+    doc["spec"] = {
+        "predictors": [
+            {
+                "name": "default",
+                "componentSpecs": [{"spec": {"containers": [container]}}],
+                "graph": {"name": "classifier", "type": "MODEL"},
+            }
+        ]
+    }
+    return doc
+
+
+def test_templates_in_canary_and_component_env_reach_the_webhook(
+    webhook: ModelpinServer, cluster: ControlPlane, catalog: Catalog
+) -> None:
+    # matchConditions send the object only when a known field holds a template: these two shapes are known
+    fraud = catalog.location("fraud", catalog.version_for("fraud", "champion"))
+    for doc, pointer in (
+        (canary_only("canary-only"), "/spec/canary/0/storageUri"),
+        (component_env_only("env-only"), "/spec/predictors/0/componentSpecs/0/spec/containers/0/env/0/value"),
+    ):
+        out = cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(doc))
+        printed = json.loads(out.stdout)
+        assert at(printed, pointer) == fraud, doc["metadata"]["name"]
+        assert pointer in json.loads(printed["metadata"]["annotations"]["modelpin.io/templates"])
+
+
 def test_unknown_model_is_refused_with_the_webhook_message(webhook: ModelpinServer, cluster: ControlPlane) -> None:
     doc = obj_json("seldon-model.yaml", name="unknown")
     doc["spec"]["storageUri"] = '{{ mlflow.blob["no-such-model@champion"] }}'
@@ -143,11 +185,19 @@ def test_guard_refuses_templates_when_the_webhook_is_down(
     doomed.stop()
     try:
         time.sleep(2)  # let the apiserver see the new configuration
-        templated = obj_json("isvc-legacy.yaml", name="while-down")
-        out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(templated), check=False)
-        assert out.returncode != 0, out.stdout
-        assert "modelpin" in out.stderr.lower()
-        assert cluster.kubectl("get", "inferenceservice", "while-down", "-n", NS, check=False).returncode != 0
+        for templated, field in (
+            (obj_json("isvc-legacy.yaml", name="while-down"), "spec.predictor.sklearn.storageUri"),
+            (canary_only("canary-while-down"), "spec.canary[].storageUri"),
+            (component_env_only("env-while-down"), "spec.predictors[default].componentSpecs containers[classifier]"),
+        ):
+            out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(templated), check=False)
+            assert out.returncode != 0, out.stdout
+            # refused by the guard policy, naming the field: not by a failed webhook call
+            assert "ValidatingAdmissionPolicy 'modelpin-unresolved-templates'" in out.stderr, out.stderr
+            assert "unresolved model registry template" in out.stderr and field in out.stderr, out.stderr
+            resource = templated["kind"].lower()
+            name = templated["metadata"]["name"]
+            assert cluster.kubectl("get", resource, name, "-n", NS, check=False).returncode != 0
         plain = obj_json("isvc-legacy.yaml", name="plain")
         plain["spec"] = {"predictor": {"sklearn": {"storageUri": "s3://bucket/fixed/model"}}}
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(plain))
