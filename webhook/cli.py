@@ -108,13 +108,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from webhook.render import RenderError, dump_documents, load_documents, render_documents
+    from webhook.render import RenderError, dump_documents, load_documents, read_source, render_documents
 
     settings = settings_from(args)
     _prepare_embedded_quietly(settings)
-    text = sys.stdin.read() if args.file in (None, "-") else Path(args.file).read_text()
     try:
-        docs = load_documents(text)
+        docs = load_documents(read_source(args.file))
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -229,7 +228,9 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     render = sub.add_parser("render", help="resolve templates in YAML files and print the result")
-    render.add_argument("-f", "--file", help="multi-document YAML file, or - for standard input")
+    render.add_argument(
+        "-f", "--file", help="multi-document YAML file, a directory of them, or - for standard input (default)"
+    )
     render.add_argument("--namespace", "-n", help="namespace whose policy and default selector apply")
     _add_config_flags(render)
     render.set_defaults(func=cmd_render)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +59,34 @@ def client_from_config(kubeconfig: str | None = None) -> httpx.AsyncClient:
     context = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else ssl.create_default_context()
     if cfg.cert_file and cfg.key_file:
         context.load_cert_chain(cfg.cert_file, cfg.key_file)
-    headers = {"Accept": "application/json"}
-    token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
-    if token:
-        headers["Authorization"] = token if token.lower().startswith("bearer ") else f"Bearer {token}"
-    return httpx.AsyncClient(base_url=cfg.host, verify=context, headers=headers, timeout=httpx.Timeout(30, read=None))
+    return httpx.AsyncClient(
+        base_url=cfg.host,
+        verify=context,
+        auth=ConfigAuth(cfg),
+        headers={"Accept": "application/json"},
+        timeout=httpx.Timeout(30, read=None),
+    )
+
+
+class ConfigAuth(httpx.Auth):
+    """The bearer token of a ``kubernetes`` client Configuration, kept fresh as that client does.
+
+    The kubelet rotates a pod's service-account token in place; the official
+    client re-reads it through ``refresh_api_key_hook`` (at most once a minute),
+    and a reconciler that runs for weeks must too.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.cfg.refresh_api_key_hook is not None:
+            self.cfg.refresh_api_key_hook(self.cfg)
+        token = self.cfg.api_key.get("authorization") or self.cfg.api_key.get("BearerToken")
+        if token:
+            value = token[len("bearer ") :] if token.lower().startswith("bearer ") else token
+            request.headers["Authorization"] = f"Bearer {value}"
+        yield request
 
 
 class Kube:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import sys
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
@@ -55,6 +57,25 @@ async def render_documents(
         ops = orjson.loads(base64.b64decode(patch)) if patch else []
         out.append(jsonpatch.apply_patch(doc, ops) if ops else doc)
     return out, errors, warnings
+
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_source(source: str | None) -> str:
+    """The YAML text of a file, of a directory's manifests (as ``kubectl apply -f DIR``), or of stdin."""
+    if source in (None, "-"):
+        return sys.stdin.read()
+    path = Path(source)
+    try:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+            if not files:
+                raise RenderError(f"{path} holds no {', '.join(MANIFEST_SUFFIXES)} files")
+            return "\n---\n".join(p.read_text() for p in files)
+        return path.read_text()
+    except OSError as exc:
+        raise RenderError(f"cannot read {source}: {exc.strerror or exc}") from exc
 
 
 def load_documents(text: str) -> list[Any]:

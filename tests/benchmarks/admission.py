@@ -157,10 +157,12 @@ def cold_path(server: ModelpinServer, catalog: Any) -> dict[str, float]:
     version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", version)
     before = server.metric("modelpin_registry_lookups_total")
+    calls = server.metric("modelpin_registry_request_seconds_count")
     answers = concurrent_reviews(server, isvc(f"models:/{name}@champion", "cold"), 100)
     times = [elapsed for elapsed, _ in answers]
     return {
         "registry_lookups": server.metric("modelpin_registry_lookups_total") - before,
+        "registry_http_calls": server.metric("modelpin_registry_request_seconds_count") - calls,
         "first_answer_ms": min(times) * 1000,
         "last_answer_ms": max(times) * 1000,
         "allowed": sum(1 for _, a in answers if a["response"]["allowed"]),
@@ -300,7 +302,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(
         f"\ncold path: 100 concurrent reviews of one uncached reference -> {int(cold['registry_lookups'])} registry "
-        f"lookup(s); first answer {cold['first_answer_ms']:.1f} ms, last {cold['last_answer_ms']:.1f} ms, "
+        f"lookup(s), {int(cold['registry_http_calls'])} HTTP call(s) to the registry; "
+        f"first answer {cold['first_answer_ms']:.1f} ms, last {cold['last_answer_ms']:.1f} ms, "
         f"{int(cold['allowed'])}/100 allowed"
     )
     png = args.out / "admission-latency.png"

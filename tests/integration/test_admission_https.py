@@ -267,17 +267,28 @@ def test_plain_http_is_refused(modelpin: ModelpinServer) -> None:
         httpx.get(f"http://127.0.0.1:{modelpin.port}/healthz", timeout=3)
 
 
+CALLS = "modelpin_registry_request_seconds_count"  # one per HTTP request to the registry
+
+
 def test_hundred_concurrent_cold_reviews_make_one_registry_lookup(modelpin: ModelpinServer, catalog: Catalog) -> None:
-    name = "cold-concurrency"
-    version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
-    catalog.client.set_registered_model_alias(name, "champion", version)
-    obj = isvc(f"models:/{name}@champion")
-    before = modelpin.metric("modelpin_registry_lookups_total")
+    names = ("cold-calibration", "cold-concurrency")
+    for name in names:
+        version = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.set_registered_model_alias(name, "champion", version)
+    # what one uncached resolution of a model of this shape costs (alias, then its location)
+    calls = modelpin.metric(CALLS)
+    modelpin.review(make_review(isvc(f"models:/{names[0]}@champion")))
+    one = modelpin.metric(CALLS) - calls
+    assert one >= 1
+
+    obj = isvc(f"models:/{names[1]}@champion")
+    lookups, calls = modelpin.metric("modelpin_registry_lookups_total"), modelpin.metric(CALLS)
     answers = concurrent_reviews(modelpin, obj, 100)
-    expected = catalog.location(name, version)
+    expected = catalog.location(names[1], catalog.version_for(names[1], "champion"))
     for _, answer in answers:
         assert at(apply(obj, answer), "/spec/predictor/model/storageUri") == expected
-    assert modelpin.metric("modelpin_registry_lookups_total") - before == 1
+    assert modelpin.metric("modelpin_registry_lookups_total") - lookups == 1
+    assert modelpin.metric(CALLS) - calls == one
 
 
 def test_paths_with_escaped_keys(modelpin: ModelpinServer, catalog: Catalog) -> None:

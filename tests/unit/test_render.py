@@ -7,7 +7,14 @@ import pytest
 from tests.unit.conftest import Clock, FakeRegistry, seed_uri
 from webhook import records
 from webhook.registry import Unavailable
-from webhook.render import RenderError, dump_documents, load_documents, render_documents, review_request
+from webhook.render import (
+    RenderError,
+    dump_documents,
+    load_documents,
+    read_source,
+    render_documents,
+    review_request,
+)
 from webhook.resolver import Resolver
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -140,3 +147,20 @@ def test_dump_documents_round_trip() -> None:
     assert load_documents(text) == docs
     # key order is kept
     assert text.startswith("apiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\n")
+
+
+def test_read_source_takes_a_file_or_a_directory_like_kubectl(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("kind: B\n")
+    (tmp_path / "a.yml").write_text("kind: A\n---\nkind: A2\n")
+    (tmp_path / "c.json").write_text('{"kind": "C"}')
+    (tmp_path / "notes.txt").write_text("kind: ignored\n")
+    assert [d["kind"] for d in load_documents(read_source(str(tmp_path)))] == ["A", "A2", "B", "C"]
+    assert load_documents(read_source(str(tmp_path / "b.yaml"))) == [{"kind": "B"}]
+
+
+def test_read_source_says_what_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="cannot read"):
+        read_source(str(tmp_path / "missing.yaml"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RenderError, match="holds no"):
+        read_source(str(tmp_path / "empty"))
