@@ -25,6 +25,7 @@ import yaml
 from mlflow.entities.webhook import WebhookEvent
 
 from tests.conftest import modelpin_config
+from tests.e2e.cluster import apply_docs, base_docs
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
@@ -51,6 +52,8 @@ class Reconciler:
         identity: str,
         secret: bool = True,
         lease_seconds: int = 4,
+        lease_namespace: str = NS,
+        kubeconfig: Path | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -59,7 +62,7 @@ class Reconciler:
         config = modelpin_config(tracking_uri)
         config["reconciler"] = {
             "lease_name": lease,
-            "lease_namespace": NS,
+            "lease_namespace": lease_namespace,
             "lease_duration_seconds": lease_seconds,
             "poll_interval_seconds": poll,
             "warning_interval_seconds": 600,
@@ -74,7 +77,7 @@ class Reconciler:
                 "webhook",
                 "reconcile",
                 "--kubeconfig",
-                str(cp.kubeconfig),
+                str(kubeconfig or cp.kubeconfig),
                 "--config",
                 str(cfg),
                 "--port",
@@ -178,7 +181,7 @@ def start_reconciler(
     """Start reconcilers against the test cluster (behind the webhook); all are stopped afterwards."""
     started: list[Reconciler] = []
 
-    def start(*, lease: str, poll: float, identity: str, secret: bool = True, lease_seconds: int = 4) -> Reconciler:
+    def start(*, lease: str, poll: float, identity: str, **options: Any) -> Reconciler:
         rec = Reconciler(
             tmp_path / identity,
             cluster,
@@ -187,8 +190,7 @@ def start_reconciler(
             lease=lease,
             poll=poll,
             identity=identity,
-            secret=secret,
-            lease_seconds=lease_seconds,
+            **options,
         )
         started.append(rec)
         return rec
@@ -429,3 +431,65 @@ def _deliveries_trust_the_test_ca(mlflow_server: MlflowServer) -> Iterator[None]
     # The mlflow server trusts the session CA (tests/support/mlflow_trust), so deliveries verify.
     assert mlflow_server.trusted_ca is not None
     yield
+
+
+def test_the_shipped_rbac_is_all_the_reconciler_needs(
+    start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh, tmp_path: Path
+) -> None:
+    # the reconciler's ServiceAccount, ClusterRole and leader-election Role, exactly as shipped
+    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds])
+    account = "system:serviceaccount:modelpin-system:modelpin-reconciler"
+    token = cluster.kubectl("create", "token", "modelpin-reconciler", "-n", "modelpin-system").stdout.strip()
+    kubeconfig = tmp_path / "reconciler.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "e2e",
+                        "cluster": {"server": cluster.server, "certificate-authority": str(cluster.ca_file)},
+                    }
+                ],
+                "users": [{"name": "reconciler", "user": {"token": token}}],
+                "contexts": [{"name": "reconciler", "context": {"cluster": "e2e", "user": "reconciler"}}],
+                "current-context": "reconciler",
+            }
+        )
+    )
+    # least privilege: nothing beyond the managed kinds, events and its own lease
+    for verb, resource in (("list", "secrets"), ("delete", "inferenceservices"), ("update", "leases/other-lease")):
+        answer = cluster.kubectl("auth", "can-i", verb, resource, f"--as={account}", "-A", check=False).stdout.strip()
+        assert answer == "no", f"{verb} {resource}: {answer}"
+
+    name, _ = fresh_model()
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("rbac", f"models:/{name}@champion")))
+    rec = start_reconciler(
+        lease="modelpin-reconciler",
+        lease_namespace="modelpin-system",
+        poll=1.0,
+        identity="rbac",
+        kubeconfig=kubeconfig,
+        secret=False,
+    )
+    rec.wait_synced(at_least=1)
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    wait_for(lambda: uri_of(api.isvc("rbac")) == catalog.location(name, v2), 15, "followed under its own identity")
+
+    def recorded() -> bool:
+        out = cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            NS,
+            "--field-selector",
+            "involvedObject.name=rbac,reason=ModelVersionChanged",
+            "-o",
+            "json",
+        ).stdout
+        return bool(json.loads(out)["items"])
+
+    wait_for(recorded, 10, "a ModelVersionChanged Event recorded with the shipped permissions")
