@@ -92,12 +92,22 @@ class Index:
         meta = obj.get("metadata") or {}
         self._objects.pop((kind, meta.get("namespace", ""), meta.get("name", "")), None)
 
-    def replace_kind(self, kind: Kind, objs: Iterable[dict[str, Any]]) -> None:
-        """After a (re)list: the listed objects are all there is of this kind."""
-        for key in [k for k in self._objects if k[0] == kind]:
-            del self._objects[key]
+    def replace_kind(self, kind: Kind, objs: Iterable[dict[str, Any]]) -> list[tuple[Tracked, list[VersionChange]]]:
+        """After a (re)list: the listed objects are all there is of this kind.
+
+        Returns the version changes against what was indexed before, so a change
+        made while a watch was down is reported like one seen by the watch.
+        """
+        listed: set[tuple[Kind, str, str]] = set()
+        changed: list[tuple[Tracked, list[VersionChange]]] = []
         for obj in objs:
-            self.upsert(kind, obj)
+            tracked, changes = self.upsert(kind, obj)
+            listed.add(tracked.key)
+            if changes:
+                changed.append((tracked, changes))
+        for key in [k for k in self._objects if k[0] == kind and k not in listed]:
+            del self._objects[key]
+        return changed
 
     def using(self, models: set[str] | None) -> list[Tracked]:
         """Objects referencing any of ``models`` (all managed objects for None)."""

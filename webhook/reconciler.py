@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from webhook import records
-from webhook.index import Index, Tracked
+from webhook.index import Index, Tracked, VersionChange
 from webhook.kube import ApiError, Kind, Kube
 from webhook.lease import LeaderLease
 from webhook.mlflow_events import Change, Malformed, Refused, Verifier
@@ -61,8 +61,11 @@ class Reconciler:
         started = time.monotonic()
         # The token is when the change was noticed, never earlier than the change itself:
         # MLflow's delivery timestamp has whole seconds, and a token before the change
-        # would let the webhook serve a cache entry fetched just before it.
-        token = now_ms()
+        # would let the webhook serve a cache entry fetched just before it. An entry
+        # fetched within the millisecond the change was noticed may predate it too, so
+        # the token is the next millisecond, and lookups start once it has come.
+        token = now_ms() + 1
+        await asyncio.sleep(max(0.0, token / 1000 - time.time()))
         targets = [t for t in self.index.using(models) if not t.paused]
         settings = self.resolver.settings.reconciler
         limit = asyncio.Semaphore(settings.concurrency)
@@ -129,6 +132,10 @@ class Reconciler:
     async def observe(self, kind: Kind, obj: dict[str, object]) -> None:
         tracked, changes = self.index.upsert(kind, dict(obj))
         INDEX_SIZE.set(len(self.index))
+        await self._report(tracked, changes)
+
+    async def _report(self, tracked: Tracked, changes: list[VersionChange]) -> None:
+        """A ModelVersionChanged Event per changed reference, and the propagation lag."""
         for change in changes:
             if tracked.refresh_ms:
                 LAG.observe(max(0.0, (now_ms() - tracked.refresh_ms) / 1000))
@@ -140,7 +147,8 @@ class Reconciler:
         while True:
             try:
                 listing = await self.kube.list(kind, SELECTOR)
-                self.index.replace_kind(kind, listing.get("items", []))
+                for tracked, changes in self.index.replace_kind(kind, listing.get("items", [])):
+                    await self._report(tracked, changes)
                 INDEX_SIZE.set(len(self.index))
                 await self.compare()
                 self.synced.add(kind)
