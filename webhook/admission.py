@@ -75,7 +75,7 @@ async def admit(
             (metrics.ADMISSION_PATCHED if seen.patched else metrics.ADMISSION_UNCHANGED).observe(
                 time.perf_counter() - started
             )
-            return memo.answer(uid, seen)
+            return allowed(uid, patch=seen.patch)
         metrics.MEMO_MISS.inc()
     outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver)
     if outcome.errors:

@@ -37,10 +37,6 @@ def spec_strings(obj: dict[str, Any]) -> Iterator[tuple[str, str]]:
     return walk_strings(spec, "/spec")
 
 
-def pointer(tokens: list[str | int]) -> str:
-    return "".join(f"/{escape(t)}" if isinstance(t, str) else f"/{t}" for t in tokens)
-
-
 # First characters a candidate can start with (see ``is_candidate``): checked
 # inline so most strings of a large spec cost no function call.
 _FIRST = frozenset("{m \t\r\n")

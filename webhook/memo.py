@@ -25,7 +25,6 @@ import orjson
 from webhook import records
 from webhook.profiles import Flavor
 from webhook.resolver import Plan, Resolution, Resolver
-from webhook.reviews import Response
 
 # Bounds memory: entries x key size stays in the tens of MB at worst.
 MAX_KEY_BYTES = 32 * 1024
@@ -96,14 +95,3 @@ class DecisionMemo:
         if memo_key not in self._entries and len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]
         self._entries[memo_key] = decision
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-def answer(uid: str, decision: Decision) -> Response:
-    response: Response = {"uid": uid, "allowed": True}
-    if decision.patch is not None:
-        response["patchType"] = "JSONPatch"
-        response["patch"] = decision.patch
-    return response

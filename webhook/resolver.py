@@ -195,15 +195,9 @@ class Resolver:
         background lookup renews it: steady traffic never waits on the registry.
         ``count=False`` leaves the hit to the caller to count (in a batch).
         """
-        entry = self._cache.get(p.key)
-        if entry is None or entry.fetched_at_ms < not_before_ms:
+        entry = self._usable(p, not_before_ms, self.clock_ms())
+        if entry is None:
             return None
-        now = self.clock_ms()
-        age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
-        if age >= ttl:
-            return None
-        if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
-            self._start_flight(p, now)
         if count:
             metrics.CACHE_HIT.inc()
         return Lookup(entry)
@@ -217,18 +211,24 @@ class Resolver:
         now = self.clock_ms()
         count = 0
         for p, resolution in uses:
-            entry = self._cache.get(p.key)
-            if entry is not resolution or entry.fetched_at_ms < not_before_ms:
+            if self._usable(p, not_before_ms, now) is not resolution:
                 return False
-            age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
-            if age >= ttl:
-                return False
-            if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
-                self._start_flight(p, now)
             count += 1
         if count:
             metrics.CACHE_HIT.inc(count)
         return True
+
+    def _usable(self, p: Plan, not_before_ms: int, now: int) -> Resolution | None:
+        """The cache entry for ``p`` if fresh and not older than ``not_before_ms``; renewed ahead of expiry."""
+        entry = self._cache.get(p.key)
+        if entry is None or entry.fetched_at_ms < not_before_ms:
+            return None
+        age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
+        if age >= ttl:
+            return None
+        if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
+            self._start_flight(p, now)
+        return entry
 
     def _start_flight(self, p: Plan, now: int) -> _Flight:
         flight = _Flight(now, asyncio.get_running_loop().create_task(self._fetch(p, now)))
