@@ -88,12 +88,14 @@ async def admit(
     ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current)
     patch = encode_patch(ops) if ops else None
     if decisions is not None and memo_key is not None and not outcome.warnings:
+        uses = tuple(outcome.uses.values())
         decisions.put(
             memo_key,
             memo.Decision(
                 patch=patch,
-                uses=tuple(outcome.uses.values()),
+                uses=uses,
                 refresh_ms=outcome.refresh_ms,
+                renew_at_ms=resolver.renew_at_ms(uses),
                 resolved=outcome.n_resolved,
                 paused=outcome.n_paused,
                 patched=bool(ops),

@@ -44,12 +44,22 @@ def _error(status: int, reason: str) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes | Response:
     """The body, or the error response that refuses it."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != JSON:
-        return _error(400, f"Content-Type must be {JSON}, got {ctype or 'none'!r}")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return _error(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
+    ctype = length = b""
+    # The raw ASGI header list (names arrive lower-cased): building a Headers
+    # mapping for two lookups costs more than this scan.
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            ctype = value
+        elif name == b"content-length":
+            length = value
+    media = ctype.split(b";")[0].strip().lower().decode("latin-1")
+    if media != JSON:
+        return _error(400, f"Content-Type must be {JSON}, got {media or 'none'!r}")
+    if length.isdigit():
+        if int(length) > limit:
+            return _error(413, f"body of {length.decode()} bytes exceeds the {limit}-byte limit")
+        # the server frames the body by Content-Length: it cannot grow past it
+        return await request.body()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

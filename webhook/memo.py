@@ -16,9 +16,9 @@ no warnings) are remembered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -30,6 +30,7 @@ from webhook.resolver import Plan, Resolution, Resolver
 MAX_KEY_BYTES = 32 * 1024
 MAX_ENTRIES = 1024
 
+MANAGED = records.MANAGED
 _ANNOTATIONS = (records.TEMPLATES, records.RESOLVED, records.PAUSED, records.REFRESH)
 
 
@@ -40,58 +41,69 @@ class Decision:
     patch: str | None  # base64 JSONPatch, as sent
     uses: tuple[tuple[Plan, Resolution], ...]
     refresh_ms: int
+    # Until then none of ``uses`` is due for renewal, so identity alone proves
+    # the resolver would still hand them out (``Resolver.holds``).
+    renew_at_ms: int
     # fields resolved and kept paused, counted again in the metrics on every hit
     resolved: int
     paused: int
     patched: bool
 
 
-def key(obj: Mapping[str, Any], namespace: str | None, flavor: Flavor) -> bytes | None:
+Key = bytes
+
+
+def key(obj: Mapping[str, Any], namespace: str | None, flavor: Flavor) -> Key | None:
     """The memo key of an admitted object, or None when it should not be memoised."""
     metadata = obj.get("metadata")
-    meta = metadata if isinstance(metadata, Mapping) else {}
+    meta = metadata if _is_map(metadata) else {}
+    labels, annotations = meta.get("labels"), meta.get("annotations")
     try:
         material = orjson.dumps(
-            [
+            (
                 obj.get("spec"),
                 namespace,
-                flavor.value,
+                flavor,
                 "metadata" in obj,
-                _fields(meta.get("labels"), (records.MANAGED,)),
-                _fields(meta.get("annotations"), _ANNOTATIONS),
-            ]
+                # Whether each map exists and whether each key is present both change the patch ops.
+                (MANAGED in labels, labels.get(MANAGED)) if _is_map(labels) else None,
+                [(name in annotations, annotations.get(name)) for name in _ANNOTATIONS]
+                if _is_map(annotations)
+                else None,
+            )
         )
     except (orjson.JSONEncodeError, TypeError):
         return None
     return material if len(material) <= MAX_KEY_BYTES else None
 
 
-def _fields(value: Any, names: Sequence[str]) -> list[Any] | None:
-    # Whether the map exists and whether each key is present both change the patch ops.
-    if not isinstance(value, Mapping):
-        return None
-    return [[name in value, value.get(name)] for name in names]
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # the exact type first: an ABC isinstance check is slow next to the rest of a key
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 class DecisionMemo:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: dict[bytes, Decision] = {}
+        self._entries: dict[Key, Decision] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, memo_key: bytes, resolver: Resolver) -> Decision | None:
+    def get(self, memo_key: Key, resolver: Resolver) -> Decision | None:
         decision = self._entries.get(memo_key)
         if decision is None:
             return None
+        if resolver.clock_ms() < decision.renew_at_ms:
+            if resolver.holds(decision.uses):
+                return decision
         # ``serves`` also renews entries near the end of their TTL, as a full decision would.
-        if not resolver.serves(decision.uses, not_before_ms=decision.refresh_ms):
-            del self._entries[memo_key]
-            return None
-        return decision
+        elif resolver.serves(decision.uses, not_before_ms=decision.refresh_ms):
+            return decision
+        del self._entries[memo_key]
+        return None
 
-    def put(self, memo_key: bytes, decision: Decision) -> None:
+    def put(self, memo_key: Key, decision: Decision) -> None:
         if memo_key not in self._entries and len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]
         self._entries[memo_key] = decision

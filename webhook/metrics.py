@@ -2,7 +2,51 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+
+class LoopCount:
+    """One labelled count, incremented by the event loop's thread only."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
+
+
+class LoopCounter(Collector):
+    """A counter with one label, for code that runs several times per review.
+
+    prometheus-client's ``Counter`` takes a lock on every increment, which is
+    most of what the remembered-answer path costs besides the answer itself.
+    Everything here runs on the event loop's thread, where a plain integer is
+    enough; the registry still renders it as an ordinary counter.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, values: Sequence[str]) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._children = {value: LoopCount() for value in values}
+        REGISTRY.register(self)
+
+    def labels(self, value: str) -> LoopCount:
+        return self._children[value]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, child in self._children.items():
+            family.add_metric([value], child.value)
+        yield family
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+
 
 _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -12,12 +56,13 @@ ADMISSION_LATENCY = Histogram(
     ["outcome"],  # patched, unchanged, denied, skipped, bad_request
     buckets=_FAST,
 )
-RESOLUTIONS = Counter(
+RESOLUTIONS = LoopCounter(
     "modelpin_resolutions_total",
     "Template resolutions, by result",
-    ["result"],  # resolved, recorded, paused, stale, not_found, unavailable, invalid, policy
+    "result",
+    ("resolved", "recorded", "paused", "stale", "not_found", "unavailable", "invalid", "policy"),
 )
-CACHE = Counter("modelpin_cache_total", "Resolution cache lookups", ["result"])  # hit, miss, bypass, joined
+CACHE = LoopCounter("modelpin_cache_total", "Resolution cache lookups", "result", ("hit", "miss", "bypass", "joined"))
 REGISTRY_LATENCY = Histogram(
     "modelpin_registry_request_seconds",
     "Latency of registry calls, by registry and resource",
@@ -30,12 +75,14 @@ REGISTRY_LOOKUPS = Counter(
     "Resolutions that went to the registry (one per reference, however many calls it took)",
     ["registry"],
 )
-MEMO = Counter("modelpin_decision_memo_total", "Reviews answered from a remembered decision, or not", ["result"])
+MEMO = LoopCounter(
+    "modelpin_decision_memo_total", "Reviews answered from a remembered decision, or not", "result", ("hit", "miss")
+)
 CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
 READY = Gauge("modelpin_ready", "1 when configuration and certificates are loaded")
 
-# Pre-bound children: ``labels()`` takes a lock and hashes on every call, too
-# slow for a path taken several times per review.
+# Pre-bound children: ``labels()`` of a prometheus-client metric takes a lock
+# and hashes on every call, too slow for a path taken several times per review.
 RESOLVED = RESOLUTIONS.labels("resolved")
 RECORDED = RESOLUTIONS.labels("recorded")
 PAUSED = RESOLUTIONS.labels("paused")

@@ -24,11 +24,22 @@ class Flavor(StrEnum):
 
     @classmethod
     def for_group(cls, group: str) -> Flavor:
-        if group.endswith("kserve.io"):
-            return cls.KSERVE
-        if group.endswith("seldon.io"):
-            return cls.SELDON
-        return cls.GENERIC
+        # Looked up on every review; enum member access is slow enough to show.
+        found = _FLAVORS.get(group)
+        if found is None:
+            found = (
+                cls.KSERVE
+                if group.endswith("kserve.io")
+                else cls.SELDON
+                if group.endswith("seldon.io")
+                else cls.GENERIC
+            )
+            if len(_FLAVORS) < 256:
+                _FLAVORS[group] = found
+        return found
+
+
+_FLAVORS: dict[str, Flavor] = {}
 
 
 class ProfileError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -216,6 +216,28 @@ class Resolver:
             count += 1
         if count:
             metrics.CACHE_HIT.inc(count)
+        return True
+
+    def renew_at_ms(self, uses: Iterable[tuple[Plan, Resolution]]) -> int:
+        """The first instant one of these entries is due for renewal (REFRESH_AHEAD of its TTL)."""
+        return min(
+            (int(r.fetched_at_ms + self._ttl_ms(p.reference.selector) * REFRESH_AHEAD) for p, r in uses),
+            default=2**62,
+        )
+
+    def holds(self, uses: Sequence[tuple[Plan, Resolution]]) -> bool:
+        """Whether the cache still holds exactly these entries, counted as hits.
+
+        Before ``renew_at_ms(uses)`` this is all ``serves`` would check: an
+        entry in the cache was fresh and new enough when it was first used,
+        and stays so until it is due for renewal.
+        """
+        cache = self._cache
+        for p, resolution in uses:
+            if cache.get(p.key) is not resolution:
+                return False
+        if uses:
+            metrics.CACHE_HIT.inc(len(uses))
         return True
 
     def _usable(self, p: Plan, not_before_ms: int, now: int) -> Resolution | None:
