@@ -63,21 +63,20 @@ async def admit(
     metadata = obj.get("metadata") or {}
     namespace = request.get("namespace") or metadata.get("namespace")
     flavor = Flavor.for_group(str(request["kind"].get("group", "")))
-    memo_key = memo.key(obj, namespace, flavor) if decisions is not None else None
-    if decisions is not None and memo_key is not None:
-        seen = decisions.get(memo_key, resolver)
+    memo_key = fields_key = None
+    if decisions is not None:
+        memo_key = memo.key(obj, namespace, flavor)
+        seen = None if memo_key is None else decisions.get(memo_key, resolver)
         if seen is not None:
-            metrics.MEMO_HIT.inc()
-            if seen.resolved:
-                metrics.RESOLVED.inc(seen.resolved)
-            if seen.paused:
-                metrics.PAUSED.inc(seen.paused)
-            (metrics.ADMISSION_PATCHED if seen.patched else metrics.ADMISSION_UNCHANGED).observe(
-                time.perf_counter() - started
-            )
-            return allowed(uid, patch=seen.patch)
+            return _remembered(uid, seen, metrics.MEMO_HIT, started)
+    surveyed = survey(obj)
+    if decisions is not None:
+        fields_key = memo.fields_key(surveyed.found, obj, namespace, flavor)
+        seen = None if fields_key is None else decisions.get(fields_key, resolver)
+        if seen is not None:
+            return _remembered(uid, seen, metrics.MEMO_FIELDS, started)
         metrics.MEMO_MISS.inc()
-    outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver)
+    outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver, surveyed=surveyed)
     if outcome.errors:
         code = _CODES[outcome.errors[0][0]]
         detail = "; ".join(message for _, message in outcome.errors)
@@ -87,30 +86,62 @@ async def admit(
         return denied(uid, code, message, outcome.warnings)
     ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current)
     patch = encode_patch(ops) if ops else None
-    if decisions is not None and memo_key is not None and not outcome.warnings:
+    if decisions is not None and not outcome.warnings:
         uses = tuple(outcome.uses.values())
-        decisions.put(
-            memo_key,
-            memo.Decision(
-                patch=patch,
-                uses=uses,
-                refresh_ms=outcome.refresh_ms,
-                renew_at_ms=resolver.renew_at_ms(uses),
-                resolved=outcome.n_resolved,
-                paused=outcome.n_paused,
-                patched=bool(ops),
-            ),
+        decision = memo.Decision(
+            patch=patch,
+            uses=uses,
+            refresh_ms=outcome.refresh_ms,
+            renew_at_ms=resolver.renew_at_ms(uses),
+            resolved=outcome.n_resolved,
+            paused=outcome.n_paused,
+            patched=bool(ops),
         )
+        for k in (memo_key, fields_key):
+            if k is not None:
+                decisions.put(k, decision)
     (metrics.ADMISSION_PATCHED if ops else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
     return allowed(uid, patch=patch, warnings=outcome.warnings)
 
 
-async def decide(obj: Mapping[str, Any], *, namespace: str | None, flavor: Flavor, resolver: Resolver) -> Outcome:
+@dataclass(slots=True)
+class Survey:
+    """Everything of an object admission reads: its records and the spec strings that matter."""
+
+    records: records.Records
+    found: list[tuple[str, str]]  # (pointer, value): candidates and recorded URIs, in document order
+
+
+def survey(obj: Mapping[str, Any]) -> Survey:
     rec = records.read(obj.get("metadata") or {})
+    recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
+    return Survey(rec, interesting_strings(dict(obj), recorded))
+
+
+def _remembered(uid: str, seen: memo.Decision, counter: metrics.LoopCount, started: float) -> Response:
+    counter.inc()
+    if seen.resolved:
+        metrics.RESOLVED.inc(seen.resolved)
+    if seen.paused:
+        metrics.PAUSED.inc(seen.paused)
+    (metrics.ADMISSION_PATCHED if seen.patched else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
+    return allowed(uid, patch=seen.patch)
+
+
+async def decide(
+    obj: Mapping[str, Any],
+    *,
+    namespace: str | None,
+    flavor: Flavor,
+    resolver: Resolver,
+    surveyed: Survey | None = None,
+) -> Outcome:
+    """The decision for ``obj``; ``surveyed`` is its ``survey``, when the caller has it already."""
+    found = surveyed or survey(obj)
+    rec = found.records
     out = Outcome(warnings=list(rec.problems), refresh_ms=rec.refresh_ms)
     jobs: list[_Job] = []
-    recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
-    for pointer, value in interesting_strings(dict(obj), recorded):
+    for pointer, value in found.found:
         out.current[pointer] = value
         if is_candidate(value):
             job = _template_job(pointer, value, rec, namespace, resolver, out)

@@ -59,12 +59,14 @@ def _visit(node: Any, path: list[str], also: frozenset[str] | set[str], found: l
     # A module-level function, not a closure: a recursive closure is a reference
     # cycle, and one per review keeps the garbage collector busy on the hot path.
     # ``path`` holds escaped tokens, pushed per container, joined per found string.
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for key, child in items:
-        if isinstance(child, str):
+    # Exact type checks first: parsed JSON holds nothing else, and they cost a
+    # fraction of ``isinstance``; subclasses (from other loaders) take the slow branch.
+    for key, child in node.items() if type(node) is dict or isinstance(node, dict) else enumerate(node):
+        kind = type(child)
+        if kind is str or (kind is not dict and kind is not list and isinstance(child, str)):
             if (child and child[0] in _FIRST and is_candidate(child)) or (also and child in also):
                 found.append(("/" + "/".join(path) + "/" + _token(key), child))
-        elif isinstance(child, dict | list):
+        elif child and (kind is dict or kind is list or isinstance(child, dict | list)):
             path.append(_token(key))
             _visit(child, path, also, found)
             path.pop()

@@ -7,8 +7,10 @@ template and building the patch again costs far more than answering.
 
 A decision is a pure function of the object's spec, the few metadata fields
 admission reads, the namespace, the kind's flavor, and the resolutions it used.
-The memo keys on the first four (serialised, so equality is exact) and
-remembers the resolutions by identity: a hit is served only while the resolver
+The memo keys on the first four (serialised, so equality is exact), twice: by
+the whole spec, which answers a repeat before any walk, and by the spec strings
+admission acts on, which answers an object changed elsewhere in its spec after
+one walk. It remembers the resolutions by identity: a hit is served only while the resolver
 would hand out those very cache entries, so a moved alias, a refresh token or an
 expired entry all fall through to a full decision. Only clean answers (allowed,
 no warnings) are remembered.
@@ -16,7 +18,7 @@ no warnings) are remembered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -54,14 +56,30 @@ Key = bytes
 
 
 def key(obj: Mapping[str, Any], namespace: str | None, flavor: Flavor) -> Key | None:
-    """The memo key of an admitted object, or None when it should not be memoised."""
+    """The key of an object by its whole spec, or None when it should not be memoised."""
+    return _key("spec", obj.get("spec"), obj, namespace, flavor)
+
+
+def fields_key(
+    found: Sequence[tuple[str, str]], obj: Mapping[str, Any], namespace: str | None, flavor: Flavor
+) -> Key | None:
+    """The key of an object by the spec strings admission acts on (``decide``'s survey).
+
+    Admission reads nothing else of the spec, so objects that differ only
+    elsewhere (replicas, resources, images) share a decision.
+    """
+    return _key("fields", found, obj, namespace, flavor)
+
+
+def _key(tag: str, material: object, obj: Mapping[str, Any], namespace: str | None, flavor: Flavor) -> Key | None:
     metadata = obj.get("metadata")
     meta = metadata if _is_map(metadata) else {}
     labels, annotations = meta.get("labels"), meta.get("annotations")
     try:
-        material = orjson.dumps(
+        serialised = orjson.dumps(
             (
-                obj.get("spec"),
+                tag,  # the two kinds of key share one memo and never collide
+                material,
                 namespace,
                 flavor,
                 "metadata" in obj,
@@ -74,7 +92,7 @@ def key(obj: Mapping[str, Any], namespace: str | None, flavor: Flavor) -> Key | 
         )
     except (orjson.JSONEncodeError, TypeError):
         return None
-    return material if len(material) <= MAX_KEY_BYTES else None
+    return serialised if len(serialised) <= MAX_KEY_BYTES else None
 
 
 def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:

@@ -76,7 +76,10 @@ REGISTRY_LOOKUPS = Counter(
     ["registry"],
 )
 MEMO = LoopCounter(
-    "modelpin_decision_memo_total", "Reviews answered from a remembered decision, or not", "result", ("hit", "miss")
+    "modelpin_decision_memo_total",
+    "Reviews answered from a remembered decision, or not",
+    "result",
+    ("hit", "fields", "miss"),
 )
 CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
 READY = Gauge("modelpin_ready", "1 when configuration and certificates are loaded")
@@ -97,4 +100,5 @@ ADMISSION_UNCHANGED = ADMISSION_LATENCY.labels("unchanged")
 ADMISSION_DENIED = ADMISSION_LATENCY.labels("denied")
 ADMISSION_SKIPPED = ADMISSION_LATENCY.labels("skipped")
 MEMO_HIT = MEMO.labels("hit")
+MEMO_FIELDS = MEMO.labels("fields")
 MEMO_MISS = MEMO.labels("miss")

@@ -127,7 +127,7 @@ async def test_denials_are_not_remembered(resolver: Resolver, registry: FakeRegi
     registry.add("newcomer", 1, "s3://bucket/newcomer/1", run_id="n1")
     registry.set_alias("newcomer", "champion", 1)
     assert (await admit(request(obj), resolver=resolver, decisions=decisions))["allowed"] is True
-    assert len(decisions) == 1
+    assert len(decisions) == 2  # the allowed decision, by its spec and by its fields; nothing of the denial
 
 
 async def test_paused_objects_are_answered_from_their_records(
@@ -185,9 +185,7 @@ def test_large_or_unserialisable_objects_are_not_memoised() -> None:
 async def test_the_memo_is_bounded(resolver: Resolver) -> None:
     decisions = DecisionMemo(max_entries=3)
     for i in range(5):
-        obj = fixture("seldon-seed.yaml")
-        obj["spec"]["name"] = f"copy-{i}"
-        await admit(request(obj), resolver=resolver, decisions=decisions)
+        await admit(request(fixture("seldon-seed.yaml"), namespace=f"ns-{i}"), resolver=resolver, decisions=decisions)
     assert len(decisions) == 3
 
 
@@ -201,3 +199,46 @@ async def test_a_cold_replica_with_the_same_memo_class_starts_empty(registry: Fa
     lookups = registry.lookups
     await admit(request(obj), resolver=b, decisions=decisions)
     assert registry.lookups == lookups + 4
+
+
+async def test_an_object_changed_outside_its_templates_shares_the_decision(
+    resolver: Resolver, registry: FakeRegistry, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await admit(request(obj), resolver=resolver, decisions=decisions)
+    lookups = registry.lookups
+    for i in range(3):
+        changed = copy.deepcopy(obj)
+        changed["spec"]["name"] = f"renamed-{i}"
+        changed["spec"]["predictors"][0]["replicas"] = 5 + i
+        plain = await admit(request(changed), resolver=resolver)
+        fields = memo_count("fields")
+        remembered = await admit(request(changed), resolver=resolver, decisions=decisions)
+        assert memo_count("fields") == fields + 1
+        assert without_uid(remembered) == without_uid(plain)
+    assert registry.lookups == lookups
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda o: at(o, GRAPH).update({"modelUri": "models:/iris demo1@challenger"}),
+        lambda o: at(o, GRAPH)["children"][1].update({"modelUri": "s3://pinned/by/hand"}),
+        lambda o: o["spec"]["predictors"][0]["graph"]["children"].pop(),
+    ],
+    ids=["template", "literal", "field-gone"],
+)
+async def test_a_changed_template_field_is_decided_afresh(
+    change: Any, resolver: Resolver, registry: FakeRegistry, decisions: DecisionMemo
+) -> None:
+    registry.set_alias("iris demo1", "challenger", 2)
+    obj = fixture("seldon-seed.yaml")
+    await admit(request(obj), resolver=resolver, decisions=decisions)
+    changed = copy.deepcopy(obj)
+    change(changed)
+    plain = await admit(request(changed), resolver=resolver)
+    hits, fields = memo_count("hit"), memo_count("fields")
+    remembered = await admit(request(changed), resolver=resolver, decisions=decisions)
+    assert (memo_count("hit"), memo_count("fields")) == (hits, fields)
+    assert without_uid(remembered) == without_uid(plain)
+    assert without_uid(remembered) != without_uid(await admit(request(obj), resolver=resolver))
