@@ -12,11 +12,17 @@ back to back, and each modelpin round is compared with the echo round next to
 it. Each server's own CPU time per request (from /proc) is reported too: it
 does not depend on what else the machine is doing.
 
-modelpin is measured twice: ``modelpin`` sends the same two objects again and
-again (the GitOps case: re-applied manifests, controller updates, reconciler
-touches), which its decision memo answers; ``modelpin-distinct`` gives every
-review a spec never seen before (a number in an ordinary spec string), so each
-one is walked, planned and patched in full, with the resolution cache warm.
+modelpin is measured three ways, all with the resolution cache warm:
+``modelpin`` sends the same two objects again and again (the GitOps case:
+re-applied manifests, controller updates), answered from the decision memo by
+the whole spec; ``modelpin-edited`` gives every review a spec never seen before
+(a number in an ordinary spec string, as when replicas or an image change), so
+each one is walked and answered by the fields it acts on; ``modelpin-touched``
+gives every review a new ``modelpin.io/refresh`` token (as the reconciler
+does), so each one is walked, planned and patched in full.
+
+With two or more CPUs the servers share the last one and the load generator
+runs on the first, so a server never competes with its own load for a core.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc
 from tests.support.processes import Process, free_port
 from tests.support.reviews import fixture, make_review
+from webhook.records import REFRESH
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 
@@ -64,23 +71,36 @@ def start_comparison(
     return proc, f"https://127.0.0.1:{port}/mutate"
 
 
-SERVERS = ("echo", "modelpin", "modelpin-distinct", "naive")
+SERVERS = ("echo", "modelpin", "modelpin-edited", "modelpin-touched", "naive")
+# how each modelpin measurement varies its reviews (see the module docstring)
+MODES = {"modelpin": "repeated", "modelpin-edited": "edited", "modelpin-touched": "touched"}
+SEQ = "__SEQ__"
 
 
-def bench_objects() -> list[dict[str, Any]]:
-    """The two payloads, each with ``__SEQ__`` in one ordinary spec string for the distinct runs."""
+def bench_objects(mode: str = "repeated") -> list[dict[str, Any]]:
+    """The two payloads; ``edited`` and ``touched`` carry ``__SEQ__`` where each review differs."""
     seed, canary = fixture("seldon-seed.yaml"), fixture("isvc-canary.yaml")
-    seed["spec"]["name"] = "iris-__SEQ__"
-    canary["spec"]["transformer"]["containers"][0]["image"] = "example.com/fraud-transformer:__SEQ__"
+    if mode == "edited":
+        seed["spec"]["name"] = f"iris-{SEQ}"
+        canary["spec"]["transformer"]["containers"][0]["image"] = f"example.com/fraud-transformer:{SEQ}"
+    elif mode == "touched":
+        for obj in (seed, canary):
+            obj["metadata"].setdefault("annotations", {})[REFRESH] = SEQ
     return [seed, canary]
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
 def drive(
-    url: str, ca: Path, payloads: Path, concurrency: int, requests: int, distinct: bool = False
+    url: str, ca: Path, payloads: Path, concurrency: int, requests: int, seq_base: int | None = None
 ) -> dict[str, float]:
     argv = [sys.executable, "-m", "tests.benchmarks.load", url, str(ca), str(payloads), str(concurrency), str(requests)]
     out = subprocess.run(
-        [*argv, "distinct"] if distinct else argv,
+        argv if seq_base is None else [*argv, str(seq_base)],
         capture_output=True,
         text=True,
         check=True,
@@ -91,7 +111,7 @@ def drive(
 
 
 def drive_wrk(
-    url: str, bodies: list[Path], concurrency: int, seconds: float, distinct: bool = False
+    url: str, bodies: list[Path], concurrency: int, seconds: float, seq_base: int | None = None
 ) -> dict[str, float]:
     """The same measurement with wrk (C, epoll): far less client overhead than a Python driver."""
     out = subprocess.run(
@@ -113,7 +133,7 @@ def drive_wrk(
         env={
             **os.environ,
             "MODELPIN_BENCH_BODIES": ":".join(str(b) for b in bodies),
-            "MODELPIN_BENCH_DISTINCT": "1" if distinct else "0",
+            "MODELPIN_BENCH_SEQ_BASE": "" if seq_base is None else str(seq_base),
         },
     )
     r = orjson.loads(out.stdout.strip().splitlines()[-1])
@@ -203,6 +223,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=4.0, help="per server, level and round, with wrk")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of echo and modelpin per level")
     ap.add_argument("--warmup", type=float, default=10.0, help="discarded load per server before measuring, with wrk")
+    ap.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="leave servers and load generator where the scheduler puts them",
+    )
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -210,44 +236,60 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mlflow = MlflowServer(work / "mlflow")
     procs: list[Process] = []
     modelpin = None
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.pin and len(cpus) >= 2
     try:
         catalog = populate(mlflow.url)
         modelpin = ModelpinServer(work / "modelpin", modelpin_config(mlflow.url), work / "ca")
-        reviews = [make_review(obj) for obj in bench_objects()]
-        bodies = [work / "seed-review.json", work / "isvc-review.json"]
-        for path, one in zip(bodies, reviews, strict=True):
-            path.write_bytes(orjson.dumps(one))
-        payloads = work / "payloads.json"
-        payloads.write_bytes(orjson.dumps(reviews))
-        urls = {"modelpin": f"{modelpin.url}/mutate", "modelpin-distinct": f"{modelpin.url}/mutate"}
-        pids = {"modelpin": modelpin.process.proc.pid, "modelpin-distinct": modelpin.process.proc.pid}
+        # per mode: the wrk body files and the httpx driver's payload file
+        inputs: dict[str, tuple[list[Path], Path]] = {}
+        for mode in ("repeated", "edited", "touched"):
+            reviews = [make_review(obj) for obj in bench_objects(mode)]
+            files = [work / f"{mode}-seed.json", work / f"{mode}-isvc.json"]
+            for path, one in zip(files, reviews, strict=True):
+                path.write_bytes(orjson.dumps(one))
+            (work / f"{mode}.json").write_bytes(orjson.dumps(reviews))
+            inputs[mode] = (files, work / f"{mode}.json")
+        urls = {server: f"{modelpin.url}/mutate" for server in MODES}
+        pids = dict.fromkeys(MODES, modelpin.process.proc.pid)
         for kind in ("echo", "naive"):
             proc, url = start_comparison(kind, work, modelpin.cert, modelpin.key, modelpin.ca, mlflow.url)
             procs.append(proc)
             urls[kind] = url
             pids[kind] = proc.proc.pid
+        if pinned:
+            for pid in set(pids.values()):
+                pin(pid, {cpus[-1]})
+            # this process and so every load generator it starts
+            os.sched_setaffinity(0, set(cpus[:-1]))
         # Discarded warm-up: right after setup the mlflow server keeps the CPU busy for a while
         # (seen as p99 spikes of hundreds of ms in whichever server is measured first).
         for server in ("echo", "modelpin"):
             if args.driver == "wrk":
-                drive_wrk(urls[server], bodies, 1, args.warmup)
+                drive_wrk(urls[server], inputs["repeated"][0], 1, args.warmup)
             else:
-                drive(urls[server], modelpin.ca, payloads, 1, 200)
+                drive(urls[server], modelpin.ca, inputs["repeated"][1], 1, 200)
         results: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in SERVERS}
+        runs_so_far = 0
 
         def measure(server: str, level: int, seconds: float) -> dict[str, float]:
-            distinct = server == "modelpin-distinct"
+            nonlocal runs_so_far
+            runs_so_far += 1
+            mode = MODES.get(server, "repeated")
+            files, payloads = inputs[mode]
+            # numbers never repeat across runs, so no review of one run is remembered from another
+            seq_base = None if mode == "repeated" else runs_so_far * 10_000_000
             before = cpu_seconds(pids[server])
             if args.driver == "wrk":
-                r = drive_wrk(urls[server], bodies, level, seconds, distinct)
+                r = drive_wrk(urls[server], files, level, seconds, seq_base)
             else:
                 n = args.naive_requests if server == "naive" else args.requests
-                r = drive(urls[server], modelpin.ca, payloads, level, max(n, level), distinct)
+                r = drive(urls[server], modelpin.ca, payloads, level, max(n, level), seq_base)
             r["cpu_us"] = (cpu_seconds(pids[server]) - before) / max(r["requests"], 1) * 1e6
             return r
 
         for level in levels:
-            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in ("echo", "modelpin", "modelpin-distinct")}
+            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in ("echo", *MODES)}
             for _ in range(args.rounds):
                 for server, runs in rounds.items():
                     runs.append(measure(server, level, args.seconds))
@@ -261,6 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for level in levels:
             results["naive"][level] = combine([measure("naive", level, max(args.seconds, 10.0))])
     finally:
+        os.sched_setaffinity(0, cpus)  # the caller (a test session, say) gets all its CPUs back
         for proc in procs:
             proc.stop()
         if modelpin is not None:
@@ -268,6 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mlflow.stop()
 
     print(f"\nload driver: {args.driver}")
+    if pinned:
+        print(f"servers pinned to CPU {cpus[-1]}, load generator to CPU {','.join(map(str, cpus[:-1]))}")
     print("\nadmission over HTTPS, payloads: seed SeldonDeployment (4 templates) + InferenceService (6 templates)")
     print(
         f"medians of {args.rounds} interleaved rounds per level (naive: one round); cpu: the server's own per request"
@@ -285,15 +330,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("\nratios (same run): throughput, median of rounds paired with the echo round next to them [min-max];")
     print("cpu: echo's CPU per request over the server's")
     for level in levels:
-        m, d = results["modelpin"][level], results["modelpin-distinct"][level]
         e, n = results["echo"][level], results["naive"][level]
         parts = []
-        for label, r in (("modelpin", m), ("modelpin-distinct", d)):
+        for label in MODES:
+            r = results[label][level]
             ratios = paired_ratios(r, e)
             cpu = f"{e['cpu_us'] / r['cpu_us']:.2f}" if r["cpu_us"] else "n/a"  # under one clock tick
             parts.append(
                 f"{label}/echo {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] (cpu {cpu})"
             )
+        m = results["modelpin"][level]
         vs_naive = f"{m['rps'] / n['rps']:.0f}" if n["rps"] else "inf (naive answered nothing in time)"
         print(f"  concurrency {level:>3}: {', '.join(parts)}, modelpin/naive {vs_naive}")
     print(

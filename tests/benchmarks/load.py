@@ -1,9 +1,9 @@
 """Load generator, run in its own process: keep-alive HTTPS at a fixed concurrency.
 
-``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS [distinct]`` prints one
+``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS [SEQ_BASE]`` prints one
 JSON line: requests/s, p50, p99 and max latency in ms, and the count of non-200 or denied answers.
-With ``distinct``, every request replaces ``__SEQ__`` in its body by a fresh number, so no two
-reviews carry the same spec.
+With ``SEQ_BASE``, every request replaces ``__SEQ__`` in its body by a fresh number above it, so no
+two reviews (of this run, or of runs given bases far enough apart) carry the same text.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ SEQ = b"__SEQ__"
 
 
 async def run(
-    url: str, ca: str, payloads: list[dict[str, object]], concurrency: int, total: int, distinct: bool = False
+    url: str, ca: str, payloads: list[dict[str, object]], concurrency: int, total: int, seq_base: int | None = None
 ) -> dict[str, float]:
     context = ssl.create_default_context(cafile=ca)
     latencies: list[float] = []
@@ -51,8 +51,8 @@ async def run(
             while remaining > 0:
                 remaining -= 1
                 body = bodies[i % len(bodies)]
-                if distinct:
-                    body = body.replace(SEQ, str(remaining).encode())
+                if seq_base is not None:
+                    body = body.replace(SEQ, str(seq_base + remaining).encode())
                 i += 1
                 started = time.perf_counter()
                 response = await client.post(url, content=body, headers=headers)
@@ -77,9 +77,9 @@ async def run(
 
 def main() -> None:
     url, ca, payload_file, concurrency, total = sys.argv[1:6]
-    distinct = sys.argv[6:7] == ["distinct"]
+    seq_base = int(sys.argv[6]) if len(sys.argv) > 6 else None
     payloads = orjson.loads(Path(payload_file).read_bytes())
-    result = asyncio.run(run(url, ca, payloads, int(concurrency), int(total), distinct))
+    result = asyncio.run(run(url, ca, payloads, int(concurrency), int(total), seq_base))
     print(orjson.dumps(result).decode())
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.admission import main
+from tests.benchmarks.admission import SERVERS, main
 
 pytestmark = pytest.mark.benchmark
 
@@ -31,7 +31,7 @@ def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
             str(tmp_path),
         ]
     )
-    for server in ("echo", "modelpin", "modelpin-distinct", "naive"):
+    for server in SERVERS:
         for level in (1, 4):
             result = report["results"][server][level]
             assert result["failures"] == 0 and result["requests"] >= 4

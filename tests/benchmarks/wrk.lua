@@ -1,16 +1,18 @@
 -- wrk script for the admission benchmark: POSTs the AdmissionReview bodies named in
 -- MODELPIN_BENCH_BODIES (colon-separated files) round-robin, prints one JSON line at the end.
--- With MODELPIN_BENCH_DISTINCT=1 every request replaces __SEQ__ in its body by a fresh number,
--- so no two reviews carry the same spec.
+-- With MODELPIN_BENCH_SEQ_BASE set, every request replaces __SEQ__ in its body by a fresh number
+-- above that base, so no two reviews (of this run, or of runs given bases far enough apart) carry
+-- the same text.
 local bodies = {}
 for path in string.gmatch(os.getenv("MODELPIN_BENCH_BODIES"), "[^:]+") do
   local f = assert(io.open(path, "rb"))
   bodies[#bodies + 1] = f:read("*a")
   f:close()
 end
-local distinct = os.getenv("MODELPIN_BENCH_DISTINCT") == "1"
+local base = os.getenv("MODELPIN_BENCH_SEQ_BASE")
+local distinct = base ~= nil and base ~= ""
 local i = 0
-local seq = 0
+local seq = distinct and tonumber(base) or 0
 request = function()
   i = i % #bodies + 1
   local body = bodies[i]
