@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -48,12 +49,56 @@ class LoopCounter(Collector):
         yield CounterMetricFamily(self.name, self.documentation, labels=[self.label])
 
 
+class LoopTiming:
+    """One labelled histogram, observed by the event loop's thread only."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last is +Inf
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        # the first bucket whose upper bound is >= amount, as Prometheus' ``le`` means
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.total += amount
+
+
+class LoopHistogram(Collector):
+    """``LoopCounter``'s counterpart for the per-review latency histogram."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str, values: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._children = {value: LoopTiming(buckets) for value in values}
+        REGISTRY.register(self)
+
+    def labels(self, value: str) -> LoopTiming:
+        return self._children[value]
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, child in self._children.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*(repr(b) for b in child.bounds), "+Inf"), child.counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            family.add_metric([value], buckets, child.total)
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+
+
 _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-ADMISSION_LATENCY = Histogram(
+ADMISSION_LATENCY = LoopHistogram(
     "modelpin_admission_seconds",
     "Time to answer one AdmissionReview, by outcome",
-    ["outcome"],  # patched, unchanged, denied, skipped, bad_request
+    "outcome",
+    ("patched", "unchanged", "denied", "skipped", "bad_request"),
     buckets=_FAST,
 )
 RESOLUTIONS = LoopCounter(

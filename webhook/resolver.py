@@ -175,6 +175,9 @@ class Resolver:
         self._cache: dict[tuple[str, str, str], Resolution] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
         self._plans: dict[tuple[str, str | None], Plan] = {}
+        # read per field of every review; settings do not change while serving
+        self._ttl_pinned_ms = settings.cache.pinned_ttl_seconds * 1000
+        self._ttl_floating_ms = settings.cache.floating_ttl_seconds * 1000
 
     def plan(self, template: Template, namespace: str | None) -> Plan:
         # Settings do not change while serving, so a plan is a pure function of its inputs.
@@ -259,9 +262,7 @@ class Resolver:
         return flight
 
     def _ttl_ms(self, selector: Selector) -> float:
-        cache = self.settings.cache
-        ttl = cache.pinned_ttl_seconds if selector.pinned else cache.floating_ttl_seconds
-        return ttl * 1000
+        return self._ttl_pinned_ms if selector.pinned else self._ttl_floating_ms
 
     async def resolve(self, p: Plan, *, not_before_ms: int = 0, deadline: float | None = None) -> Lookup:
         """Resolve ``p``; ``not_before_ms`` rejects cache entries fetched earlier.

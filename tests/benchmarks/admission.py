@@ -21,7 +21,8 @@ each one is walked and answered by the fields it acts on; ``modelpin-touched``
 gives every review a new ``modelpin.io/refresh`` token (as the reconciler
 does), so each one is walked, planned and patched in full.
 
-With two or more CPUs the servers share the last one and the load generator
+Each way has its own ``modelpin serve`` process, so one way's decisions never
+crowd another's out of the memo. With two or more CPUs the servers share the last one and the load generator
 runs on the first, so a server never competes with its own load for a core.
 """
 
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--driver", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
     ap.add_argument("--seconds", type=float, default=4.0, help="per server, level and round, with wrk")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of echo and modelpin per level")
-    ap.add_argument("--warmup", type=float, default=10.0, help="discarded load per server before measuring, with wrk")
+    ap.add_argument("--warmup", type=float, default=5.0, help="discarded load per server before measuring, with wrk")
     ap.add_argument(
         "--no-pin",
         dest="pin",
@@ -235,12 +236,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="modelpin-bench-"))
     mlflow = MlflowServer(work / "mlflow")
     procs: list[Process] = []
-    modelpin = None
+    servers: dict[str, ModelpinServer] = {}
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
     try:
         catalog = populate(mlflow.url)
-        modelpin = ModelpinServer(work / "modelpin", modelpin_config(mlflow.url), work / "ca")
+        for name in MODES:
+            servers[name] = ModelpinServer(work / name, modelpin_config(mlflow.url), work / "ca")
+        modelpin = servers["modelpin"]
         # per mode: the wrk body files and the httpx driver's payload file
         inputs: dict[str, tuple[list[Path], Path]] = {}
         for mode in ("repeated", "edited", "touched"):
@@ -250,8 +253,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 path.write_bytes(orjson.dumps(one))
             (work / f"{mode}.json").write_bytes(orjson.dumps(reviews))
             inputs[mode] = (files, work / f"{mode}.json")
-        urls = {server: f"{modelpin.url}/mutate" for server in MODES}
-        pids = dict.fromkeys(MODES, modelpin.process.proc.pid)
+        urls = {name: f"{server.url}/mutate" for name, server in servers.items()}
+        pids = {name: server.process.proc.pid for name, server in servers.items()}
         for kind in ("echo", "naive"):
             proc, url = start_comparison(kind, work, modelpin.cert, modelpin.key, modelpin.ca, mlflow.url)
             procs.append(proc)
@@ -264,11 +267,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             os.sched_setaffinity(0, set(cpus[:-1]))
         # Discarded warm-up: right after setup the mlflow server keeps the CPU busy for a while
         # (seen as p99 spikes of hundreds of ms in whichever server is measured first).
-        for server in ("echo", "modelpin"):
+        # It also fills each server's resolution cache.
+        for server in ("echo", *MODES):
+            mode = MODES.get(server, "repeated")
+            files, payloads = inputs[mode]
+            warm_base = None if mode == "repeated" else 1  # measured runs start far above
             if args.driver == "wrk":
-                drive_wrk(urls[server], inputs["repeated"][0], 1, args.warmup)
+                drive_wrk(urls[server], files, 1, args.warmup, warm_base)
             else:
-                drive(urls[server], modelpin.ca, inputs["repeated"][1], 1, 200)
+                drive(urls[server], modelpin.ca, payloads, 1, 200, warm_base)
         results: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in SERVERS}
         runs_so_far = 0
 
@@ -306,8 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.sched_setaffinity(0, cpus)  # the caller (a test session, say) gets all its CPUs back
         for proc in procs:
             proc.stop()
-        if modelpin is not None:
-            modelpin.stop()
+        for server in servers.values():
+            server.stop()
         mlflow.stop()
 
     print(f"\nload driver: {args.driver}")
