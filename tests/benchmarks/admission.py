@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     servers: dict[str, ModelpinServer] = {}
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
+    stack = contextlib.ExitStack()
     try:
         catalog = populate(mlflow.url)
         for name in MODES:
@@ -297,7 +298,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 drive(urls[server], modelpin.ca, payloads, 1, 200, warm_base)
         results: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in SERVERS}
         runs_so_far = 0
-        primer = httpx.Client(verify=ssl.create_default_context(cafile=str(modelpin.ca)), timeout=60)
+        primer = stack.enter_context(
+            httpx.Client(verify=ssl.create_default_context(cafile=str(modelpin.ca)), timeout=60)
+        )
 
         def measure(server: str, level: int, seconds: float) -> dict[str, float]:
             nonlocal runs_so_far
@@ -329,7 +332,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     runs.append(measure(server, level, args.seconds))
             for server, runs in rounds.items():
                 results[server][level] = combine(runs)
-        primer.close()
         seed_only = work / "seed.json"
         seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
         seed = drive(urls["modelpin"], modelpin.ca, seed_only, 1, args.seed_requests)
@@ -338,6 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for level in levels:
             results["naive"][level] = combine([measure("naive", level, max(args.seconds, 10.0))])
     finally:
+        stack.close()
         os.sched_setaffinity(0, cpus)  # the caller (a test session, say) gets all its CPUs back
         for proc in procs:
             proc.stop()
