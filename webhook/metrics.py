@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
@@ -22,22 +23,30 @@ class LoopCount:
         self.value += amount
 
 
-class LoopCounter(Collector):
-    """A counter with one label, for code that runs several times per review.
+Child = TypeVar("Child")
 
-    prometheus-client's ``Counter`` takes a lock on every increment, which is
-    most of what the remembered-answer path costs besides the answer itself.
-    Everything here runs on the event loop's thread, where a plain integer is
-    enough; the registry still renders it as an ordinary counter.
+
+class _LoopFamily(Collector, Generic[Child]):
+    """One metric with one label and its children, for code that runs several times per review.
+
+    prometheus-client's metrics take a lock on every update, which was most of
+    what the remembered-answer path cost besides the answer itself. Everything
+    here runs on the event loop's thread, where plain numbers are enough; the
+    registry still renders them as ordinary counters and histograms.
     """
 
-    def __init__(self, name: str, documentation: str, label: str, values: Sequence[str]) -> None:
+    def __init__(self, name: str, documentation: str, label: str, children: dict[str, Child]) -> None:
         self.name, self.documentation, self.label = name, documentation, label
-        self._children = {value: LoopCount() for value in values}
+        self._children = children
         REGISTRY.register(self)
 
-    def labels(self, value: str) -> LoopCount:
+    def labels(self, value: str) -> Child:
         return self._children[value]
+
+
+class LoopCounter(_LoopFamily[LoopCount]):
+    def __init__(self, name: str, documentation: str, label: str, values: Sequence[str]) -> None:
+        super().__init__(name, documentation, label, {value: LoopCount() for value in values})
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
@@ -65,18 +74,11 @@ class LoopTiming:
         self.total += amount
 
 
-class LoopHistogram(Collector):
-    """``LoopCounter``'s counterpart for the per-review latency histogram."""
-
+class LoopHistogram(_LoopFamily[LoopTiming]):
     def __init__(
         self, name: str, documentation: str, label: str, values: Sequence[str], buckets: Sequence[float]
     ) -> None:
-        self.name, self.documentation, self.label = name, documentation, label
-        self._children = {value: LoopTiming(buckets) for value in values}
-        REGISTRY.register(self)
-
-    def labels(self, value: str) -> LoopTiming:
-        return self._children[value]
+        super().__init__(name, documentation, label, {value: LoopTiming(buckets) for value in values})
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
