@@ -45,6 +45,7 @@ def _error(status: int, reason: str) -> Response:
 async def read_body(request: Request, limit: int) -> bytes | Response:
     """The body, or the error response that refuses it."""
     ctype = length = b""
+    framed = True
     # The raw ASGI header list (names arrive lower-cased): building a Headers
     # mapping for two lookups costs more than this scan.
     for name, value in request.scope["headers"]:
@@ -52,14 +53,17 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
             ctype = value
         elif name == b"content-length":
             length = value
+        elif name == b"transfer-encoding":
+            framed = False  # chunks decide the length, whatever Content-Length says
     media = ctype.split(b";")[0].strip().lower().decode("latin-1")
     if media != JSON:
         return _error(400, f"Content-Type must be {JSON}, got {media or 'none'!r}")
     if length.isdigit():
         if int(length) > limit:
             return _error(413, f"body of {length.decode()} bytes exceeds the {limit}-byte limit")
-        # the server frames the body by Content-Length: it cannot grow past it
-        return await request.body()
+        if framed:
+            # the server frames the body by Content-Length: it cannot grow past it
+            return await request.body()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

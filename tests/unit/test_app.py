@@ -83,6 +83,16 @@ async def test_a_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient) -
     assert "exceeds" in r.json()["error"]
 
 
+async def test_chunks_past_the_limit_are_413_whatever_the_declared_length(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/mutate",
+        content=chunks(b" " * (LIMIT + 1)),
+        headers={"Content-Type": JSON, "Content-Length": "10", "Transfer-Encoding": "chunked"},
+    )
+    assert r.status_code == 413
+    assert "exceeds" in r.json()["error"]
+
+
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"kind": "Pod"}'])
 async def test_not_an_admission_review_is_400(client: httpx.AsyncClient, body: bytes) -> None:
     r = await client.post("/mutate", content=body, headers={"Content-Type": JSON})
