@@ -43,9 +43,8 @@ class Decision:
     patch: str | None  # base64 JSONPatch, as sent
     uses: tuple[tuple[Plan, Resolution], ...]
     refresh_ms: int
-    # Until then none of ``uses`` is due for renewal, so identity alone proves
-    # the resolver would still hand them out (``Resolver.holds``).
-    renew_at_ms: int
+    # until then none of ``uses`` is due for renewal (``Resolver.renew_at_ms``)
+    renew_at_ms: float
     # fields resolved and kept paused, counted again in the metrics on every hit
     resolved: int
     paused: int
@@ -112,11 +111,8 @@ class DecisionMemo:
         decision = self._entries.get(memo_key)
         if decision is None:
             return None
-        if resolver.clock_ms() < decision.renew_at_ms:
-            if resolver.holds(decision.uses):
-                return decision
         # ``serves`` also renews entries near the end of their TTL, as a full decision would.
-        elif resolver.serves(decision.uses, not_before_ms=decision.refresh_ms):
+        if resolver.serves(decision.uses, not_before_ms=decision.refresh_ms, renew_at_ms=decision.renew_at_ms):
             return decision
         del self._entries[memo_key]
         return None

@@ -205,53 +205,43 @@ class Resolver:
             metrics.CACHE_HIT.inc()
         return Lookup(entry)
 
-    def serves(self, uses: Iterable[tuple[Plan, Resolution]], *, not_before_ms: int = 0) -> bool:
+    def serves(
+        self, uses: Sequence[tuple[Plan, Resolution]], *, not_before_ms: int = 0, renew_at_ms: float = 0
+    ) -> bool:
         """Whether ``cached`` would hand out exactly these entries, without warnings.
 
         The decision memo's check, counted as one cache hit per entry, as the
-        full decision would count them.
+        full decision would count them. Before ``renew_at_ms`` (see
+        ``renew_at_ms()``) the cache still holding these very entries is proof
+        enough: each was fresh and new enough when first used, and stays so
+        until it is due for renewal.
         """
         now = self.clock_ms()
-        count = 0
+        cache, early = self._cache, now < renew_at_ms
         for p, resolution in uses:
-            if self._usable(p, not_before_ms, now) is not resolution:
-                return False
-            count += 1
-        if count:
-            metrics.CACHE_HIT.inc(count)
-        return True
-
-    def renew_at_ms(self, uses: Iterable[tuple[Plan, Resolution]]) -> int:
-        """The first instant one of these entries is due for renewal (REFRESH_AHEAD of its TTL)."""
-        return min(
-            (int(r.fetched_at_ms + self._ttl_ms(p.reference.selector) * REFRESH_AHEAD) for p, r in uses),
-            default=2**62,
-        )
-
-    def holds(self, uses: Sequence[tuple[Plan, Resolution]]) -> bool:
-        """Whether the cache still holds exactly these entries, counted as hits.
-
-        Before ``renew_at_ms(uses)`` this is all ``serves`` would check: an
-        entry in the cache was fresh and new enough when it was first used,
-        and stays so until it is due for renewal.
-        """
-        cache = self._cache
-        for p, resolution in uses:
-            if cache.get(p.key) is not resolution:
+            held = cache.get(p.key) if early else self._usable(p, not_before_ms, now)
+            if held is not resolution:
                 return False
         if uses:
             metrics.CACHE_HIT.inc(len(uses))
         return True
+
+    def renew_at_ms(self, uses: Iterable[tuple[Plan, Resolution]]) -> float:
+        """The first instant one of these entries is due for renewal."""
+        return min((self._renew_at(p, r) for p, r in uses), default=float("inf"))
+
+    def _renew_at(self, p: Plan, entry: Resolution) -> float:
+        # REFRESH_AHEAD of the TTL: from then on the entry is served while renewed in the background
+        return entry.fetched_at_ms + self._ttl_ms(p.reference.selector) * REFRESH_AHEAD
 
     def _usable(self, p: Plan, not_before_ms: int, now: int) -> Resolution | None:
         """The cache entry for ``p`` if fresh and not older than ``not_before_ms``; renewed ahead of expiry."""
         entry = self._cache.get(p.key)
         if entry is None or entry.fetched_at_ms < not_before_ms:
             return None
-        age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
-        if age >= ttl:
+        if now - entry.fetched_at_ms >= self._ttl_ms(p.reference.selector):
             return None
-        if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
+        if now >= self._renew_at(p, entry) and p.key not in self._flights:
             self._start_flight(p, now)
         return entry
 
