@@ -101,7 +101,7 @@ async def admit(
             if k is not None:
                 decisions.put(k, decision)
     (metrics.ADMISSION_PATCHED if ops else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
-    return allowed(uid, patch=patch, warnings=outcome.warnings)
+    return allowed(uid, patch, outcome.warnings)
 
 
 @dataclass(slots=True)
@@ -125,7 +125,7 @@ def _remembered(uid: str, seen: memo.Decision, counter: metrics.LoopCount, start
     if seen.paused:
         metrics.PAUSED.inc(seen.paused)
     (metrics.ADMISSION_PATCHED if seen.patched else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
-    return allowed(uid, patch=seen.patch)
+    return allowed(uid, seen.patch)
 
 
 async def decide(
@@ -137,11 +137,11 @@ async def decide(
     surveyed: Survey | None = None,
 ) -> Outcome:
     """The decision for ``obj``; ``surveyed`` is its ``survey``, when the caller has it already."""
-    found = surveyed or survey(obj)
-    rec = found.records
+    surveyed = surveyed or survey(obj)
+    rec = surveyed.records
     out = Outcome(warnings=list(rec.problems), refresh_ms=rec.refresh_ms)
     jobs: list[_Job] = []
-    for pointer, value in found.found:
+    for pointer, value in surveyed.found:
         out.current[pointer] = value
         if is_candidate(value):
             job = _template_job(pointer, value, rec, namespace, resolver, out)

@@ -27,16 +27,18 @@ class Flavor(StrEnum):
         # Looked up on every review; enum member access is slow enough to show.
         found = _FLAVORS.get(group)
         if found is None:
-            found = (
-                cls.KSERVE
-                if group.endswith("kserve.io")
-                else cls.SELDON
-                if group.endswith("seldon.io")
-                else cls.GENERIC
-            )
+            found = _flavor_of(group)
             if len(_FLAVORS) < 256:
                 _FLAVORS[group] = found
         return found
+
+
+def _flavor_of(group: str) -> Flavor:
+    if group.endswith("kserve.io"):
+        return Flavor.KSERVE
+    if group.endswith("seldon.io"):
+        return Flavor.SELDON
+    return Flavor.GENERIC
 
 
 _FLAVORS: dict[str, Flavor] = {}

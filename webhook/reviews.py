@@ -71,11 +71,9 @@ def encode_patch(ops: Sequence[Op]) -> str:
     return base64.b64encode(orjson.dumps(list(ops))).decode()
 
 
-def allowed(uid: str, ops: Sequence[Op] = (), warnings: Sequence[str] = (), *, patch: str | None = None) -> Response:
-    """Allowed, with ``ops`` or an already encoded ``patch`` if anything changes."""
+def allowed(uid: str, patch: str | None = None, warnings: Sequence[str] = ()) -> Response:
+    """Allowed, with the ``encode_patch``-ed ops if anything changes."""
     response: Response = {"uid": uid, "allowed": True}
-    if ops:
-        patch = encode_patch(ops)
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = patch

@@ -9,7 +9,6 @@ Run as ``python -m tests.benchmarks.servers {echo|naive} PORT CERT KEY [TRACKING
 
 from __future__ import annotations
 
-import base64
 import sys
 from typing import Any
 
@@ -20,16 +19,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from webhook.discovery import find_candidates
+from webhook.reviews import allowed, encode_patch, review
 from webhook.templates import SelectorKind, parse
 
 
 def _answer(uid: str, ops: list[dict[str, Any]]) -> Response:
-    response: dict[str, Any] = {"uid": uid, "allowed": True}
-    if ops:
-        response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(ops)).decode()
-    body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-    return Response(orjson.dumps(body), media_type="application/json")
+    # modelpin's own response builders: the answer costs what modelpin's costs
+    return Response(review(allowed(uid, encode_patch(ops) if ops else None)), media_type="application/json")
 
 
 def echo_app() -> FastAPI:
@@ -37,8 +33,8 @@ def echo_app() -> FastAPI:
 
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
-        review = orjson.loads(await request.body())
-        return _answer(review["request"]["uid"], [])
+        parsed = orjson.loads(await request.body())
+        return _answer(parsed["request"]["uid"], [])
 
     return app
 
@@ -65,12 +61,12 @@ def naive_app(tracking_uri: str) -> FastAPI:
 
     @app.post("/mutate")
     async def mutate_naive(request: Request) -> Response:
-        review = orjson.loads(await request.body())
-        obj = review["request"]["object"]
+        parsed = orjson.loads(await request.body())
+        obj = parsed["request"]["object"]
         ops = []
         for pointer, text in find_candidates(obj).items():
             ops.append({"op": "replace", "path": pointer, "value": await run_in_threadpool(resolve, text)})
-        return _answer(review["request"]["uid"], ops)
+        return _answer(parsed["request"]["uid"], ops)
 
     return app
 

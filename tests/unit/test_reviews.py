@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from webhook.reviews import API_VERSION, BadRequest, allowed, denied, parse_review, review
+from webhook.reviews import API_VERSION, BadRequest, allowed, denied, encode_patch, parse_review, review
 
 
 def body(**request: Any) -> bytes:
@@ -70,7 +70,7 @@ def test_allowed_without_patch() -> None:
 
 def test_allowed_with_patch_and_warnings() -> None:
     ops = [{"op": "replace", "path": "/spec/a", "value": "s3://x"}]
-    response = allowed("u", ops, ["careful"])
+    response = allowed("u", encode_patch(ops), ["careful"])
     assert response["patchType"] == "JSONPatch"
     assert orjson.loads(base64.b64decode(response["patch"])) == ops
     assert response["warnings"] == ["careful"]
