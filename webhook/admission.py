@@ -45,7 +45,6 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     # the cache entries the values came from, one per distinct reference
     uses: dict[tuple[str, str, str], tuple[Plan, Resolution]] = field(default_factory=dict)
-    refresh_ms: int = 0
     # fields resolved and fields kept paused, as counted in the metrics
     n_resolved: int = 0
     n_paused: int = 0
@@ -91,7 +90,7 @@ async def admit(
         decision = memo.Decision(
             patch=patch,
             uses=uses,
-            refresh_ms=outcome.refresh_ms,
+            refresh_ms=surveyed.records.refresh_ms,
             renew_at_ms=resolver.renew_at_ms(uses),
             resolved=outcome.n_resolved,
             paused=outcome.n_paused,
@@ -139,7 +138,7 @@ async def decide(
     """The decision for ``obj``; ``surveyed`` is its ``survey``, when the caller has it already."""
     surveyed = surveyed or survey(obj)
     rec = surveyed.records
-    out = Outcome(warnings=list(rec.problems), refresh_ms=rec.refresh_ms)
+    out = Outcome(warnings=list(rec.problems))
     jobs: list[_Job] = []
     for pointer, value in surveyed.found:
         out.current[pointer] = value
