@@ -17,7 +17,7 @@ from webhook.discovery import interesting_strings
 from webhook.patches import build_patch
 from webhook.profiles import Flavor
 from webhook.resolver import Cause, Lookup, Plan, Resolution, ResolutionError, Resolver
-from webhook.reviews import Response, allowed, denied, encode_patch
+from webhook.reviews import Response, allowed, allowed_around_uid, denied, encode_patch
 from webhook.templates import Template, TemplateError, is_candidate, parse
 
 _CODES = {Cause.INVALID: 422, Cause.NOT_FOUND: 404, Cause.POLICY: 403, Cause.UNAVAILABLE: 503}
@@ -50,9 +50,24 @@ class Outcome:
     n_paused: int = 0
 
 
+def replay(review_key: memo.ReviewKey, *, resolver: Resolver, decisions: memo.DecisionMemo) -> bytes | None:
+    """The rendered answer to a review remembered by its bytes (``memo.review_key``), if still valid."""
+    started = time.perf_counter()
+    seen = decisions.get(review_key.key, resolver)
+    if seen is None:
+        return None
+    _count(seen, metrics.MEMO_REVIEW, started)
+    return memo.answer(seen, review_key.uid)
+
+
 async def admit(
-    request: Mapping[str, Any], *, resolver: Resolver, decisions: memo.DecisionMemo | None = None
+    request: Mapping[str, Any],
+    *,
+    resolver: Resolver,
+    decisions: memo.DecisionMemo | None = None,
+    review_key: memo.ReviewKey | None = None,
 ) -> Response:
+    """The answer to ``request``; ``review_key`` is its body's, to remember the decision by as well."""
     started = time.perf_counter()
     uid = str(request["uid"])
     if request["operation"] not in ("CREATE", "UPDATE"):
@@ -62,18 +77,21 @@ async def admit(
     metadata = obj.get("metadata") or {}
     namespace = request.get("namespace") or metadata.get("namespace")
     flavor = Flavor.for_group(str(request["kind"].get("group", "")))
-    memo_key = fields_key = None
+    memo_key = fields_key = body_key = None
     if decisions is not None:
+        # the body's key holds this decision only if the uid cut out of it is the request's
+        if review_key is not None and review_key.uid == uid:
+            body_key = review_key.key
         memo_key = memo.key(obj, namespace, flavor)
         seen = None if memo_key is None else decisions.get(memo_key, resolver)
         if seen is not None:
-            return _remembered(uid, seen, metrics.MEMO_HIT, started)
+            return _remembered(uid, seen, metrics.MEMO_HIT, started, decisions, body_key)
     surveyed = survey(obj)
     if decisions is not None:
         fields_key = memo.fields_key(surveyed.found, obj, namespace, flavor)
         seen = None if fields_key is None else decisions.get(fields_key, resolver)
         if seen is not None:
-            return _remembered(uid, seen, metrics.MEMO_FIELDS, started)
+            return _remembered(uid, seen, metrics.MEMO_FIELDS, started, decisions, body_key)
         metrics.MEMO_MISS.inc()
     outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver, surveyed=surveyed)
     if outcome.errors:
@@ -95,8 +113,9 @@ async def admit(
             resolved=outcome.n_resolved,
             paused=outcome.n_paused,
             patched=bool(ops),
+            answer=allowed_around_uid(patch),
         )
-        for k in (memo_key, fields_key):
+        for k in (memo_key, fields_key, body_key):
             if k is not None:
                 decisions.put(k, decision)
     (metrics.ADMISSION_PATCHED if ops else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
@@ -117,14 +136,29 @@ def survey(obj: Mapping[str, Any]) -> Survey:
     return Survey(rec, interesting_strings(dict(obj), recorded))
 
 
-def _remembered(uid: str, seen: memo.Decision, counter: metrics.LoopCount, started: float) -> Response:
+def _remembered(
+    uid: str,
+    seen: memo.Decision,
+    counter: metrics.LoopCount,
+    started: float,
+    decisions: memo.DecisionMemo,
+    body_key: memo.Key | None,
+) -> Response:
+    if body_key is not None:
+        # the next identical review is answered before it is parsed
+        decisions.put(body_key, seen)
+    _count(seen, counter, started)
+    return allowed(uid, seen.patch)
+
+
+def _count(seen: memo.Decision, counter: metrics.LoopCount, started: float) -> None:
+    """The metrics of a remembered answer: what the full decision would have counted."""
     counter.inc()
     if seen.resolved:
         metrics.RESOLVED.inc(seen.resolved)
     if seen.paused:
         metrics.PAUSED.inc(seen.paused)
     (metrics.ADMISSION_PATCHED if seen.patched else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
-    return allowed(uid, seen.patch)
 
 
 async def decide(

@@ -20,8 +20,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook import metrics
-from webhook.admission import admit
-from webhook.memo import DecisionMemo
+from webhook.admission import admit, replay
+from webhook.memo import DecisionMemo, review_key
 from webhook.resolver import Resolver
 from webhook.reviews import BadRequest, denied, parse_review, review
 from webhook.tlsreload import CertReloader
@@ -103,13 +103,22 @@ def create_app(state: ServerState) -> FastAPI:
         if isinstance(body, Response):
             metrics.ADMISSION_LATENCY.labels("bad_request").observe(0)
             return body
+        body_key = review_key(body)
+        if body_key is not None:
+            try:
+                again = replay(body_key, resolver=state.resolver, decisions=state.decisions)
+            except Exception:  # the full path below answers, and denies saying why if it fails too
+                log.exception("answering a repeated review from memory failed")
+                again = None
+            if again is not None:
+                return Response(again, media_type=JSON)
         try:
             req = parse_review(body)
         except BadRequest as exc:
             metrics.ADMISSION_LATENCY.labels("bad_request").observe(0)
             return _error(400, str(exc))
         try:
-            answer = await admit(req, resolver=state.resolver, decisions=state.decisions)
+            answer = await admit(req, resolver=state.resolver, decisions=state.decisions, review_key=body_key)
         except Exception as exc:  # never a 500 for a valid review: deny and say why
             log.exception("admission failed for uid %s", req["uid"])
             answer = denied(req["uid"], 500, f"modelpin failed internally: {type(exc).__name__}: {exc}")

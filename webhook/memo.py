@@ -10,14 +10,19 @@ admission reads, the namespace, the kind's flavor, and the resolutions it used.
 The memo keys on the first four (serialised, so equality is exact), twice: by
 the whole spec, which answers a repeat before any walk, and by the spec strings
 admission acts on, which answers an object changed elsewhere in its spec after
-one walk. It remembers the resolutions by identity: a hit is served only while the resolver
-would hand out those very cache entries, so a moved alias, a refresh token or an
-expired entry all fall through to a full decision. Only clean answers (allowed,
-no warnings) are remembered.
+one walk. A third key is the review's own bytes but its uid: the apiserver sends
+a repeat (a re-applied manifest, an unchanged sync) as the same bytes with a new
+uid, and that is answered before the review is even parsed.
+
+It remembers the resolutions by identity: a hit is served only while the
+resolver would hand out those very cache entries, so a moved alias, a refresh
+token or an expired entry all fall through to a full decision. Only clean
+answers (allowed, no warnings) are remembered.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -49,9 +54,49 @@ class Decision:
     resolved: int
     paused: int
     patched: bool
+    # the whole answer but its uid (``reviews.allowed_around_uid``), for reviews matched by ``review_key``
+    answer: tuple[bytes, bytes]
 
 
 Key = bytes
+
+_UID = b'"uid":"'
+# Only a uid that needs no JSON escaping can be cut out of a review and put into an answer
+# as raw bytes. The apiserver's uids are UUIDs.
+_PLAIN_UID = re.compile(rb"[0-9A-Za-z-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewKey:
+    key: Key
+    uid: str  # the uid cut out of the review; the request's own only if ``parse_review`` agrees
+
+
+def review_key(body: bytes) -> ReviewKey | None:
+    """The key of a review by its bytes with the first ``"uid":"…"`` value cut out, before parsing.
+
+    Two bodies with the same key are the same bytes but for that one plain
+    token, so they parse alike but for it. Such a key is only put in the memo
+    once a parsed review showed the token to be its request uid (see ``admit``),
+    so a later body with that key is a valid review with the same decision.
+    The key starts with ``{``; the other keys are JSON arrays and start with ``[``.
+    """
+    if len(body) > MAX_KEY_BYTES:
+        return None
+    start = body.find(_UID)
+    if start < 0:
+        return None
+    start += len(_UID)
+    end = body.find(b'"', start)
+    if end < 0 or not _PLAIN_UID.fullmatch(body, start, end):
+        return None
+    return ReviewKey(body[:start] + body[end:], body[start:end].decode("ascii"))
+
+
+def answer(decision: Decision, uid: str) -> bytes:
+    """The rendered AdmissionReview for ``decision``; ``uid`` must be plain (``review_key``'s)."""
+    head, tail = decision.answer
+    return head + uid.encode("ascii") + tail
 
 
 def key(obj: Mapping[str, Any], namespace: str | None, flavor: Flavor) -> Key | None:

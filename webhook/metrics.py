@@ -126,7 +126,7 @@ MEMO = LoopCounter(
     "modelpin_decision_memo_total",
     "Reviews answered from a remembered decision, or not",
     "result",
-    ("hit", "fields", "miss"),
+    ("review", "hit", "fields", "miss"),
 )
 CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
 READY = Gauge("modelpin_ready", "1 when configuration and certificates are loaded")
@@ -146,6 +146,7 @@ ADMISSION_PATCHED = ADMISSION_LATENCY.labels("patched")
 ADMISSION_UNCHANGED = ADMISSION_LATENCY.labels("unchanged")
 ADMISSION_DENIED = ADMISSION_LATENCY.labels("denied")
 ADMISSION_SKIPPED = ADMISSION_LATENCY.labels("skipped")
+MEMO_REVIEW = MEMO.labels("review")
 MEMO_HIT = MEMO.labels("hit")
 MEMO_FIELDS = MEMO.labels("fields")
 MEMO_MISS = MEMO.labels("miss")

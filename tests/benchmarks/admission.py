@@ -12,14 +12,15 @@ back to back, and each modelpin round is compared with the echo round next to
 it. Each server's own CPU time per request (from /proc) is reported too: it
 does not depend on what else the machine is doing.
 
-modelpin is measured three ways, all with the resolution cache warm:
-``modelpin`` sends the same two objects again and again (the GitOps case:
-re-applied manifests, controller updates), answered from the decision memo by
-the whole spec; ``modelpin-edited`` gives every review a spec never seen before
-(a number in an ordinary spec string, as when replicas or an image change), so
-each one is walked and answered by the fields it acts on; ``modelpin-touched``
-gives every review a new ``modelpin.io/refresh`` token (as the reconciler
-does), so each one is walked, planned and patched in full.
+Every review carries its own uid, as the apiserver's do. modelpin is measured
+three ways, all with the resolution cache warm: ``modelpin`` sends the same two
+objects again and again (the GitOps case: re-applied manifests, unchanged
+syncs), answered from the decision memo by the review's bytes but its uid;
+``modelpin-edited`` gives every review a spec never seen before (a number in an
+ordinary spec string, as when replicas or an image change), so each one is
+walked and answered by the fields it acts on; ``modelpin-touched`` gives every
+review a new ``modelpin.io/refresh`` token (as the reconciler does), so each one
+is walked, planned and patched in full.
 
 Each way has its own ``modelpin serve`` process, so one way's decisions never
 crowd another's out of the memo. With two or more CPUs the servers share the
@@ -81,7 +82,7 @@ SEQ = "__SEQ__"
 
 
 def bench_objects(mode: str = "repeated") -> list[dict[str, Any]]:
-    """The two payloads; ``edited`` and ``touched`` carry ``__SEQ__`` where each review differs."""
+    """The two objects; ``edited`` and ``touched`` carry ``__SEQ__`` where each review differs."""
     seed, canary = fixture("seldon-seed.yaml"), fixture("isvc-canary.yaml")
     if mode == "edited":
         seed["spec"]["name"] = f"iris-{SEQ}"
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         inputs: dict[str, tuple[list[Path], Path]] = {}
         for mode in ("repeated", "edited", "touched"):
             reviews = [make_review(obj) for obj in bench_objects(mode)]
+            for one in reviews:
+                one["request"]["uid"] = f"review-{SEQ}"  # the load generators number every review
             files = [work / f"{mode}-seed.json", work / f"{mode}-isvc.json"]
             for path, one in zip(files, reviews, strict=True):
                 path.write_bytes(orjson.dumps(one))
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for server in ("echo", *MODES):
             mode = MODES.get(server, "repeated")
             files, payloads = inputs[mode]
-            warm_base = None if mode == "repeated" else 1  # measured runs start far above
+            warm_base = 1  # measured runs start far above
             if args.driver == "wrk":
                 drive_wrk(urls[server], files, 1, args.warmup, warm_base)
             else:
@@ -308,13 +311,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             mode = MODES.get(server, "repeated")
             files, payloads = inputs[mode]
             # numbers never repeat across runs, so no review of one run is remembered from another
-            seq_base = None if mode == "repeated" else runs_so_far * 10_000_000
+            seq_base = runs_so_far * 10_000_000
             # One review of each payload first: a server idle while the others were measured
             # has let its cache entries expire, and the round is meant to measure a warm cache.
             for path in files:
-                body = path.read_bytes()
-                if seq_base is not None:
-                    body = body.replace(SEQ.encode(), str(seq_base - 1).encode())
+                body = path.read_bytes().replace(SEQ.encode(), str(seq_base - 1).encode())
                 primer.post(urls[server], content=body, headers={"Content-Type": "application/json"})
             before = cpu_seconds(pids[server])
             if args.driver == "wrk":

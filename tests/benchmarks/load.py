@@ -2,6 +2,7 @@
 
 ``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS [SEQ_BASE]`` prints one
 JSON line: requests/s, p50, p99 and max latency in ms, and the count of non-200 or denied answers.
+Every request carries its own uid, as the apiserver's reviews do.
 With ``SEQ_BASE``, every request replaces ``__SEQ__`` in its body by a fresh number above it, so no
 two reviews (of this run, or of runs given bases far enough apart) carry the same text.
 """
@@ -19,6 +20,11 @@ import httpx
 import orjson
 
 SEQ = b"__SEQ__"
+UID = b"__UID__"
+
+
+def fresh(body: bytes) -> bytes:
+    return body.replace(UID, str(uuid.uuid4()).encode())
 
 
 async def run(
@@ -32,7 +38,7 @@ async def run(
     bodies = []
     for payload in payloads:
         request = dict(payload["request"])  # type: ignore[arg-type]
-        request["uid"] = str(uuid.uuid4())
+        request["uid"] = UID.decode()
         bodies.append(orjson.dumps({**payload, "request": request}))
 
     async with httpx.AsyncClient(
@@ -42,7 +48,7 @@ async def run(
     ) as client:
         # warm every connection and every cache before timing
         await asyncio.gather(
-            *(client.post(url, content=bodies[i % len(bodies)], headers=headers) for i in range(concurrency))
+            *(client.post(url, content=fresh(bodies[i % len(bodies)]), headers=headers) for i in range(concurrency))
         )
 
         async def worker(index: int) -> None:
@@ -50,7 +56,7 @@ async def run(
             i = index
             while remaining > 0:
                 remaining -= 1
-                body = bodies[i % len(bodies)]
+                body = fresh(bodies[i % len(bodies)])
                 if seq_base is not None:
                     body = body.replace(SEQ, str(seq_base + remaining).encode())
                 i += 1

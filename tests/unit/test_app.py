@@ -126,3 +126,27 @@ async def test_metrics_render_the_event_loop_counters(client: httpx.AsyncClient)
 
     assert "# TYPE modelpin_resolutions_total counter" in after.text
     assert resolved(after.text) == resolved(before.text) + 4
+
+
+async def test_a_repeated_review_is_answered_without_parsing_it(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    first = await client.post("/mutate", content=review_body(obj), headers={"Content-Type": JSON})
+    parsed: list[bytes] = []
+    parse = app_module.parse_review
+
+    def counted(body: bytes) -> dict[str, Any]:
+        parsed.append(body)
+        return parse(body)
+
+    monkeypatch.setattr(app_module, "parse_review", counted)
+    body = review_body(obj)
+    again = await client.post("/mutate", content=body, headers={"Content-Type": JSON})
+    assert parsed == []
+    uid = orjson.loads(body)["request"]["uid"]
+    assert again.json()["response"]["uid"] == uid != first.json()["response"]["uid"]
+    assert {**again.json()["response"], "uid": None} == {**first.json()["response"], "uid": None}
+    # a review the memo has not seen still goes the whole way
+    await client.post("/mutate", content=review_body(fixture("isvc-canary.yaml")), headers={"Content-Type": JSON})
+    assert len(parsed) == 1

@@ -6,18 +6,19 @@ import asyncio
 import copy
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY as PROMETHEUS
 
 from tests.unit.conftest import Clock, FakeRegistry, apply_response, make_settings, seed_uri
 from tests.unit.test_admission import DEMO1, GRAPH, at, fixture, request
 from webhook import memo, records
-from webhook.admission import admit
+from webhook.admission import admit, replay
 from webhook.memo import DecisionMemo
 from webhook.profiles import Flavor
 from webhook.registry import Unavailable
 from webhook.resolver import Resolver
-from webhook.reviews import Response
+from webhook.reviews import Response, parse_review
 
 
 def memo_count(result: str) -> float:
@@ -242,3 +243,101 @@ async def test_a_changed_template_field_is_decided_afresh(
     assert (memo_count("hit"), memo_count("fields")) == (hits, fields)
     assert without_uid(remembered) == without_uid(plain)
     assert without_uid(remembered) != without_uid(await admit(request(obj), resolver=resolver))
+
+
+def review_bytes(req: dict[str, Any]) -> bytes:
+    return orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+
+
+def test_the_review_key_is_the_body_but_its_first_uid() -> None:
+    obj = fixture("seldon-seed.yaml")
+    a, b = request(obj), request(obj)
+    ka, kb = memo.review_key(review_bytes(a)), memo.review_key(review_bytes(b))
+    assert ka is not None and kb is not None
+    assert (ka.uid, kb.uid) == (a["uid"], b["uid"])
+    assert ka.key == kb.key
+    assert a["uid"].encode() not in ka.key
+    b["dryRun"] = True
+    changed = memo.review_key(review_bytes(b))
+    assert changed is not None and changed.key != ka.key
+
+
+@pytest.mark.parametrize("uid", ['a\\"b', "a b", "é", "", "x" * 129])
+def test_a_uid_that_needs_escaping_gives_no_review_key(uid: str) -> None:
+    req = request(fixture("seldon-seed.yaml"))
+    req["uid"] = uid
+    assert memo.review_key(review_bytes(req)) is None
+
+
+def test_a_body_without_uid_or_too_large_gives_no_review_key() -> None:
+    assert memo.review_key(b'{"kind":"AdmissionReview"}') is None
+    obj = fixture("seldon-seed.yaml")
+    obj["spec"]["padding"] = "x" * memo.MAX_KEY_BYTES
+    assert memo.review_key(review_bytes(request(obj))) is None
+
+
+async def remember(body: bytes, resolver: Resolver, decisions: DecisionMemo) -> Response:
+    return await admit(parse_review(body), resolver=resolver, decisions=decisions, review_key=memo.review_key(body))
+
+
+def replayed(body: bytes, resolver: Resolver, decisions: DecisionMemo) -> dict[str, Any] | None:
+    key = memo.review_key(body)
+    assert key is not None
+    answer = replay(key, resolver=resolver, decisions=decisions)
+    return None if answer is None else orjson.loads(answer)
+
+
+@pytest.mark.parametrize("name", ["seldon-seed.yaml", "trainedmodel.yaml"])
+async def test_a_repeated_review_is_replayed_with_its_own_uid(
+    name: str, resolver: Resolver, decisions: DecisionMemo
+) -> None:
+    obj = fixture(name)
+    first = await remember(review_bytes(request(obj)), resolver, decisions)
+    assert first["allowed"] and "patch" in first and "warnings" not in first
+    again = request(obj)
+    replays = memo_count("review")
+    answer = replayed(review_bytes(again), resolver, decisions)
+    assert answer is not None and memo_count("review") == replays + 1
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    assert answer["response"]["uid"] == again["uid"]
+    assert without_uid(answer["response"]) == without_uid(first)
+
+
+async def test_a_first_uid_that_is_not_the_requests_is_never_replayed(
+    resolver: Resolver, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    obj["metadata"]["uid"] = "0b1ec7-0000"
+    req = request(obj)
+    # the object, and so its uid, ahead of the request's uid
+    body = review_bytes({"object": obj, **{k: v for k, v in req.items() if k != "object"}})
+    key = memo.review_key(body)
+    assert key is not None and key.uid == "0b1ec7-0000"
+    assert (await remember(body, resolver, decisions))["uid"] == req["uid"]
+    assert replayed(body, resolver, decisions) is None
+
+
+async def test_a_review_answered_by_its_spec_is_replayed_next_time(
+    resolver: Resolver, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await remember(review_bytes(request(obj)), resolver, decisions)
+    dry = request(obj, dry_run=True)
+    assert replayed(review_bytes(dry), resolver, decisions) is None
+    hits = memo_count("hit")
+    await remember(review_bytes(dry), resolver, decisions)
+    assert memo_count("hit") == hits + 1
+    assert replayed(review_bytes(request(obj, dry_run=True)), resolver, decisions) is not None
+
+
+async def test_a_moved_alias_is_not_replayed_once_the_cache_entry_expires(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await remember(review_bytes(request(obj)), resolver, decisions)
+    assert replayed(review_bytes(request(obj)), resolver, decisions) is not None
+    registry.set_alias("iris demo1", "champion", 2)
+    clock.advance(31)
+    assert replayed(review_bytes(request(obj)), resolver, decisions) is None
+    later = await remember(review_bytes(request(obj)), resolver, decisions)
+    assert at(apply_response(obj, later), DEMO1) == seed_uri("iris demo1", 2)
