@@ -79,8 +79,7 @@ async def admit(
     flavor = Flavor.for_group(str(request["kind"].get("group", "")))
     memo_key = fields_key = body_key = None
     if decisions is not None:
-        # the body's key holds this decision only if the uid cut out of it is the request's
-        if review_key is not None and review_key.uid == uid:
+        if review_key is not None and review_key.cuts_request_uid(uid):
             body_key = review_key.key
         memo_key = memo.key(obj, namespace, flavor)
         seen = None if memo_key is None else decisions.get(memo_key, resolver)

@@ -66,10 +66,31 @@ _UID = b'"uid":"'
 _PLAIN_UID = re.compile(rb"[0-9A-Za-z-]{1,128}")
 
 
+_PROBE = b"modelpin-probe"
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewKey:
     key: Key
-    uid: str  # the uid cut out of the review; the request's own only if ``parse_review`` agrees
+    at: int  # where the token was cut out of the body
+    uid: str  # the token cut out: the request's uid only if ``cuts_request_uid``
+
+    def cuts_request_uid(self, request_uid: str) -> bool:
+        """Whether the token cut out is the request's uid, not some other ``uid`` field of the review.
+
+        Checked by parsing the key with another token in the cut: only if
+        that token becomes the request's uid does every body with this key
+        carry its request uid there. Called before the key is remembered,
+        never on the path that answers by it.
+        """
+        if request_uid != self.uid:
+            return False
+        try:
+            probe = orjson.loads(self.key[: self.at] + _PROBE + self.key[self.at :])
+        except orjson.JSONDecodeError:
+            return False
+        request = probe.get("request") if type(probe) is dict else None
+        return type(request) is dict and request.get("uid") == _PROBE.decode()
 
 
 def review_key(body: bytes) -> ReviewKey | None:
@@ -77,8 +98,8 @@ def review_key(body: bytes) -> ReviewKey | None:
 
     Two bodies with the same key are the same bytes but for that one plain
     token, so they parse alike but for it. Such a key is only put in the memo
-    once a parsed review showed the token to be its request uid (see ``admit``),
-    so a later body with that key is a valid review with the same decision.
+    once the token is shown to be the request's uid (``cuts_request_uid``), so
+    a later body with that key is a valid review with the same decision.
     The key starts with ``{``; the other keys are JSON arrays and start with ``[``.
     """
     if len(body) > MAX_KEY_BYTES:
@@ -90,7 +111,7 @@ def review_key(body: bytes) -> ReviewKey | None:
     end = body.find(b'"', start)
     if end < 0 or not _PLAIN_UID.fullmatch(body, start, end):
         return None
-    return ReviewKey(body[:start] + body[end:], body[start:end].decode("ascii"))
+    return ReviewKey(body[:start] + body[end:], start, body[start:end].decode("ascii"))
 
 
 def answer(decision: Decision, uid: str) -> bytes:

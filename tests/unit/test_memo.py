@@ -303,18 +303,26 @@ async def test_a_repeated_review_is_replayed_with_its_own_uid(
     assert without_uid(answer["response"]) == without_uid(first)
 
 
+@pytest.mark.parametrize("same_value", [False, True])
 async def test_a_first_uid_that_is_not_the_requests_is_never_replayed(
-    resolver: Resolver, decisions: DecisionMemo
+    same_value: bool, resolver: Resolver, decisions: DecisionMemo
 ) -> None:
     obj = fixture("seldon-seed.yaml")
-    obj["metadata"]["uid"] = "0b1ec7-0000"
     req = request(obj)
-    # the object, and so its uid, ahead of the request's uid
-    body = review_bytes({"object": obj, **{k: v for k, v in req.items() if k != "object"}})
-    key = memo.review_key(body)
-    assert key is not None and key.uid == "0b1ec7-0000"
-    assert (await remember(body, resolver, decisions))["uid"] == req["uid"]
-    assert replayed(body, resolver, decisions) is None
+    obj["metadata"]["uid"] = req["uid"] if same_value else "0b1ec7-0000"
+
+    def body(object_uid: str) -> bytes:
+        # the object, and so its uid, ahead of the request's uid
+        changed = copy.deepcopy(obj)
+        changed["metadata"]["uid"] = object_uid
+        return review_bytes({"object": changed, **{k: v for k, v in req.items() if k != "object"}})
+
+    first = body(obj["metadata"]["uid"])
+    key = memo.review_key(first)
+    assert key is not None and key.uid == obj["metadata"]["uid"]
+    assert (await remember(first, resolver, decisions))["uid"] == req["uid"]
+    assert replayed(first, resolver, decisions) is None
+    assert replayed(body("0b1ec7-1111"), resolver, decisions) is None
 
 
 async def test_a_review_answered_by_its_spec_is_replayed_next_time(
