@@ -77,20 +77,21 @@ async def admit(
     metadata = obj.get("metadata") or {}
     namespace = request.get("namespace") or metadata.get("namespace")
     flavor = Flavor.for_group(str(request["kind"].get("group", "")))
-    memo_key = fields_key = body_key = None
+    memo_key = fields_key = None
     if decisions is not None:
-        if review_key is not None and review_key.cuts_request_uid(uid):
-            body_key = review_key.key
         memo_key = memo.key(obj, namespace, flavor)
         seen = None if memo_key is None else decisions.get(memo_key, resolver)
         if seen is not None:
-            return _remembered(uid, seen, metrics.MEMO_HIT, started, decisions, body_key)
+            # A repeated spec: its review is likely to come again byte for byte.
+            _remember_body(decisions, review_key, uid, seen)
+            return _remembered(uid, seen, metrics.MEMO_HIT, started)
     surveyed = survey(obj)
     if decisions is not None:
         fields_key = memo.fields_key(surveyed.found, obj, namespace, flavor)
         seen = None if fields_key is None else decisions.get(fields_key, resolver)
         if seen is not None:
-            return _remembered(uid, seen, metrics.MEMO_FIELDS, started, decisions, body_key)
+            # An edited spec: its body is not remembered, or a stream of edits would crowd the memo.
+            return _remembered(uid, seen, metrics.MEMO_FIELDS, started)
         metrics.MEMO_MISS.inc()
     outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver, surveyed=surveyed)
     if outcome.errors:
@@ -114,9 +115,10 @@ async def admit(
             patched=bool(ops),
             answer=allowed_around_uid(patch),
         )
-        for k in (memo_key, fields_key, body_key):
+        for k in (memo_key, fields_key):
             if k is not None:
                 decisions.put(k, decision)
+        _remember_body(decisions, review_key, uid, decision)
     (metrics.ADMISSION_PATCHED if ops else metrics.ADMISSION_UNCHANGED).observe(time.perf_counter() - started)
     return allowed(uid, patch, outcome.warnings)
 
@@ -135,17 +137,15 @@ def survey(obj: Mapping[str, Any]) -> Survey:
     return Survey(rec, interesting_strings(dict(obj), recorded))
 
 
-def _remembered(
-    uid: str,
-    seen: memo.Decision,
-    counter: metrics.LoopCount,
-    started: float,
-    decisions: memo.DecisionMemo,
-    body_key: memo.Key | None,
-) -> Response:
-    if body_key is not None:
-        # the next identical review is answered before it is parsed
-        decisions.put(body_key, seen)
+def _remember_body(
+    decisions: memo.DecisionMemo, review_key: memo.ReviewKey | None, uid: str, decision: memo.Decision
+) -> None:
+    """So that the same review again, but for its uid, is answered before it is parsed."""
+    if review_key is not None and review_key.cuts_request_uid(uid):
+        decisions.put(review_key.key, decision)
+
+
+def _remembered(uid: str, seen: memo.Decision, counter: metrics.LoopCount, started: float) -> Response:
     _count(seen, counter, started)
     return allowed(uid, seen.patch)
 

@@ -12,7 +12,9 @@ the whole spec, which answers a repeat before any walk, and by the spec strings
 admission acts on, which answers an object changed elsewhere in its spec after
 one walk. A third key is the review's own bytes but its uid: the apiserver sends
 a repeat (a re-applied manifest, an unchanged sync) as the same bytes with a new
-uid, and that is answered before the review is even parsed.
+uid, and that is answered before the review is even parsed. It is remembered
+with full decisions and with repeats of a whole spec, not for specs answered by
+their fields: those were just edited, and their bodies would crowd the memo.
 
 It remembers the resolutions by identity: a hit is served only while the
 resolver would hand out those very cache entries, so a moved alias, a refresh

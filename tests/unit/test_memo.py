@@ -349,3 +349,18 @@ async def test_a_moved_alias_is_not_replayed_once_the_cache_entry_expires(
     assert replayed(review_bytes(request(obj)), resolver, decisions) is None
     later = await remember(review_bytes(request(obj)), resolver, decisions)
     assert at(apply_response(obj, later), DEMO1) == seed_uri("iris demo1", 2)
+
+
+async def test_an_edited_spec_answered_by_its_fields_leaves_its_body_unremembered(
+    resolver: Resolver, decisions: DecisionMemo
+) -> None:
+    obj = fixture("seldon-seed.yaml")
+    await remember(review_bytes(request(obj)), resolver, decisions)
+    entries = len(decisions)
+    edited = copy.deepcopy(obj)
+    edited["spec"]["predictors"][0]["replicas"] = 7
+    fields = memo_count("fields")
+    await remember(review_bytes(request(edited)), resolver, decisions)
+    assert memo_count("fields") == fields + 1
+    assert len(decisions) == entries
+    assert replayed(review_bytes(request(edited)), resolver, decisions) is None
