@@ -79,6 +79,8 @@ SERVERS = ("echo", "modelpin", "modelpin-edited", "modelpin-touched", "naive")
 # how each modelpin measurement varies its reviews (see the module docstring)
 MODES = {"modelpin": "repeated", "modelpin-edited": "edited", "modelpin-touched": "touched"}
 SEQ = "__SEQ__"
+MEMO_METRIC = "modelpin_decision_memo_total"
+MEMO_RESULTS = ("review", "hit", "fields", "miss")
 
 
 def bench_objects(mode: str = "repeated") -> list[dict[str, Any]]:
@@ -333,9 +335,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     runs.append(measure(server, level, args.seconds))
             for server, runs in rounds.items():
                 results[server][level] = combine(runs)
+        # how each way was answered, so the table shows what it claims to (read before the cold path)
+        paths = {
+            name: {result: server.metric(MEMO_METRIC, result=result) for result in MEMO_RESULTS}
+            for name, server in servers.items()
+        }
         seed_only = work / "seed.json"
         seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
         seed = drive(urls["modelpin"], modelpin.ca, seed_only, 1, args.seed_requests)
+        # the same run against echo: what the client and the machine alone add to the tail
+        seed_echo = drive(urls["echo"], modelpin.ca, seed_only, 1, args.seed_requests)
         cold = cold_path(modelpin, catalog)
         # naive last: its backlog of timed-out requests keeps it and the registry busy afterwards
         for level in levels:
@@ -381,9 +390,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         m = results["modelpin"][level]
         vs_naive = f"{m['rps'] / n['rps']:.0f}" if n["rps"] else "inf (naive answered nothing in time)"
         print(f"  concurrency {level:>3}: {', '.join(parts)}, modelpin/naive {vs_naive}")
+    print("\nhow each modelpin server answered (modelpin_decision_memo_total, warm-up and priming included):")
+    for name, counts in paths.items():
+        total = sum(counts.values()) or 1
+        print(f"  {name:<17} " + ", ".join(f"{r} {counts[r] / total:.1%}" for r in MEMO_RESULTS))
     print(
         f"\nwarm cache, {int(seed['requests'])} sequential HTTPS reviews of the seed SeldonDeployment "
-        f"(httpx driver): p50 {seed['p50_ms']:.2f} ms, p99 {seed['p99_ms']:.2f} ms, max {seed['max_ms']:.2f} ms"
+        f"(httpx driver): p50 {seed['p50_ms']:.2f} ms, p99 {seed['p99_ms']:.2f} ms, max {seed['max_ms']:.2f} ms; "
+        f"echo p50 {seed_echo['p50_ms']:.2f} ms, p99 {seed_echo['p99_ms']:.2f} ms, max {seed_echo['max_ms']:.2f} ms"
     )
     print(
         f"\ncold path: 100 concurrent reviews of one uncached reference -> {int(cold['registry_lookups'])} registry "
@@ -396,10 +410,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"plot: {png}")
     (args.out / "admission.json").write_bytes(
         orjson.dumps(
-            {"results": results, "cold": cold, "seed": seed}, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2
+            {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo, "paths": paths},
+            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2,
         )
     )
-    return {"results": results, "cold": cold, "seed": seed}
+    return {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo, "paths": paths}
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ SEQ = b"__SEQ__"
 UID = b"__UID__"
 
 
-def fresh(body: bytes) -> bytes:
-    return body.replace(UID, str(uuid.uuid4()).encode())
+def fresh(body: bytes, seq: int | None) -> bytes:
+    """``body`` with a new uid and, given ``seq``, that number for ``__SEQ__``."""
+    body = body.replace(UID, str(uuid.uuid4()).encode())
+    return body if seq is None else body.replace(SEQ, str(seq).encode())
 
 
 async def run(
@@ -46,9 +48,15 @@ async def run(
         timeout=30,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
     ) as client:
-        # warm every connection and every cache before timing
+        # warm every connection and every cache before timing, with numbers above the timed ones
+        warm = None if seq_base is None else seq_base + total
         await asyncio.gather(
-            *(client.post(url, content=fresh(bodies[i % len(bodies)]), headers=headers) for i in range(concurrency))
+            *(
+                client.post(
+                    url, content=fresh(bodies[i % len(bodies)], None if warm is None else warm + i), headers=headers
+                )
+                for i in range(concurrency)
+            )
         )
 
         async def worker(index: int) -> None:
@@ -56,9 +64,7 @@ async def run(
             i = index
             while remaining > 0:
                 remaining -= 1
-                body = fresh(bodies[i % len(bodies)])
-                if seq_base is not None:
-                    body = body.replace(SEQ, str(seq_base + remaining).encode())
+                body = fresh(bodies[i % len(bodies)], None if seq_base is None else seq_base + remaining)
                 i += 1
                 started = time.perf_counter()
                 response = await client.post(url, content=body, headers=headers)
