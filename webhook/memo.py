@@ -25,6 +25,7 @@ answers (allowed, no warnings) are remembered.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -170,7 +171,9 @@ def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
 class DecisionMemo:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: dict[Key, Decision] = {}
+        # Oldest first. A plain dict evicting ``next(iter(...))`` scans the slots its earlier
+        # evictions left empty, microseconds per put once full; ``popitem(last=False)`` does not.
+        self._entries: OrderedDict[Key, Decision] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -187,5 +190,5 @@ class DecisionMemo:
 
     def put(self, memo_key: Key, decision: Decision) -> None:
         if memo_key not in self._entries and len(self._entries) >= self.max_entries:
-            del self._entries[next(iter(self._entries))]
+            self._entries.popitem(last=False)
         self._entries[memo_key] = decision

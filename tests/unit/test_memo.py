@@ -190,6 +190,16 @@ async def test_the_memo_is_bounded(resolver: Resolver) -> None:
     assert len(decisions) == 3
 
 
+def test_the_memo_evicts_the_oldest_entry_first(resolver: Resolver) -> None:
+    decisions = DecisionMemo(max_entries=3)
+    decision = memo.Decision(None, (), 0, float("inf"), 0, 0, False, (b"", b""))
+    for k in (b"a", b"b", b"c", b"b"):
+        decisions.put(k, decision)
+    assert decisions.get(b"a", resolver) is decision  # a hit does not make an entry younger
+    decisions.put(b"d", decision)
+    assert [k for k in (b"a", b"b", b"c", b"d") if decisions.get(k, resolver)] == [b"b", b"c", b"d"]
+
+
 async def test_a_cold_replica_with_the_same_memo_class_starts_empty(registry: FakeRegistry, clock: Clock) -> None:
     # a memo belongs to one resolver: entries of another resolver's cache never match by identity
     a = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
