@@ -35,6 +35,7 @@ import orjson
 from webhook import records
 from webhook.profiles import Flavor
 from webhook.resolver import Plan, Resolution, Resolver
+from webhook.reviews import BadRequest, parse_review
 
 # Bounds memory: entries x key size stays in the tens of MB at worst.
 MAX_KEY_BYTES = 32 * 1024
@@ -67,8 +68,6 @@ _UID = b'"uid":"'
 # Only a uid that needs no JSON escaping can be cut out of a review and put into an answer
 # as raw bytes. The apiserver's uids are UUIDs.
 _PLAIN_UID = re.compile(rb"[0-9A-Za-z-]{1,128}")
-
-
 _PROBE = b"modelpin-probe"
 
 
@@ -89,11 +88,10 @@ class ReviewKey:
         if request_uid != self.uid:
             return False
         try:
-            probe = orjson.loads(self.key[: self.at] + _PROBE + self.key[self.at :])
-        except orjson.JSONDecodeError:
+            probe = parse_review(self.key[: self.at] + _PROBE + self.key[self.at :])
+        except BadRequest:
             return False
-        request = probe.get("request") if type(probe) is dict else None
-        return type(request) is dict and request.get("uid") == _PROBE.decode()
+        return bool(probe["uid"] == _PROBE.decode())
 
 
 def review_key(body: bytes) -> ReviewKey | None:
@@ -146,7 +144,7 @@ def _key(tag: str, material: object, obj: Mapping[str, Any], namespace: str | No
     try:
         serialised = orjson.dumps(
             (
-                tag,  # the two kinds of key share one memo and never collide
+                tag,  # spec and fields keys share one memo and never collide (review keys start with "{")
                 material,
                 namespace,
                 flavor,
