@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint unit integration e2e controlplane bench clean
+.PHONY: run test lint unit integration e2e controlplane tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ lint: $(STAMP)
 controlplane:
 	bash hack/controlplane.sh
 
-test: $(STAMP) lint controlplane
+# helm and promtool for the chart, GitOps and alert tests (pinned in hack/tools-versions.env).
+tools:
+	bash hack/tools.sh
+
+test: $(STAMP) lint controlplane tools
 	$(PY) -m pytest -p no:cacheprovider -ra
 
 unit: $(STAMP)
@@ -36,7 +40,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests/integration
 
-e2e: $(STAMP) controlplane
+e2e: $(STAMP) controlplane tools
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
 
 bench: $(STAMP) controlplane
