@@ -21,8 +21,9 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check webhook tests
-	$(PY) -m ruff format --check webhook
+	$(PY) -m ruff format --check webhook tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 controlplane:
 	bash hack/controlplane.sh

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.catalog import PROXIED_ROOT, Catalog, populate
+from tests.support.catalog import Catalog, populate
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
-from webhook import certs
+from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from webhook.tools import certs
 
 
 @pytest.fixture(scope="session")
@@ -33,25 +32,6 @@ def catalog(mlflow_server: MlflowServer) -> Catalog:
 @pytest.fixture(scope="session")
 def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ca")
-
-
-def modelpin_config(tracking_uri: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "default_selector": "@champion",
-        "registries": {
-            "mlflow": {"tracking_uri": tracking_uri, "artifact_roots": {"mlflow-artifacts:/": PROXIED_ROOT}},
-        },
-        "profiles": {"modelcar": "oci://quay.io/rhoai/{name}:{tags[git_commit]}"},
-        "namespaces": {
-            "restricted": {"models": ["fraud*"], "registries": ["mlflow"]},
-            "staging": {"default_selector": "/Staging"},
-            "nodefault": {},
-        },
-        "cache": {"pinned_ttl_seconds": 3600, "floating_ttl_seconds": 30, "max_stale_seconds": 600},
-        "lookup_deadline_seconds": 2.0,
-    }
-    config.update(overrides)
-    return config
 
 
 @pytest.fixture(scope="session")

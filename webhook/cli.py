@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from webhook import certs, embedded
 from webhook.config import RegistryConfig, Settings, load_settings
-from webhook.registry import open_registry
-from webhook.resolver import Resolver
+from webhook.registry.clients import open_registry
+from webhook.registry.resolver import Resolver
+from webhook.tools import certs, embedded
 
 log = logging.getLogger("modelpin")
 
@@ -71,7 +71,7 @@ def _prepare_embedded(settings: Settings) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.server import run
+    from webhook.edge.server import run
 
     settings = settings_from(args)
     used_embedded = _prepare_embedded(settings)
@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from webhook.render import RenderError, dump_documents, load_documents, read_source, render_documents
+    from webhook.tools.render import RenderError, dump_documents, load_documents, read_source, render_documents
 
     settings = settings_from(args)
     _prepare_embedded_quietly(settings)
@@ -170,11 +170,12 @@ def _tls_pair(args: argparse.Namespace) -> tuple[Path, Path] | None:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     import socket
 
-    from webhook.kube import Kind, Kube, client_from_config
-    from webhook.lease import LeaderLease
-    from webhook.mlflow_events import Verifier
-    from webhook.reconciler import Reconciler, ReconcilerState, create_app
-    from webhook.server import serve_app
+    from webhook.edge.reconciler_app import ReconcilerState, create_app
+    from webhook.edge.server import serve_app
+    from webhook.reconcile.deliveries import Verifier
+    from webhook.reconcile.kube import Kind, Kube, client_from_config
+    from webhook.reconcile.leadership import LeaderLease
+    from webhook.reconcile.reconciler import Reconciler
 
     settings = settings_from(args)
     if args.poll_interval is not None:
@@ -203,7 +204,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_mlflow_webhook(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
-    from webhook.mlflow_events import EVENTS
+    from webhook.reconcile.deliveries import EVENTS
 
     secret = os.environ.get(args.secret_env, "")
     if not secret:

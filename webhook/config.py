@@ -21,7 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from webhook.templates import Selector, SelectorKind, TemplateError, parse_reference
+from webhook.model.grammar import Selector, SelectorKind, TemplateError, parse_reference
 
 BUILTIN_PROFILES = ("auto", "s3", "gcs", "blob")
 

@@ -46,13 +46,12 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.conftest import modelpin_config
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc
+from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc, modelpin_config
 from tests.support.processes import Process, free_port
 from tests.support.reviews import fixture, make_review
-from webhook.records import REFRESH
+from webhook.model.record_annotations import REFRESH
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 
@@ -79,8 +78,6 @@ SERVERS = ("echo", "modelpin", "modelpin-edited", "modelpin-touched", "naive")
 # how each modelpin measurement varies its reviews (see the module docstring)
 MODES = {"modelpin": "repeated", "modelpin-edited": "edited", "modelpin-touched": "touched"}
 SEQ = "__SEQ__"
-MEMO_METRIC = "modelpin_decision_memo_total"
-MEMO_RESULTS = ("review", "hit", "fields", "miss")
 
 
 def bench_objects(mode: str = "repeated") -> list[dict[str, Any]]:
@@ -335,11 +332,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     runs.append(measure(server, level, args.seconds))
             for server, runs in rounds.items():
                 results[server][level] = combine(runs)
-        # how each way was answered, so the table shows what it claims to (read before the cold path)
-        paths = {
-            name: {result: server.metric(MEMO_METRIC, result=result) for result in MEMO_RESULTS}
-            for name, server in servers.items()
-        }
         seed_only = work / "seed.json"
         seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
         seed = drive(urls["modelpin"], modelpin.ca, seed_only, 1, args.seed_requests)
@@ -390,10 +382,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         m = results["modelpin"][level]
         vs_naive = f"{m['rps'] / n['rps']:.0f}" if n["rps"] else "inf (naive answered nothing in time)"
         print(f"  concurrency {level:>3}: {', '.join(parts)}, modelpin/naive {vs_naive}")
-    print("\nhow each modelpin server answered (modelpin_decision_memo_total, warm-up and priming included):")
-    for name, counts in paths.items():
-        total = sum(counts.values()) or 1
-        print(f"  {name:<17} " + ", ".join(f"{r} {counts[r] / total:.1%}" for r in MEMO_RESULTS))
     print(
         f"\nwarm cache, {int(seed['requests'])} sequential HTTPS reviews of the seed SeldonDeployment "
         f"(httpx driver): p50 {seed['p50_ms']:.2f} ms, p99 {seed['p99_ms']:.2f} ms, max {seed['max_ms']:.2f} ms; "
@@ -410,11 +398,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"plot: {png}")
     (args.out / "admission.json").write_bytes(
         orjson.dumps(
-            {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo, "paths": paths},
+            {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo},
             option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2,
         )
     )
-    return {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo, "paths": paths}
+    return {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo}
 
 
 if __name__ == "__main__":

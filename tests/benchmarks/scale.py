@@ -22,15 +22,14 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.conftest import modelpin_config
 from tests.e2e.cluster import NS, apply_docs, install_cluster, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.test_reconciler_e2e import SECRET, Reconciler
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
-from webhook import certs
-from webhook.mlflow_events import EVENTS
+from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from webhook.reconcile.deliveries import EVENTS
+from webhook.tools import certs
 
 
 def rss_mb(pid: int) -> float:

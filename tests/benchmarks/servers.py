@@ -18,14 +18,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from webhook.discovery import find_candidates
-from webhook.reviews import allowed, encode_patch, review
-from webhook.templates import SelectorKind, parse
+from webhook.admission.review import patched, review
+from webhook.model.grammar import SelectorKind, parse
+from webhook.model.spec_fields import find_candidates
 
 
 def _answer(uid: str, ops: list[dict[str, Any]]) -> Response:
     # modelpin's own response builders: the answer costs what modelpin's costs
-    return Response(review(allowed(uid, encode_patch(ops) if ops else None)), media_type="application/json")
+    return Response(review(uid, patched(ops)), media_type="application/json")
 
 
 def echo_app() -> FastAPI:

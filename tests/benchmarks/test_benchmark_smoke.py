@@ -36,10 +36,6 @@ def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
             result = report["results"][server][level]
             assert result["failures"] == 0 and result["requests"] >= 4
             assert result["cpu_us"] >= 0
-    # each way of measuring modelpin takes the path it is named for
-    for server, path in (("modelpin", "review"), ("modelpin-edited", "fields"), ("modelpin-touched", "miss")):
-        counts = report["paths"][server]
-        assert counts[path] > 0.9 * sum(counts.values()), (server, counts)
     for run in ("seed", "seed_echo"):
         assert report[run]["requests"] == 20 and report[run]["failures"] == 0
     assert report["cold"]["registry_lookups"] == 1 and report["cold"]["allowed"] == 100

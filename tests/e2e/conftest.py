@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import modelpin_config
 from tests.e2e.cluster import apply_docs, install_cluster, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
+from tests.support.modelpin_server import ModelpinServer, modelpin_config
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,15 +24,14 @@ import pytest
 import yaml
 from mlflow.entities.webhook import WebhookEvent
 
-from tests.conftest import modelpin_config
 from tests.e2e.cluster import apply_docs, base_docs
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
+from tests.support.modelpin_server import ModelpinServer, modelpin_config
 from tests.support.processes import Process, free_port
-from webhook import certs
-from webhook.mlflow_events import EVENTS, sign
+from webhook.reconcile.deliveries import EVENTS, sign
+from webhook.tools import certs
 
 NS = "e2e"
 SECRET = "e2e-shared-secret"

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import modelpin_config
 from tests.e2e.cluster import CRDS, NS, ROOT, apply_docs, obj_json, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer
+from tests.support.modelpin_server import ModelpinServer, modelpin_config
 from tests.support.reviews import at
 
 SEED_MODEL_URIS = (

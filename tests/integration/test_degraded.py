@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.conftest import modelpin_config
 from tests.support.catalog import Catalog
 from tests.support.forwarder import Forwarder
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer, isvc
+from tests.support.modelpin_server import ModelpinServer, isvc, modelpin_config
 from tests.support.reviews import apply, at, make_review
-from webhook import certs
+from webhook.tools import certs
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,10 @@ import httpx
 import orjson
 import yaml
 
+from tests.support.catalog import PROXIED_ROOT
 from tests.support.processes import Process, free_port
 from tests.support.reviews import make_review
-from webhook import certs
+from webhook.tools import certs
 
 
 class ModelpinServer:
@@ -122,3 +123,22 @@ def concurrent_reviews(server: ModelpinServer, obj: dict[str, Any], n: int) -> l
             return list(await asyncio.gather(*(one() for _ in range(n))))
 
     return asyncio.run(burst())
+
+
+def modelpin_config(tracking_uri: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "default_selector": "@champion",
+        "registries": {
+            "mlflow": {"tracking_uri": tracking_uri, "artifact_roots": {"mlflow-artifacts:/": PROXIED_ROOT}},
+        },
+        "profiles": {"modelcar": "oci://quay.io/rhoai/{name}:{tags[git_commit]}"},
+        "namespaces": {
+            "restricted": {"models": ["fraud*"], "registries": ["mlflow"]},
+            "staging": {"default_selector": "/Staging"},
+            "nodefault": {},
+        },
+        "cache": {"pinned_ttl_seconds": 3600, "floating_ttl_seconds": 30, "max_stale_seconds": 600},
+        "lookup_deadline_seconds": 2.0,
+    }
+    config.update(overrides)
+    return config

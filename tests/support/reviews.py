@@ -54,3 +54,36 @@ def apply(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
 
 def at(obj: Any, pointer: str) -> Any:
     return jsonpatch.JsonPointer(pointer).resolve(obj)
+
+
+GRAPH = "/spec/predictors/0/graph"
+SEED_POINTERS = {
+    f"{GRAPH}/children/0/modelUri": "iris demo1",
+    f"{GRAPH}/children/0/children/0/modelUri": "iris demo2",
+    f"{GRAPH}/children/1/modelUri": "iris demo3",
+    f"{GRAPH}/modelUri": "iris demo4",
+}
+DEMO1 = f"{GRAPH}/children/0/modelUri"
+
+
+def request(
+    obj: dict[str, Any] | None,
+    operation: str = "CREATE",
+    namespace: str = "default",
+    dry_run: bool = False,
+    kind: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    if kind is None:
+        assert obj is not None
+        group, _, version = str(obj["apiVersion"]).rpartition("/")
+        kind = {"group": group, "version": version, "kind": obj["kind"]}
+    req: dict[str, Any] = {
+        "uid": str(uuid.uuid4()),
+        "kind": kind,
+        "namespace": namespace,
+        "operation": operation,
+        "dryRun": dry_run,
+    }
+    if obj is not None:
+        req["object"] = obj
+    return req

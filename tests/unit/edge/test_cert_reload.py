@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from prometheus_client import REGISTRY as PROMETHEUS
+
+from tests.support.fakes import bump_mtime, served_certificate
+from webhook.edge.cert_reload import CertReloader
+from webhook.tools import certs
+
+
+def reload_count(result: str) -> float:
+    return PROMETHEUS.get_sample_value("modelpin_cert_reloads_total", {"result": result}) or 0.0
+
+
+def serial(der: bytes) -> int:
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def server(tmp_path: Path) -> tuple[ssl.SSLContext, CertReloader, certs.Bundle]:
+    bundle = certs.issue(tmp_path, ["localhost"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(bundle.cert, bundle.key)
+    return context, CertReloader(context, bundle.cert, bundle.key), bundle
+
+
+def serial_of(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def test_nothing_changed(tmp_path: Path) -> None:
+    _, reloader, _ = server(tmp_path)
+    assert reloader.check() is False
+    assert reloader.problems() == []
+
+
+def test_reload_after_rotation(tmp_path: Path) -> None:
+    context, reloader, bundle = server(tmp_path)
+    old = serial_of(bundle.cert)
+    assert serial(served_certificate(context, bundle.ca_cert)) == old
+    before = reload_count("ok")
+
+    certs.issue(tmp_path, ["localhost"])
+    bump_mtime(bundle.cert, bundle.key)
+    new = serial_of(bundle.cert)
+    assert new != old
+    assert serial(served_certificate(context, bundle.ca_cert)) == old  # not before check()
+    assert reloader.check() is True
+    assert serial(served_certificate(context, bundle.ca_cert)) == new
+    assert reload_count("ok") - before == 1
+    assert reloader.check() is False  # seen
+
+    certs.issue(tmp_path, ["localhost"])
+    bump_mtime(bundle.cert, bundle.key, seconds=2)
+    assert reloader.check() is True
+    assert serial(served_certificate(context, bundle.ca_cert)) == serial_of(bundle.cert)
+
+
+def replace_file(source: Path, target: Path) -> None:
+    """Swap ``target`` for a copy of ``source`` atomically, with a distinct mtime."""
+    tmp = target.with_suffix(".new")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    bump_mtime(target)
+
+
+def test_broken_pair_is_ignored_until_completed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    context, reloader, bundle = server(tmp_path / "live")
+    staged = certs.issue(tmp_path / "staged", ["localhost"])
+    before = reload_count("error")
+
+    replace_file(staged.cert, bundle.cert)  # half a rotation: the new certificate with the old key
+    with caplog.at_level(logging.WARNING, logger="modelpin.tls"):
+        assert reloader.check() is False
+    assert "serving certificate not reloaded: [X509: KEY_VALUES_MISMATCH]" in caplog.text
+    assert reload_count("error") - before == 1
+    assert reloader.check() is False  # tried again on the next tick, still broken
+    assert reload_count("error") - before == 2
+
+    replace_file(staged.key, bundle.key)  # the key arrives: the pair is whole again
+    assert reloader.check() is True
+    assert serial(served_certificate(context, staged.ca_cert)) == serial_of(staged.cert)
+
+
+def test_new_key_before_new_cert_keeps_serving_the_old_pair(tmp_path: Path) -> None:
+    context, reloader, bundle = server(tmp_path / "live")
+    old = serial_of(bundle.cert)
+    staged = certs.issue(tmp_path / "staged", ["localhost"])
+    replace_file(staged.key, bundle.key)
+    assert reloader.check() is False
+    assert serial(served_certificate(context, bundle.ca_cert)) == old
+
+
+def test_new_cert_before_new_key_keeps_serving_the_old_pair(tmp_path: Path) -> None:
+    context, reloader, bundle = server(tmp_path / "live")
+    old = serial_of(bundle.cert)
+    staged = certs.issue(tmp_path / "staged", ["localhost"])
+    replace_file(staged.cert, bundle.cert)
+    assert reloader.check() is False
+    assert serial(served_certificate(context, bundle.ca_cert)) == old
+
+
+def test_missing_file_is_not_a_reload(tmp_path: Path) -> None:
+    context, reloader, bundle = server(tmp_path)
+    errors = reload_count("error")
+    bundle.key.unlink()
+    assert reloader.check() is False
+    assert reload_count("error") == errors  # a file in the middle of a swap is not an error
+    assert reloader.problems() == [f"{bundle.key} is missing"]
+    assert serial(served_certificate(context, bundle.ca_cert)) == serial_of(bundle.cert)
+
+
+async def test_watch_polls(tmp_path: Path) -> None:
+    context, reloader, bundle = server(tmp_path)
+    task = asyncio.create_task(reloader.watch(0.01))
+    try:
+        certs.issue(tmp_path, ["localhost"])
+        bump_mtime(bundle.cert, bundle.key)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if serial(served_certificate(context, bundle.ca_cert)) == serial_of(bundle.cert):
+                break
+        assert serial(served_certificate(context, bundle.ca_cert)) == serial_of(bundle.cert)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import pytest
+
+from webhook.model.grammar import (
+    Reference,
+    Selector,
+    SelectorKind,
+    TemplateError,
+    is_candidate,
+    parse,
+    parse_reference,
+)
+
+
+def ref(text: str) -> Reference:
+    return parse(text).reference
+
+
+# --- the seed form -------------------------------------------------------------
+
+
+def test_seed_form_with_spaces_in_name() -> None:
+    t = parse('{{ mlflow.blob["iris demo1"] }}')
+    assert t.registry == "mlflow"
+    assert t.profile == "blob"
+    assert t.reference == Reference("iris demo1", Selector(SelectorKind.DEFAULT))
+    assert t.text == '{{ mlflow.blob["iris demo1"] }}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{{mlflow.s3["fraud@champion"]}}',
+        "{{ mlflow.s3['fraud@champion'] }}",
+        '{{   mlflow  .  s3  [  "fraud@champion"  ]   }}',
+        '{{\tmlflow.s3[\n"fraud@champion"\n]}}',
+        '  {{ mlflow.s3["fraud@champion"] }}  ',
+    ],
+)
+def test_whitespace_and_quotes_are_free(text: str) -> None:
+    t = parse(text)
+    assert (t.registry, t.profile) == ("mlflow", "s3")
+    assert t.reference == Reference("fraud", Selector(SelectorKind.ALIAS, "champion"))
+
+
+def test_quote_of_the_other_kind_is_part_of_the_name() -> None:
+    assert ref("""{{ r.p["it's"] }}""").name == "it's"
+
+
+def test_registry_and_profile_names_may_hold_dashes_and_digits() -> None:
+    t = parse('{{ team-2_reg.model_car-1["m/1"] }}')
+    assert (t.registry, t.profile) == ("team-2_reg", "model_car-1")
+
+
+# --- the models:/ form ---------------------------------------------------------
+
+
+def test_models_uri_uses_configured_defaults() -> None:
+    t = parse("models:/fraud/Production")
+    assert t.registry is None
+    assert t.profile is None
+    assert t.reference == Reference("fraud", Selector(SelectorKind.STAGE, "Production"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("models:/iris demo1@champion", Reference("iris demo1", Selector(SelectorKind.ALIAS, "champion"))),
+        ("models:/fraud/7", Reference("fraud", Selector(SelectorKind.VERSION, "7"))),
+        ("models:/fraud/007", Reference("fraud", Selector(SelectorKind.VERSION, "7"))),
+        ("models:/fraud/Production", Reference("fraud", Selector(SelectorKind.STAGE, "Production"))),
+        ("models:/fraud/production", Reference("fraud", Selector(SelectorKind.STAGE, "Production"))),
+        ("models:/fraud/STAGING", Reference("fraud", Selector(SelectorKind.STAGE, "Staging"))),
+        ("models:/fraud/archived", Reference("fraud", Selector(SelectorKind.STAGE, "Archived"))),
+        ("models:/fraud/None", Reference("fraud", Selector(SelectorKind.STAGE, "None"))),
+        ("models:/fraud/latest", Reference("fraud", Selector(SelectorKind.LATEST, "latest"))),
+        ("models:/fraud/Latest", Reference("fraud", Selector(SelectorKind.LATEST, "latest"))),
+        ("models:/fraud", Reference("fraud", Selector(SelectorKind.DEFAULT))),
+        ("models:/a@b@c", Reference("a@b", Selector(SelectorKind.ALIAS, "c"))),
+    ],
+)
+def test_reference_forms(text: str, expected: Reference) -> None:
+    assert ref(text) == expected
+
+
+def test_selector_strings_and_pinning() -> None:
+    assert str(ref("models:/m@champ")) == "m@champ"
+    assert str(ref("models:/m/3")) == "m/3"
+    assert str(ref("models:/m/production")) == "m/Production"
+    assert str(ref("models:/m/latest")) == "m/latest"
+    assert str(ref("models:/m")) == "m"
+    assert ref("models:/m/3").selector.pinned
+    assert not ref("models:/m@champ").selector.pinned
+    assert not ref("models:/m/Production").selector.pinned
+    assert not ref("models:/m/latest").selector.pinned
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{{ x", True),
+        ("   {{", True),
+        ("models:/x", True),
+        (" models:/x", True),
+        ("s3://bucket/models:/x", False),
+        ("prefix {{ mlflow.s3['x'] }}", False),
+        ("{ {", False),
+        ("models:x", False),
+        ("", False),
+    ],
+)
+def test_is_candidate(value: str, expected: bool) -> None:
+    assert is_candidate(value) is expected
+
+
+# --- errors, with the column of the offending character --------------------------
+
+
+def _error(text: str) -> TemplateError:
+    with pytest.raises(TemplateError) as info:
+        parse(text)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "reason"),
+    [
+        ('{{ mlflow blob["x"] }}', 11, "expected '.' between registry and profile, found 'b'"),
+        ('{{ mlflow.blob("x") }}', 15, "expected '[' after profile, found '('"),
+        ("{{ mlflow.blob[iris] }}", 16, "expected a quoted model reference, found 'i'"),
+        ('{{ mlflow.blob["iris" }}', 23, "expected ']' after the model reference, found '}'"),
+        ('{{ mlflow.blob["iris"] ', 24, "expected '}}', found end of text"),
+        ('{{ mlflow.blob["iris"] }', 24, "expected '}}', found '}'"),
+        ('{{ mlflow.blob["iris@a"] }} extra', 29, "unexpected text after '}}', found 'e'"),
+        ("{{ 42 }}", 4, "expected registry name, found '4'"),
+        ("{{ }}", 4, "expected registry name, found '}'"),
+        ("{{", 3, "expected registry name, found end of text"),
+        ("{{garbage", 10, "expected '.' between registry and profile, found end of text"),
+        ("{{ mlflow.[x] }}", 11, "expected profile name, found '['"),
+    ],
+)
+def test_scanner_errors(text: str, column: int, reason: str) -> None:
+    err = _error(text)
+    assert err.column == column
+    assert err.reason == reason
+    assert str(err) == f"{reason} at column {column}"
+
+
+def test_unterminated_quote_points_past_the_end() -> None:
+    text = '{{ mlflow.blob["iris demo1 }}'
+    err = _error(text)
+    assert err.reason == 'unterminated " string'
+    assert err.column == len(text) + 1
+
+
+def test_unterminated_single_quote() -> None:
+    text = "{{ mlflow.blob['iris\"] }}"
+    err = _error(text)
+    assert err.reason == "unterminated ' string"
+    assert err.column == len(text) + 1
+
+
+def test_unknown_stage_points_at_the_selector() -> None:
+    text = '{{ mlflow.blob["iris/Prod"] }}'
+    err = _error(text)
+    assert err.column == text.index("Prod") + 1 == 22
+    assert err.reason.startswith("unknown selector 'Prod'")
+    assert "Staging, Production, Archived, None" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "reason"),
+    [
+        ("models:/iris@", 14, "expected an alias after '@'"),
+        ('{{ mlflow.blob["iris@"] }}', 22, "expected an alias after '@'"),
+        ("models:/ir:is/1", 11, "model names never hold ':'"),
+        ('{{ m.p["a:b@c"] }}', 10, "model names never hold ':'"),
+        ("models:/iris@ch:amp", 16, "unexpected ':' in alias"),
+        ("models:/iris/0", 14, "model versions start at 1"),
+        ("models:/iris/000", 14, "model versions start at 1"),
+        ("models:/iris/", 14, "expected a version, stage or 'latest' after '/'"),
+        ("models:/iris/1/2", 15, "unexpected '/' in selector"),
+        ("models:/iris/1@x", 15, "unexpected '@' in selector"),
+        ("models:/", 9, "empty model reference"),
+        ('{{ m.p[""] }}', 9, "empty model reference"),
+        ("models:/@champion", 9, "empty model name"),
+        ("models:/ /1", 9, "empty model name"),
+        ('{{ m.p[" iris/1"] }}', 9, "model name has leading or trailing whitespace"),
+        ("models:/iris ", 13, "trailing whitespace after models:/ URI"),
+    ],
+)
+def test_reference_errors(text: str, column: int, reason: str) -> None:
+    err = _error(text)
+    assert (err.column, err.reason) == (column, reason)
+
+
+def test_pointer_line_puts_the_caret_under_the_column() -> None:
+    err = _error("models:/iris/0")
+    assert err.pointer_line() == "models:/iris/0\n             ^"
+
+
+def test_template_error_is_a_value_error() -> None:
+    assert issubclass(TemplateError, ValueError)
+
+
+def test_parse_reference_offsets_columns_by_start() -> None:
+    with pytest.raises(TemplateError) as info:
+        parse_reference("0123456789iris/0", 10, "iris/0")
+    assert info.value.column == 16
+
+
+def test_non_ascii_digit_version_is_a_template_error() -> None:
+    with pytest.raises(TemplateError):
+        parse("models:/iris/²")

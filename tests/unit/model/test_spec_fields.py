@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+
+from webhook.model.spec_fields import escape, find_candidates, spec_strings, walk_strings
+
+
+def test_escape_order_is_tilde_first() -> None:
+    assert escape("a/b") == "a~1b"
+    assert escape("a~b") == "a~0b"
+    # '~1' literally in a key must not turn into '/' when read back
+    assert escape("~1") == "~01"
+    assert escape("modelpin.io/x~") == "modelpin.io~1x~0"
+
+
+def test_pointers_with_escaping_resolve_to_the_value() -> None:
+    obj = {"spec": {"a/b": {"c~d": "models:/m/1"}, "~1": "models:/n/2"}}
+    found = find_candidates(obj)
+    assert found == {"/spec/a~1b/c~0d": "models:/m/1", "/spec/~01": "models:/n/2"}
+    for pointer, value in found.items():
+        assert jsonpatch.JsonPointer(pointer).resolve(obj) == value
+
+
+def test_nested_seldon_children_to_depth_four() -> None:
+    leaf: dict[str, Any] = {"name": "d4", "modelUri": "{{ mlflow.blob['m4'] }}", "children": []}
+    for depth in (3, 2, 1):
+        leaf = {"name": f"d{depth}", "modelUri": f"{{{{ mlflow.blob['m{depth}'] }}}}", "children": [leaf]}
+    obj = {"spec": {"predictors": [{"graph": leaf, "name": "default"}]}}
+    found = find_candidates(obj)
+    assert found == {
+        "/spec/predictors/0/graph/modelUri": "{{ mlflow.blob['m1'] }}",
+        "/spec/predictors/0/graph/children/0/modelUri": "{{ mlflow.blob['m2'] }}",
+        "/spec/predictors/0/graph/children/0/children/0/modelUri": "{{ mlflow.blob['m3'] }}",
+        "/spec/predictors/0/graph/children/0/children/0/children/0/modelUri": "{{ mlflow.blob['m4'] }}",
+    }
+
+
+def test_lists_and_env_values() -> None:
+    obj = {
+        "spec": {
+            "predictor": {
+                "model": {"storageUris": [{"uri": "s3://x"}, {"uri": "models:/fraud/latest", "mountPath": "/m"}]},
+            },
+            "transformer": {
+                "containers": [
+                    {
+                        "name": "t",
+                        "env": [
+                            {"name": "OTHER", "value": "plain"},
+                            {"name": "STORAGE_URI", "value": "{{ mlflow.s3['fraud/Staging'] }}"},
+                        ],
+                    }
+                ]
+            },
+            "tags": ["models:/a/1", 3, None, True, "b"],
+        }
+    }
+    assert find_candidates(obj) == {
+        "/spec/predictor/model/storageUris/1/uri": "models:/fraud/latest",
+        "/spec/transformer/containers/0/env/1/value": "{{ mlflow.s3['fraud/Staging'] }}",
+        "/spec/tags/0": "models:/a/1",
+    }
+
+
+def test_only_spec_is_searched() -> None:
+    obj = {
+        "metadata": {"annotations": {"x": "models:/m/1"}, "name": "{{ not.this['m'] }}"},
+        "status": {"url": "models:/m/1"},
+        "data": {"k": "models:/m/1"},
+        "spec": {"x": "plain"},
+    }
+    assert find_candidates(obj) == {}
+    assert find_candidates({"metadata": {}}) == {}
+
+
+def test_spec_strings_yields_every_string_including_non_candidates() -> None:
+    obj = {"spec": {"a": "one", "b": [{"c": "two"}], "n": 1, 7: "int key"}}
+    assert list(spec_strings(obj)) == [("/spec/a", "one"), ("/spec/b/0/c", "two"), ("/spec/7", "int key")]
+
+
+def test_walk_strings_on_a_bare_string() -> None:
+    assert list(walk_strings("v", "/spec")) == [("/spec", "v")]

@@ -1,0 +1,526 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.fakes import AZURE_ROOT, Clock, FakeRegistry, lookups_metric, make_settings, seed_catalog
+from webhook.model.causes import Cause
+from webhook.model.grammar import Reference, Selector, SelectorKind, parse
+from webhook.model.uris import Flavor
+from webhook.registry.clients import ModelVersion, NotFound, RegistryError, Unavailable
+from webhook.registry.resolver import Plan, ResolutionError, Resolver, artifact_location, plan, select_version
+
+DOWN = "registry 'mlflow' answered 503: down"
+
+
+def p(text: str, namespace: str | None = "default", resolver: Resolver | None = None) -> Plan:
+    settings = resolver.settings if resolver else make_settings()
+    return plan(parse(text), namespace, settings)
+
+
+# --- plan ----------------------------------------------------------------------
+
+
+def test_plan_fills_defaults() -> None:
+    assert p("models:/fraud@champion") == Plan(
+        "mlflow", "auto", Reference("fraud", Selector(SelectorKind.ALIAS, "champion"))
+    )
+    assert p("models:/fraud@champion").key == ("mlflow", "fraud", "@champion")
+    assert p('{{ mlflow.s3["fraud/2"] }}') == Plan(
+        "mlflow", "s3", Reference("fraud", Selector(SelectorKind.VERSION, "2"))
+    )
+
+
+def test_plan_default_selector_by_namespace() -> None:
+    assert p("models:/fraud", "staging").reference.selector == Selector(SelectorKind.STAGE, "Staging")
+    assert p("models:/fraud", "default").reference.selector == Selector(SelectorKind.ALIAS, "champion")
+    assert p("models:/fraud", None).reference.selector == Selector(SelectorKind.ALIAS, "champion")
+
+
+def test_plan_without_any_default_selector() -> None:
+    settings = make_settings(default_selector=None)
+    with pytest.raises(ResolutionError) as info:
+        plan(parse('{{ mlflow.blob["iris demo1"] }}'), "team", settings)
+    assert info.value.cause is Cause.INVALID
+    assert str(info.value) == (
+        "'iris demo1' names no version and neither namespace 'team' nor the global configuration sets a default "
+        "selector; write name@alias, name/<version>, name/<stage> or name/latest"
+    )
+    # a namespace default is enough
+    assert plan(parse("models:/fraud"), "staging", settings).reference.selector.kind is SelectorKind.STAGE
+
+
+def test_plan_unknown_registry_and_profile() -> None:
+    with pytest.raises(ResolutionError) as info:
+        p('{{ other.s3["fraud/1"] }}')
+    assert (info.value.cause, str(info.value)) == (Cause.INVALID, "unknown registry 'other' (configured: mlflow)")
+    with pytest.raises(ResolutionError) as info:
+        p('{{ mlflow.azure["fraud/1"] }}')
+    assert (info.value.cause, str(info.value)) == (
+        Cause.INVALID,
+        "unknown profile 'azure' (known: auto, blob, gcs, modelcar, s3)",
+    )
+
+
+def test_plan_namespace_policy() -> None:
+    settings = make_settings(
+        registries={"mlflow": {"tracking_uri": "http://a"}, "other": {"tracking_uri": "http://b"}},
+    )
+    assert plan(parse("models:/fraud-x/1"), "restricted", settings).reference.name == "fraud-x"
+    with pytest.raises(ResolutionError) as info:
+        plan(parse("models:/jukebox/1"), "restricted", settings)
+    assert info.value.cause is Cause.POLICY
+    assert str(info.value) == "namespace 'restricted' may not use model 'jukebox' (allowed patterns: ['fraud*'])"
+    with pytest.raises(ResolutionError) as info:
+        plan(parse('{{ other.s3["fraud/1"] }}'), "restricted", settings)
+    assert info.value.cause is Cause.POLICY
+    assert str(info.value) == "namespace 'restricted' may not use registry 'other' (allowed: ['mlflow'])"
+    # other namespaces are not restricted
+    assert plan(parse('{{ other.s3["jukebox/1"] }}'), "default", settings).registry == "other"
+
+
+# --- version selection -----------------------------------------------------------
+
+
+async def test_select_alias_version_stage_latest(registry: FakeRegistry) -> None:
+    def sel(text: str) -> Reference:
+        return parse(text).reference
+
+    assert (await select_version(registry, sel("models:/fraud@champion"))).version == "2"
+    assert (await select_version(registry, sel("models:/fraud/3"))).version == "3"
+    assert (await select_version(registry, sel("models:/fraud/production"))).version == "2"
+    assert (await select_version(registry, sel("models:/fraud/Staging"))).version == "3"
+    assert (await select_version(registry, sel("models:/fraud/Archived"))).version == "1"
+    # version 4 is the highest but not READY
+    assert (await select_version(registry, sel("models:/fraud/latest"))).version == "3"
+
+
+async def test_latest_and_stage_compare_versions_as_numbers(registry: FakeRegistry) -> None:
+    for v in range(5, 11):
+        registry.add("fraud", v, f"s3://b/{v}", stage="Production")
+    registry.add("fraud", 11, "s3://b/11", stage="Production", status="FAILED_REGISTRATION")
+    assert (await select_version(registry, parse("models:/fraud/latest").reference)).version == "10"
+    assert (await select_version(registry, parse("models:/fraud/Production").reference)).version == "10"
+
+
+async def test_stage_without_ready_version(registry: FakeRegistry) -> None:
+    with pytest.raises(NotFound) as info:
+        await select_version(registry, parse("models:/fraud/None").reference)  # only version 4, not READY
+    assert str(info.value) == "model 'fraud' has no READY version in stage None"
+    with pytest.raises(NotFound) as info:
+        await select_version(registry, parse("models:/nope/latest").reference)
+    assert str(info.value) == "model 'nope' has no READY version at all"
+
+
+async def test_alias_or_version_that_is_not_ready(registry: FakeRegistry) -> None:
+    registry.set_alias("fraud", "next", 4)
+    with pytest.raises(NotFound) as info:
+        await select_version(registry, parse("models:/fraud@next").reference)
+    assert str(info.value) == "version 4 of 'fraud' (@next) is PENDING_REGISTRATION, not READY"
+    with pytest.raises(NotFound, match="version 4 of 'fraud' \\(/4\\) is PENDING_REGISTRATION"):
+        await select_version(registry, parse("models:/fraud/4").reference)
+
+
+async def test_missing_alias_and_version_messages(registry: FakeRegistry) -> None:
+    with pytest.raises(NotFound) as info:
+        await select_version(registry, parse("models:/fraud@gone").reference)
+    assert str(info.value) == "model 'fraud' has no alias 'gone': INVALID_PARAMETER_VALUE: alias gone not found"
+    with pytest.raises(NotFound) as info:
+        await select_version(registry, parse("models:/fraud/99").reference)
+    assert str(info.value) == "model 'fraud' has no version 99: RESOURCE_DOES_NOT_EXIST: fraud v99"
+
+
+# --- artifact location -----------------------------------------------------------
+
+
+async def test_runs_source_is_expanded(registry: FakeRegistry) -> None:
+    mv = registry.versions["iris demo1"]["1"]
+    assert await artifact_location(registry, mv) == f"{AZURE_ROOT}/run-1-1/artifacts/model"
+    registry.runs["slash"] = "s3://b/slash/artifacts/"
+    assert await artifact_location(registry, registry.add("m", 1, "runs:/slash/a/b")) == "s3://b/slash/artifacts/a/b"
+    assert await artifact_location(registry, registry.add("m", 2, "runs:/slash")) == "s3://b/slash/artifacts/"
+    assert registry.calls["download_uri"] == 0
+
+
+async def test_logged_model_source_is_expanded(registry: FakeRegistry) -> None:
+    registry.logged_models["m-abc"] = "s3://mlflow/7/models/m-abc/artifacts/"
+    mv = registry.add("lm", 1, "models:/m-abc")
+    assert await artifact_location(registry, mv) == "s3://mlflow/7/models/m-abc/artifacts/"
+    mv = registry.add("lm", 2, "models:/m-abc/sub/dir")
+    assert await artifact_location(registry, mv) == "s3://mlflow/7/models/m-abc/artifacts/sub/dir"
+    assert registry.calls["download_uri"] == 2
+    assert registry.calls["logged_model_artifact_uri"] == 2
+
+
+async def test_models_source_uses_the_servers_download_uri(registry: FakeRegistry) -> None:
+    mv = registry.add("lm", 1, "models:/m-xyz")
+    registry.downloads[("lm", "1")] = "s3://resolved/by/server"
+    assert await artifact_location(registry, mv) == "s3://resolved/by/server"
+    assert registry.calls["logged_model_artifact_uri"] == 0
+
+
+async def test_plain_source_is_kept(registry: FakeRegistry) -> None:
+    assert await artifact_location(registry, registry.versions["fraud"]["2"]) == "s3://mlflow/7/r2/artifacts/model"
+    assert sum(registry.calls.values()) == 0
+
+
+async def test_resolution_maps_artifact_roots(resolver: Resolver, registry: FakeRegistry) -> None:
+    registry.add("proxied", 1, "mlflow-artifacts:/3/abc/artifacts/model", run_id="abc")
+    lookup = await resolver.resolve(p("models:/proxied/1"))
+    assert lookup.resolution.location == "s3://mlflow-proxied/3/abc/artifacts/model"
+    assert lookup.warning is None
+
+
+# --- the resolver: cache ----------------------------------------------------------
+
+
+async def test_resolution_fields(resolver: Resolver, clock: Clock) -> None:
+    lookup = await resolver.resolve(p('{{ mlflow.blob["iris demo1"] }}'))
+    res = lookup.resolution
+    assert (res.registry, res.model, res.selector) == ("mlflow", "iris demo1", "@champion")
+    assert res.version.version == "1"
+    assert res.version.run_id == "run-1-1"
+    assert res.location == f"{AZURE_ROOT}/run-1-1/artifacts/model"
+    assert res.fetched_at_ms == clock.ms
+    plan_ = p('{{ mlflow.blob["iris demo1"] }}')
+    assert resolver.uri(plan_, res, Flavor.SELDON) == "wasbs://artifacts/mlflow/10/run-1-1/artifacts/model"
+    assert resolver.uri(plan_, res, Flavor.KSERVE) == (
+        "https://modelpinci.blob.core.windows.net/artifacts/mlflow/10/run-1-1/artifacts/model"
+    )
+
+
+async def test_cache_hit_after_first_lookup(resolver: Resolver, registry: FakeRegistry) -> None:
+    plan_ = p("models:/fraud@champion")
+    first = await resolver.resolve(plan_)
+    registry.set_alias("fraud", "champion", 3)  # the cache does not know yet
+    second = await resolver.resolve(plan_)
+    assert registry.lookups == 1
+    assert second.resolution is first.resolution
+    # the profile is not part of the key: another template for the same reference shares the entry
+    await resolver.resolve(p('{{ mlflow.s3["fraud@champion"] }}'))
+    assert registry.lookups == 1
+
+
+async def test_concurrent_misses_share_one_lookup(resolver: Resolver, registry: FakeRegistry) -> None:
+    gate = registry.hang()
+    before = lookups_metric()
+    plan_ = p("models:/fraud@champion")
+    tasks = [asyncio.create_task(resolver.resolve(plan_)) for _ in range(100)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    assert registry.calls["get_alias"] == 1
+    assert registry.lookups == 1
+    assert lookups_metric() - before == 1
+    assert {r.resolution.version.version for r in results} == {"2"}
+    assert all(r.warning is None for r in results)
+
+
+async def test_pinned_and_floating_ttl(resolver: Resolver, registry: FakeRegistry, clock: Clock) -> None:
+    pinned, floating = p("models:/fraud/2"), p("models:/fraud@champion")
+    await resolver.resolve(pinned)
+    await resolver.resolve(floating)
+    assert registry.lookups == 2
+    clock.advance(29.999)
+    await resolver.resolve(pinned)
+    await resolver.resolve(floating)
+    assert registry.lookups == 2
+    clock.advance(0.001)  # floating TTL (30 s) reached
+    await resolver.resolve(pinned)
+    await resolver.resolve(floating)
+    assert registry.calls["get_alias"] == 2
+    assert registry.calls["get_version"] == 1
+    clock.advance(3570)  # 3600 s since the pinned lookup
+    await resolver.resolve(pinned)
+    assert registry.calls["get_version"] == 2
+
+
+async def test_refresh_token_bypasses_an_older_entry(resolver: Resolver, registry: FakeRegistry, clock: Clock) -> None:
+    plan_ = p("models:/fraud@champion")
+    t0 = clock.ms
+    assert (await resolver.resolve(plan_)).resolution.version.version == "2"
+    registry.set_alias("fraud", "champion", 3)
+    clock.advance(1)
+    token = t0 + 500  # the registry changed after the entry was fetched
+    assert (await resolver.resolve(plan_, not_before_ms=t0)).resolution.version.version == "2"  # not older
+    assert registry.lookups == 1
+    refreshed = await resolver.resolve(plan_, not_before_ms=token)
+    assert refreshed.resolution.version.version == "3"
+    assert refreshed.resolution.fetched_at_ms == t0 + 1000
+    assert registry.lookups == 2
+    # the new entry satisfies the token and serves everyone again
+    assert (await resolver.resolve(plan_, not_before_ms=token)).resolution.version.version == "3"
+    assert (await resolver.resolve(plan_)).resolution.version.version == "3"
+    assert registry.lookups == 2
+
+
+async def test_refresh_token_does_not_join_an_older_flight(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    gate = registry.hang()
+    plan_ = p("models:/fraud@champion")
+    old = asyncio.create_task(resolver.resolve(plan_))
+    await asyncio.sleep(0)
+    clock.advance(1)
+    new = asyncio.create_task(resolver.resolve(plan_, not_before_ms=clock.ms))
+    joined = asyncio.create_task(resolver.resolve(plan_, not_before_ms=clock.ms))
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(old, new, joined)
+    assert registry.lookups == 2
+
+
+async def test_cache_evicts_beyond_max_entries(registry: FakeRegistry, clock: Clock) -> None:
+    settings = make_settings(cache={"max_entries": 2})
+    resolver = Resolver(settings, {"mlflow": registry}, clock_ms=clock)
+    for text in ("models:/fraud/1", "models:/fraud/2", "models:/fraud/3"):
+        await resolver.resolve(p(text))
+    assert registry.lookups == 3
+    await resolver.resolve(p("models:/fraud/3"))
+    assert registry.lookups == 3
+    await resolver.resolve(p("models:/fraud/1"))  # the oldest entry was evicted
+    assert registry.lookups == 4
+
+
+# --- the resolver: failures ----------------------------------------------------------
+
+
+async def test_stale_entry_served_with_warning_then_denied(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    plan_ = p("models:/fraud@champion")
+    await resolver.resolve(plan_)
+    registry.fail_with(Unavailable(DOWN))
+    clock.advance(31)
+    lookup = await resolver.resolve(plan_)
+    assert lookup.resolution.version.version == "2"
+    assert lookup.warning == f"fraud@champion: {DOWN}; serving version 2 resolved 31s ago"
+    clock.advance(569)  # 600 s old: still within max_stale_seconds
+    assert (await resolver.resolve(plan_)).warning == f"fraud@champion: {DOWN}; serving version 2 resolved 600s ago"
+    clock.advance(0.001)
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(plan_)
+    assert info.value.cause is Cause.UNAVAILABLE
+    assert str(info.value) == f"{DOWN}, and no usable cached resolution"
+    # recovery: the registry answers again and the fresh entry is served without a warning
+    registry.fail_with(None)
+    lookup = await resolver.resolve(plan_)
+    assert lookup.warning is None
+    assert lookup.resolution.fetched_at_ms == clock.ms
+
+
+async def test_unavailable_without_cache(resolver: Resolver, registry: FakeRegistry) -> None:
+    registry.fail_with(Unavailable(DOWN))
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(p("models:/fraud@champion"))
+    assert info.value.cause is Cause.UNAVAILABLE
+    assert str(info.value) == f"{DOWN}, and no usable cached resolution"
+
+
+async def test_refresh_with_registry_down_never_serves_an_older_entry(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    plan_ = p("models:/fraud@champion")
+    t0 = clock.ms
+    await resolver.resolve(plan_)
+    registry.fail_with(Unavailable(DOWN))
+    clock.advance(2)
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(plan_, not_before_ms=t0 + 1)
+    assert info.value.cause is Cause.UNAVAILABLE
+    assert registry.lookups == 2
+    # without a refresh token the same entry is still usable
+    assert (await resolver.resolve(plan_)).resolution.version.version == "2"
+
+
+async def test_not_found_is_never_served_stale(resolver: Resolver, registry: FakeRegistry, clock: Clock) -> None:
+    plan_ = p("models:/fraud@champion")
+    await resolver.resolve(plan_)
+    del registry.aliases[("fraud", "champion")]
+    clock.advance(31)
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(plan_)
+    assert info.value.cause is Cause.NOT_FOUND
+    assert str(info.value) == "model 'fraud' has no alias 'champion': INVALID_PARAMETER_VALUE: alias champion not found"
+    # a refresh sees the deletion even within the TTL
+    registry.set_alias("fraud", "champion", 2)
+    await resolver.resolve(plan_)
+    registry.fail_with(NotFound("RESOURCE_DOES_NOT_EXIST: gone"))
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(plan_, not_before_ms=clock.ms + 1)
+    assert info.value.cause is Cause.NOT_FOUND
+
+
+async def test_other_registry_errors_are_invalid(resolver: Resolver, registry: FakeRegistry) -> None:
+    registry.fail_with(RegistryError("registry 'mlflow' answered 403: PERMISSION_DENIED: no"))
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(p("models:/fraud@champion"))
+    assert info.value.cause is Cause.INVALID
+    assert str(info.value) == "registry 'mlflow' answered 403: PERMISSION_DENIED: no"
+
+
+async def test_location_lookup_failures_propagate(resolver: Resolver, registry: FakeRegistry) -> None:
+    registry.add("orphan", 1, "runs:/missing-run/model")
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(p("models:/orphan/1"))
+    assert info.value.cause is Cause.NOT_FOUND
+    assert "missing-run" in str(info.value)
+
+
+async def test_uri_profile_errors_are_invalid(resolver: Resolver, registry: FakeRegistry) -> None:
+    registry.add("local", 1, "file:///tmp/mlruns/1/x/artifacts/model")
+    plan_ = p("models:/local/1")
+    lookup = await resolver.resolve(plan_)
+    with pytest.raises(ResolutionError) as info:
+        resolver.uri(plan_, lookup.resolution, Flavor.KSERVE)
+    assert info.value.cause is Cause.INVALID
+    assert str(info.value).startswith("artifact location 'file:///tmp/mlruns/1/x/artifacts/model' has no form")
+
+
+# --- the resolver: deadlines ----------------------------------------------------------
+
+
+async def test_deadline_without_cache(resolver: Resolver, registry: FakeRegistry) -> None:
+    registry.hang()
+    started = time.monotonic()
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(p("models:/fraud@champion"), deadline=started + 0.2)
+    elapsed = time.monotonic() - started
+    assert 0.19 <= elapsed < 0.35
+    assert info.value.cause is Cause.UNAVAILABLE
+    assert str(info.value) == (
+        "registry 'mlflow' did not answer within the lookup deadline, and no usable cached resolution"
+    )
+
+
+async def test_default_deadline_comes_from_settings(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = Resolver(make_settings(lookup_deadline_seconds=0.1), {"mlflow": registry}, clock_ms=clock)
+    gate = registry.hang()
+    started = time.monotonic()
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(p("models:/fraud@champion"))
+    assert time.monotonic() - started < 1.5  # the registry never answers: only the 0.1 s deadline ends this
+    gate.set()
+    await resolver.aclose()
+
+
+async def test_deadline_serves_stale_when_cached(resolver: Resolver, registry: FakeRegistry, clock: Clock) -> None:
+    plan_ = p("models:/fraud@champion")
+    await resolver.resolve(plan_)
+    clock.advance(45)
+    registry.hang()
+    started = time.monotonic()
+    lookup = await resolver.resolve(plan_, deadline=started + 0.15)
+    assert time.monotonic() - started < 0.3
+    assert lookup.resolution.version.version == "2"
+    assert lookup.warning == (
+        "fraud@champion: registry 'mlflow' did not answer within the lookup deadline; "
+        "serving version 2 resolved 45s ago"
+    )
+
+
+async def test_a_timed_out_caller_does_not_cancel_the_shared_lookup(resolver: Resolver, registry: FakeRegistry) -> None:
+    gate = registry.hang()
+    plan_ = p("models:/fraud@champion")
+    patient = asyncio.create_task(resolver.resolve(plan_, deadline=time.monotonic() + 5))
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(plan_, deadline=time.monotonic() + 0.05)
+    gate.set()
+    assert (await patient).resolution.version.version == "2"
+    assert registry.lookups == 1
+    # the lookup landed in the cache
+    await resolver.resolve(plan_)
+    assert registry.lookups == 1
+
+
+async def test_a_lookup_that_lands_after_the_deadline_fills_the_cache(
+    resolver: Resolver, registry: FakeRegistry
+) -> None:
+    gate = registry.hang()
+    plan_ = p("models:/fraud@champion")
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(plan_, deadline=time.monotonic() + 0.02)
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert (await resolver.resolve(plan_, deadline=time.monotonic() + 0.02)).warning is None
+    assert registry.lookups == 1
+
+
+async def test_aclose_cancels_flights_and_closes_registries(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
+    registry.hang()
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(p("models:/fraud@champion"), deadline=time.monotonic() + 0.01)
+    flights = list(resolver._flights.values())
+    assert len(flights) == 1
+    await resolver.aclose()
+    await asyncio.sleep(0)
+    assert flights[0].task.cancelled()
+    assert registry.closed
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+class OrderedRegistry(FakeRegistry):
+    """Each alias lookup answers when its own gate opens, with what the registry said when it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = [asyncio.Event(), asyncio.Event()]
+
+    async def get_alias(self, model: str, alias: str) -> ModelVersion:
+        index = self.calls["get_alias"]
+        self.calls["get_alias"] += 1
+        answer = self.versions[model][self.aliases[(model, alias)]]
+        await self.gates[index].wait()
+        return answer
+
+
+async def test_an_older_lookup_landing_late_does_not_replace_a_newer_entry(clock: Clock) -> None:
+    registry = OrderedRegistry()
+    seed_catalog(registry)
+    resolver = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
+    plan_ = p("models:/fraud@champion")
+    old = asyncio.create_task(resolver.resolve(plan_))
+    await until(lambda: registry.calls["get_alias"] == 1)
+    registry.set_alias("fraud", "champion", 3)
+    clock.advance(1)
+    new = asyncio.create_task(resolver.resolve(plan_, not_before_ms=clock.ms))
+    await until(lambda: registry.calls["get_alias"] == 2)
+    registry.gates[1].set()
+    assert (await new).resolution.version.version == "3"
+    registry.gates[0].set()
+    assert (await old).resolution.version.version == "2"
+    await asyncio.sleep(0)
+    assert (await resolver.resolve(plan_)).resolution.version.version == "3"
+    assert registry.calls["get_alias"] == 2
+
+
+async def test_refresh_ahead_renews_a_served_entry_in_the_background(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    floating = p("models:/fraud@champion")
+    first = await resolver.resolve(floating)
+    clock.advance(20)  # under 0.75 of the 30 s TTL: plain hit
+    assert (await resolver.resolve(floating)).resolution is first.resolution
+    assert registry.calls["get_alias"] == 1
+    registry.set_alias("fraud", "champion", 3)
+    clock.advance(3)  # 23 s: past 0.75 of the TTL
+    served = await resolver.resolve(floating)
+    assert served.resolution is first.resolution  # answered from cache, not waiting
+    await asyncio.sleep(0)  # let the background lookup run
+    await asyncio.sleep(0)
+    assert registry.calls["get_alias"] == 2
+    renewed = resolver.cached(floating)
+    assert renewed is not None and renewed.resolution.version.version == "3"
+    clock.advance(29)  # the renewed entry is fresh well past the first one's expiry
+    assert resolver.cached(floating) is not None

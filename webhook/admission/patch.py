@@ -1,0 +1,72 @@
+"""RFC 6902 patch building: only what changed, so our own output needs no patch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from webhook.admission.review import Op
+from webhook.model import record_annotations as records
+from webhook.model.spec_fields import escape
+
+
+def build_patch(
+    obj: Mapping[str, Any],
+    values: Mapping[str, str],
+    templates: Mapping[str, str],
+    resolved: Mapping[str, Mapping[str, str]],
+    current: Mapping[str, str] | None = None,
+) -> list[Op]:
+    """Ops that set field values and bring the label and records up to date.
+
+    ``values`` maps pointers (which exist in ``obj``) to their new strings; ``current``
+    may give the values as admitted, saving a walk down each pointer.
+    Records for every managed field are rewritten whole: a field that is not
+    in ``templates`` any more loses its record, and with no field left the
+    label and records are removed.
+    """
+    known = current or {}
+    ops: list[Op] = [
+        {"op": "replace", "path": pointer, "value": value}
+        for pointer, value in values.items()
+        if (known[pointer] if pointer in known else _get(obj, pointer)) != value
+    ]
+    metadata = obj.get("metadata") or {}
+    if templates:
+        ops += _set_map(metadata, "labels", {records.MANAGED: "true"}, ())
+        ops += _set_map(
+            metadata,
+            "annotations",
+            {
+                records.TEMPLATES: records.dumps(templates),
+                records.RESOLVED: records.dumps(resolved),
+            },
+            (),
+        )
+    else:
+        ops += _set_map(metadata, "labels", {}, (records.MANAGED,))
+        ops += _set_map(metadata, "annotations", {}, (records.TEMPLATES, records.RESOLVED))
+    if ops and "metadata" not in obj:
+        ops.insert(0, {"op": "add", "path": "/metadata", "value": {}})
+    return ops
+
+
+def _set_map(metadata: Mapping[str, Any], field: str, wanted: Mapping[str, str], absent: tuple[str, ...]) -> list[Op]:
+    current = metadata.get(field)
+    if not isinstance(current, dict):
+        return [{"op": "add", "path": f"/metadata/{field}", "value": dict(wanted)}] if wanted else []
+    ops: list[Op] = []
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            op = "replace" if key in current else "add"
+            ops.append({"op": op, "path": f"/metadata/{field}/{escape(key)}", "value": value})
+    ops += [{"op": "remove", "path": f"/metadata/{field}/{escape(key)}"} for key in absent if key in current]
+    return ops
+
+
+def _get(obj: Any, pointer: str) -> Any:
+    node = obj
+    for raw in pointer.split("/")[1:]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        node = node[int(token)] if isinstance(node, list) else node[token]
+    return node

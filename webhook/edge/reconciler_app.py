@@ -1,0 +1,113 @@
+"""The reconciler's HTTP endpoints: MLflow deliveries, health, readiness and metrics.
+
+The work itself (watch, compare, touch, lead) is ``reconcile.reconciler``;
+this module only receives deliveries and reports state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from webhook.edge.cert_reload import CertReloader
+from webhook.metrics import DELIVERIES
+from webhook.reconcile.deliveries import Change, Malformed, Refused, Verifier
+from webhook.reconcile.leadership import LeaderLease
+from webhook.reconcile.reconciler import Reconciler, cancel_tasks
+
+log = logging.getLogger("modelpin.reconciler")
+
+
+@dataclass(slots=True)
+class ReconcilerState:
+    reconciler: Reconciler
+    lease: LeaderLease
+    verifier: Verifier | None
+    reloader: CertReloader | None = None
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def create_app(state: ReconcilerState) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(state.reconciler.lead(state.lease))]
+        if state.reloader is not None:
+            tasks.append(
+                asyncio.create_task(state.reloader.watch(state.reconciler.resolver.settings.cert_reload_seconds))
+            )
+        try:
+            yield
+        finally:
+            await cancel_tasks(tasks)
+            await state.reconciler.resolver.aclose()
+            await state.reconciler.kube.aclose()
+
+    app = FastAPI(title="modelpin reconciler", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def reply(code: int, **body: object) -> Response:
+        return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+
+    @app.post("/mlflow/events")
+    async def mlflow_events(request: Request) -> Response:
+        if state.verifier is None:
+            DELIVERIES.labels("disabled").inc()
+            return reply(404, error="no MLflow webhook secret is configured")
+        body = await request.body()
+        leader = state.lease.leader
+        try:
+            change = state.verifier.verify(request.headers, body, remember=leader)
+        except Refused as exc:
+            DELIVERIES.labels("refused").inc()
+            return reply(401, error=str(exc))
+        except Malformed as exc:
+            DELIVERIES.labels("malformed").inc()
+            return reply(400, error=str(exc))
+        if not leader:
+            # MLflow retries 503s with backoff, and the Service picks a replica anew each time;
+            # a delivery that only ever meets the standby is caught by the next poll.
+            DELIVERIES.labels("standby").inc()
+            return reply(503, error="this replica is on standby")
+        if change is None:
+            DELIVERIES.labels("ignored").inc()
+            return reply(200, status="ignored")
+        DELIVERIES.labels("accepted").inc()
+        task = asyncio.create_task(_apply(state.reconciler, change))
+        state.pending.add(task)  # keep a reference until done, or the loop may drop it
+        task.add_done_callback(state.pending.discard)
+        return reply(202, status="accepted", model=change.model)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return reply(200, status="ok")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        # Both replicas are ready (so rollouts and disruption budgets behave); which one leads is
+        # in the body, the metric modelpin_reconciler_leader and the Lease itself.
+        if not state.lease.reachable:
+            return reply(503, status="cannot reach the apiserver's Lease API", leader=False)
+        r = state.reconciler
+        synced = state.lease.leader and len(r.synced) == len(r.kinds)
+        return reply(200, status="ready", leader=state.lease.leader, synced=synced, indexed=len(r.index))
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _apply(reconciler: Reconciler, change: Change) -> None:
+    try:
+        touched = await reconciler.compare({change.model})
+        log.info("%s.%s on %r: touched %d object(s)", change.entity, change.action, change.model, touched)
+    except Exception:
+        log.exception("handling %s.%s on %r failed", change.entity, change.action, change.model)

@@ -1,0 +1,133 @@
+"""HTTP at the edge: FastAPI routes around the admission core.
+
+The transport checks what controller-runtime checks (Content-Type, body size)
+and maps the two error families: not an AdmissionReview is HTTP 400, an
+object modelpin cannot admit is a denial inside a 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from webhook import metrics
+from webhook.admission.decision import admit
+from webhook.admission.review import BadRequest, denied, parse_review, review
+from webhook.edge.cert_reload import CertReloader
+from webhook.model.causes import Cause
+from webhook.registry.resolver import Resolver
+
+log = logging.getLogger("modelpin")
+
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class ServerState:
+    resolver: Resolver
+    reloader: CertReloader | None = None
+
+
+def _error(status: int, reason: str) -> Response:
+    return Response(orjson.dumps({"error": reason}), status_code=status, media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes | Response:
+    """The body, or the error response that refuses it."""
+    ctype = length = b""
+    framed = True
+    # The raw ASGI header list (names arrive lower-cased): building a Headers
+    # mapping for two lookups costs more than this scan.
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            ctype = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            framed = False  # chunks decide the length, whatever Content-Length says
+    media = ctype.split(b";")[0].strip().lower().decode("latin-1")
+    if media != JSON:
+        return _error(400, f"Content-Type must be {JSON}, got {media or 'none'!r}")
+    if length.isdigit():
+        if int(length) > limit:
+            return _error(413, f"body of {length.decode()} bytes exceeds the {limit}-byte limit")
+        if framed:
+            # the server frames the body by Content-Length: it cannot grow past it
+            return await request.body()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _error(413, f"body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    settings = state.resolver.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = None
+        if state.reloader is not None:
+            watcher = asyncio.create_task(state.reloader.watch(settings.cert_reload_seconds))
+        # Everything alive now (imports, settings, the app) lives as long as the process:
+        # freezing it keeps the collector from re-scanning it during reviews.
+        gc.collect()
+        gc.freeze()
+        metrics.READY.set(1)
+        try:
+            yield
+        finally:
+            metrics.READY.set(0)
+            if watcher is not None:
+                watcher.cancel()
+            await state.resolver.aclose()
+
+    app = FastAPI(title="modelpin", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        body = await read_body(request, settings.max_body_bytes)
+        if isinstance(body, Response):
+            metrics.ADMISSIONS.labels("bad_request").observe(0)
+            return body
+        try:
+            req = parse_review(body)
+        except BadRequest as exc:
+            metrics.ADMISSIONS.labels("bad_request").observe(0)
+            return _error(400, str(exc))
+        try:
+            answer = await admit(req, resolver=state.resolver)
+        except Exception as exc:  # never an HTTP 500 for a valid review: deny and say why
+            log.exception("admission failed for uid %s", req["uid"])
+            metrics.ADMISSIONS.labels("internal_error").observe(0)
+            answer = denied(Cause.INTERNAL, f"modelpin failed internally: {type(exc).__name__}")
+        return Response(review(req["uid"], answer), media_type=JSON)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problems = [] if state.reloader is None else state.reloader.problems()
+        if problems:
+            return _error(503, "; ".join(problems))
+        return Response(b'{"status":"ready"}', media_type=JSON)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

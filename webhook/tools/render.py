@@ -1,0 +1,93 @@
+"""``modelpin render``: the admission core applied to YAML files, for CI previews."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import orjson
+import yaml
+
+from webhook.admission.decision import admit
+from webhook.admission.review import AdmissionRequest
+from webhook.registry.resolver import Resolver
+
+
+class RenderError(Exception):
+    pass
+
+
+def review_request(obj: dict[str, Any], namespace: str | None) -> AdmissionRequest:
+    """The request the apiserver would send for a dry-run create of ``obj``."""
+    api_version = str(obj.get("apiVersion", ""))
+    group, _, version = api_version.rpartition("/")
+    metadata = obj.get("metadata")
+    found = metadata.get("namespace") if isinstance(metadata, dict) else None
+    ns = namespace or (found if isinstance(found, str) else None) or "default"
+    return {
+        "uid": str(uuid.uuid4()),
+        "kind": {"group": group, "version": version, "kind": str(obj.get("kind", ""))},
+        "namespace": ns,
+        "operation": "CREATE",
+        "object": obj,
+        "dryRun": True,
+    }
+
+
+async def render_documents(
+    docs: Iterable[Any], *, namespace: str | None, resolver: Resolver
+) -> tuple[list[Any], list[str], list[str]]:
+    """Resolved documents, error messages and warnings, in document order."""
+    out: list[Any] = []
+    errors: list[str] = []
+    warnings: list[str] = []
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            out.append(doc)
+            continue
+        name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
+        response = await admit(review_request(doc, namespace), resolver=resolver)
+        warnings += [f"document {index + 1} ({name}): {w}" for w in response.get("warnings", [])]
+        if not response["allowed"]:
+            errors.append(f"document {index + 1} ({name}): {response['status']['message']}")
+            out.append(doc)
+            continue
+        patch = response.get("patch")
+        ops = orjson.loads(base64.b64decode(patch)) if patch else []
+        out.append(jsonpatch.apply_patch(doc, ops) if ops else doc)
+    return out, errors, warnings
+
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_source(source: str | None) -> str:
+    """The YAML text of a file, of a directory's manifests (as ``kubectl apply -f DIR``), or of stdin."""
+    if source in (None, "-"):
+        return sys.stdin.read()
+    path = Path(source)
+    try:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+            if not files:
+                raise RenderError(f"{path} holds no {', '.join(MANIFEST_SUFFIXES)} files")
+            return "\n---\n".join(p.read_text() for p in files)
+        return path.read_text()
+    except OSError as exc:
+        raise RenderError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+def load_documents(text: str) -> list[Any]:
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise RenderError(f"not valid YAML: {exc}") from exc
+
+
+def dump_documents(docs: list[Any]) -> str:
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
