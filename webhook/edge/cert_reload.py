@@ -13,6 +13,8 @@ import os
 import ssl
 from pathlib import Path
 
+from cryptography import x509
+
 from webhook import metrics
 
 log = logging.getLogger("modelpin.tls")
@@ -26,12 +28,23 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _export_expiry(cert: Path) -> None:
+    """The served leaf's notAfter, for the expiry alert: a rotation that never happens is silent otherwise."""
+    try:
+        leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the expiry of %s: %s", cert, exc)
+        return
+    metrics.CERT_EXPIRY.set(leaf.not_valid_after_utc.timestamp())
+
+
 class CertReloader:
     def __init__(self, context: ssl.SSLContext, cert: Path, key: Path) -> None:
         self.context = context
         self.cert = cert
         self.key = key
         self._seen = (_identity(cert), _identity(key))
+        _export_expiry(cert)
 
     def problems(self) -> list[str]:
         return [f"{p} is missing" for p in (self.cert, self.key) if not p.is_file()]
@@ -53,6 +66,7 @@ class CertReloader:
             log.warning("serving certificate not reloaded: %s", exc)
             return False
         self._seen = current
+        _export_expiry(self.cert)
         metrics.CERT_RELOADS.labels("ok").inc()
         log.info("serving certificate reloaded from %s", self.cert)
         return True

@@ -132,3 +132,21 @@ async def test_watch_polls(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def expiry_metric() -> float | None:
+    return PROMETHEUS.get_sample_value("modelpin_certificate_expiry_timestamp_seconds")
+
+
+def test_expiry_of_the_served_certificate_is_exported_and_follows_rotation(tmp_path: Path) -> None:
+    _, reloader, bundle = server(tmp_path)
+    first = x509.load_pem_x509_certificate(bundle.cert.read_bytes()).not_valid_after_utc.timestamp()
+    assert expiry_metric() == first
+    shorter = certs.issue(tmp_path / "next", ["localhost"], days=3)
+    shutil.copy(shorter.cert, bundle.cert)
+    shutil.copy(shorter.key, bundle.key)
+    bump_mtime(bundle.cert, bundle.key)
+    assert reloader.check() is True
+    rotated = x509.load_pem_x509_certificate(bundle.cert.read_bytes()).not_valid_after_utc.timestamp()
+    assert rotated < first
+    assert expiry_metric() == rotated
