@@ -1,4 +1,4 @@
-"""certs/: where ``modelpin certs`` writes by default, kept out of git, and what the self-signed overlay takes from it."""
+"""certs/: what ``modelpin certs`` writes there by default, kept out of git, and fed to the self-signed overlay."""
 
 from __future__ import annotations
 

@@ -203,7 +203,7 @@ def test_install_upgrade_uninstall_and_admission(
             ns = ["-n", RELEASE_NS] if doc["kind"] not in CLUSTER_KINDS else []
             cluster.kubectl("get", doc["kind"], doc["metadata"]["name"], *ns)
         mwc = json.loads(
-            cluster.kubectl("get", "mutatingwebhookconfiguration", f"{RELEASE}-modelpin", "-o", "json").stdout
+            cluster.kubectl("get", "mutatingwebhookconfiguration", RELEASE, "-o", "json").stdout
         )
         assert mwc["webhooks"][0]["clientConfig"]["url"] == f"{modelpin.url}/mutate"
 
@@ -229,11 +229,11 @@ def test_install_upgrade_uninstall_and_admission(
         out = helm("upgrade", RELEASE, str(CHART), *upgrade)
         assert "STATUS: deployed" in out.stdout and "REVISION: 2" in out.stdout
         deploy = json.loads(
-            cluster.kubectl("get", "deployment", f"{RELEASE}-modelpin-webhook", "-n", RELEASE_NS, "-o", "json").stdout
+            cluster.kubectl("get", "deployment", f"{RELEASE}-webhook", "-n", RELEASE_NS, "-o", "json").stdout
         )
         assert deploy["spec"]["replicas"] == 3
         config = json.loads(
-            cluster.kubectl("get", "configmap", f"{RELEASE}-modelpin-config", "-n", RELEASE_NS, "-o", "json").stdout
+            cluster.kubectl("get", "configmap", f"{RELEASE}-config", "-n", RELEASE_NS, "-o", "json").stdout
         )
         assert yaml.safe_load(config["data"]["config.yaml"])["default_selector"] == "/Production"
         # The config checksum rolls the pods when the configuration changes.
@@ -244,7 +244,7 @@ def test_install_upgrade_uninstall_and_admission(
             == second["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
             != first["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
         )
-        gone = [d for d in rendered_first if d["metadata"]["name"].startswith(f"{RELEASE}-modelpin-reconciler")]
+        gone = [d for d in rendered_first if d["metadata"]["name"].startswith(f"{RELEASE}-reconciler")]
         assert {d["kind"] for d in gone} >= {"Deployment", "ClusterRole", "ClusterRoleBinding", "Role", "NetworkPolicy"}
         for doc in gone:
             ns = ["-n", RELEASE_NS] if doc["kind"] not in CLUSTER_KINDS else []
@@ -282,7 +282,7 @@ def test_cert_manager_install_is_accepted_by_the_apiserver(cluster: ControlPlane
     cluster.kubectl("create", "namespace", "helm-dry-run", check=False)
     out = helm(
         "install",
-        "modelpin",
+        "mp-dry",
         str(CHART),
         "--namespace",
         "helm-dry-run",
@@ -294,7 +294,7 @@ def test_cert_manager_install_is_accepted_by_the_apiserver(cluster: ControlPlane
     rendered = docs(
         helm(
             "template",
-            "modelpin",
+            "mp-dry",
             str(CHART),
             "--namespace",
             "helm-dry-run",
@@ -304,7 +304,7 @@ def test_cert_manager_install_is_accepted_by_the_apiserver(cluster: ControlPlane
     )
     applied = cluster.kubectl("apply", "--dry-run=server", "-f", "-", "-o", "name", input=yaml.safe_dump_all(rendered))
     assert len(applied.stdout.split()) == len(rendered)
-    assert "networkpolicy.networking.k8s.io/modelpin-reconciler" in applied.stdout
+    assert "networkpolicy.networking.k8s.io/mp-dry-modelpin-reconciler" in applied.stdout
 
 
 CLUSTER_KINDS = {
@@ -344,3 +344,26 @@ def admit_when_ready(cluster: ControlPlane, obj: dict[str, Any]) -> dict[str, An
         if time.monotonic() > deadline:
             raise AssertionError(f"the release's webhook never resolved the object: {out.stderr}")
         time.sleep(0.5)
+
+
+def test_network_policy_component_as_documented_is_accepted(cluster: ControlPlane, tmp_path: Path) -> None:
+    # The overlay in the component's README, verbatim, applied by a server-side dry run.
+    cluster.kubectl("apply", "-f", str(CRDS / "cert-manager"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.kubectl("create", "namespace", "modelpin-system", check=False)
+    manifests = tmp_path / "manifests"
+    shutil.copytree(REPO / "manifests", manifests)
+    readme = (manifests / "components" / "network-policies" / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    overlay = manifests / "overlays" / "restricted"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(example)
+    rendered = docs(cluster.kubectl("kustomize", str(overlay)).stdout)
+    policies = {d["metadata"]["name"]: d["spec"] for d in by_kind(rendered, "NetworkPolicy")}
+    assert policies["modelpin-webhook"]["ingress"][0]["from"][0] == {"ipBlock": {"cidr": "10.0.0.0/24"}}
+    assert policies["modelpin-reconciler"]["ingress"][0]["from"][0]["podSelector"] == {
+        "matchLabels": {"app": "mlflow-server"}
+    }
+    out = cluster.kubectl("apply", "--dry-run=server", "-k", str(overlay), "-o", "name")
+    assert "networkpolicy.networking.k8s.io/modelpin-webhook" in out.stdout
+    assert "networkpolicy.networking.k8s.io/modelpin-reconciler" in out.stdout
