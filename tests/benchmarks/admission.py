@@ -1,31 +1,39 @@
 """Admission benchmark: echo vs naive vs modelpin, same machine, same TLS, same payloads.
 
-    python -m tests.benchmarks.admission [--requests N] [--naive-requests N] [--levels 1,16,64] [--out DIR]
+    python -m tests.benchmarks.admission [--seconds S] [--rounds N] [--levels 1,16,64]
+        [--baseline /tmp/modelpin-<rev>] [--out DIR]
 
-Starts a real mlflow server with real models, the three servers on one test
-CA, and drives each from a separate load process. Prints a table with ratios
-taken in this one run, the cold-path figures, and writes a PNG plot.
+Starts a real mlflow server with real models, the servers on one test CA, and
+drives each from a separate load process. Prints a table with ratios taken in
+this one run, the cold-path figures, and writes a PNG plot.
 
 These machines are shared and drift by tens of percent within a minute, so at
 each concurrency level echo and modelpin are measured in several short rounds,
 back to back, and each modelpin round is compared with the echo round next to
 it. Each server's own CPU time per request (from /proc) is reported too: it
-does not depend on what else the machine is doing.
+does not depend on what else the machine is doing as much as throughput does.
 
-Every review carries its own uid, as the apiserver's do. modelpin is measured
-three ways, all with the resolution cache warm: ``modelpin`` sends the same two
-objects again and again (the GitOps case: re-applied manifests, unchanged
-syncs), answered from the decision memo by the review's bytes but its uid;
-``modelpin-edited`` gives every review a spec never seen before (a number in an
-ordinary spec string, as when replicas or an image change), so each one is
-walked and answered by the fields it acts on; ``modelpin-touched`` gives every
-review a new ``modelpin.io/refresh`` token (as the reconciler does), so each one
-is walked, planned and patched in full.
+Every review carries its own uid, as the apiserver's do, and every one is
+decided in full (only resolutions are cached). modelpin is measured two ways,
+both with the resolution cache warm:
 
-Each way has its own ``modelpin serve`` process, so one way's decisions never
-crowd another's out of the memo. With two or more CPUs the servers share the
-last one, and the load generator and the MLflow server get the others, so a
-server never competes for its core with its own load or with the registry.
+- ``modelpin-repeated``: the same two objects again and again (re-applied
+  manifests, unchanged GitOps syncs);
+- ``modelpin-new``: every review is an object never seen before: a new name, a
+  new ``modelpin.io/refresh`` token (as the reconciler writes) and a new value
+  in an ordinary spec string (as when an image tag changes), so nothing about
+  the object repeats, only the templates it holds.
+
+``--baseline DIR`` adds a third, ``baseline-new``: ``modelpin serve`` of another
+checkout (a git worktree of an older commit) given the ``modelpin-new``
+reviews, measured in the same interleaved rounds.
+
+Each way has its own ``modelpin serve`` process, so its counters say how it
+answered: the benchmark reads ``modelpin_admission_seconds_count`` by outcome
+and ``modelpin_cache_total`` by result around every timed round. With two or
+more CPUs the servers share the last one, and the load generator and the MLflow
+server get the others, so a server never competes for its core with its own
+load or with the registry.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.support.baseline import describe, revision_server
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc, modelpin_config
@@ -74,22 +83,45 @@ def start_comparison(
     return proc, f"https://127.0.0.1:{port}/mutate"
 
 
-SERVERS = ("echo", "modelpin", "modelpin-edited", "modelpin-touched", "naive")
 # how each modelpin measurement varies its reviews (see the module docstring)
-MODES = {"modelpin": "repeated", "modelpin-edited": "edited", "modelpin-touched": "touched"}
+MODES = {"modelpin-repeated": "repeated", "modelpin-new": "new"}
+BASELINE = "baseline-new"
+SERVERS = ("echo", *MODES, "naive")
 SEQ = "__SEQ__"
+# what a modelpin server's counters say about a timed round
+PATHS = {
+    "patched": ("modelpin_admission_seconds_count", {"outcome": "patched"}),
+    "admitted": ("modelpin_admission_seconds_count", {}),
+    "cache_hit": ("modelpin_cache_total", {"result": "hit"}),
+    "cache_miss": ("modelpin_cache_total", {"result": "miss"}),
+    "cache_bypass": ("modelpin_cache_total", {"result": "bypass"}),
+}
 
 
 def bench_objects(mode: str = "repeated") -> list[dict[str, Any]]:
-    """The two objects; ``edited`` and ``touched`` carry ``__SEQ__`` where each review differs."""
+    """The two objects; ``new`` carries ``__SEQ__`` wherever each review differs."""
     seed, canary = fixture("seldon-seed.yaml"), fixture("isvc-canary.yaml")
-    if mode == "edited":
+    if mode == "new":
         seed["spec"]["name"] = f"iris-{SEQ}"
         canary["spec"]["transformer"]["containers"][0]["image"] = f"example.com/fraud-transformer:{SEQ}"
-    elif mode == "touched":
         for obj in (seed, canary):
+            obj["metadata"]["name"] = f"{obj['metadata']['name']}-{SEQ}"
+            # a number far below any cache entry's fetch time (ms since the epoch): the cache still serves
             obj["metadata"].setdefault("annotations", {})[REFRESH] = SEQ
     return [seed, canary]
+
+
+def counters(server: ModelpinServer) -> dict[str, float]:
+    """The server's counters named in ``PATHS`` (one /metrics read)."""
+    text = server.client.get("/metrics").text
+    out = dict.fromkeys(PATHS, 0.0)
+    for line in text.splitlines():
+        for key, (name, labels) in PATHS.items():
+            if (line.startswith(name + "{") or line.startswith(name + " ")) and all(
+                f'{k}="{v}"' in line for k, v in labels.items()
+            ):
+                out[key] += float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -231,7 +263,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--requests", type=int, default=3000, help="per server, level and round, with httpx")
     ap.add_argument("--naive-requests", type=int, default=150)
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--seed-requests", type=int, default=2000, help="sequential seed SeldonDeployment reviews")
@@ -240,6 +272,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=4.0, help="per server, level and round, with wrk")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of echo and modelpin per level")
     ap.add_argument("--warmup", type=float, default=5.0, help="discarded load per server before measuring, with wrk")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree): its modelpin serve is measured as baseline-new",
+    )
+    ap.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive server")
     ap.add_argument(
         "--no-pin",
         dest="pin",
@@ -256,14 +294,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
     stack = contextlib.ExitStack()
+    # the servers measured in interleaved rounds, and the review mode each is given
+    ways = {"echo": "new", **MODES}
+    if args.baseline is not None:
+        ways[BASELINE] = "new"
     try:
         catalog = populate(mlflow.url)
         for name in MODES:
             servers[name] = ModelpinServer(work / name, modelpin_config(mlflow.url), work / "ca")
-        modelpin = servers["modelpin"]
+        if args.baseline is not None:
+            servers[BASELINE] = revision_server(
+                args.baseline, work / BASELINE, modelpin_config(mlflow.url), work / "ca"
+            )
+        modelpin = servers["modelpin-repeated"]
         # per mode: the wrk body files and the httpx driver's payload file
         inputs: dict[str, tuple[list[Path], Path]] = {}
-        for mode in ("repeated", "edited", "touched"):
+        for mode in ("repeated", "new"):
             reviews = [make_review(obj) for obj in bench_objects(mode)]
             for one in reviews:
                 one["request"]["uid"] = f"review-{SEQ}"  # the load generators number every review
@@ -274,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             inputs[mode] = (files, work / f"{mode}.json")
         urls = {name: f"{server.url}/mutate" for name, server in servers.items()}
         pids = {name: server.process.proc.pid for name, server in servers.items()}
-        for kind in ("echo", "naive"):
+        for kind in ("echo", "naive") if args.naive else ("echo",):
             proc, url = start_comparison(kind, work, modelpin.cert, modelpin.key, modelpin.ca, mlflow.url)
             procs.append(proc)
             urls[kind] = url
@@ -290,15 +336,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # Discarded warm-up: right after setup the mlflow server keeps the CPU busy for a while
         # (seen as p99 spikes of hundreds of ms in whichever server is measured first).
         # It also fills each server's resolution cache.
-        for server in ("echo", *MODES):
-            mode = MODES.get(server, "repeated")
+        for server, mode in ways.items():
             files, payloads = inputs[mode]
             warm_base = 1  # measured runs start far above
             if args.driver == "wrk":
                 drive_wrk(urls[server], files, 1, args.warmup, warm_base)
             else:
                 drive(urls[server], modelpin.ca, payloads, 1, 200, warm_base)
-        results: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in SERVERS}
+        results: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in (*ways, "naive")}
         runs_so_far = 0
         primer = stack.enter_context(
             httpx.Client(verify=ssl.create_default_context(cafile=str(modelpin.ca)), timeout=60)
@@ -307,15 +352,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def measure(server: str, level: int, seconds: float) -> dict[str, float]:
             nonlocal runs_so_far
             runs_so_far += 1
-            mode = MODES.get(server, "repeated")
-            files, payloads = inputs[mode]
-            # numbers never repeat across runs, so no review of one run is remembered from another
+            files, payloads = inputs[ways.get(server, "repeated")]
+            # numbers never repeat across runs, so no review of one run is the same object as another's
             seq_base = runs_so_far * 10_000_000
             # One review of each payload first: a server idle while the others were measured
             # has let its cache entries expire, and the round is meant to measure a warm cache.
             for path in files:
                 body = path.read_bytes().replace(SEQ.encode(), str(seq_base - 1).encode())
                 primer.post(urls[server], content=body, headers={"Content-Type": "application/json"})
+            watched = servers.get(server)
+            seen = counters(watched) if watched is not None else {}
             before = cpu_seconds(pids[server])
             if args.driver == "wrk":
                 r = drive_wrk(urls[server], files, level, seconds, seq_base)
@@ -323,10 +369,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 n = args.naive_requests if server == "naive" else args.requests
                 r = drive(urls[server], modelpin.ca, payloads, level, max(n, level), seq_base)
             r["cpu_us"] = (cpu_seconds(pids[server]) - before) / max(r["requests"], 1) * 1e6
+            if watched is not None:
+                # how the server answered this round (with httpx: its warm-up reviews included)
+                after = counters(watched)
+                r.update({k: after[k] - seen[k] for k in PATHS})
             return r
 
         for level in levels:
-            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in ("echo", *MODES)}
+            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in ways}
             for _ in range(args.rounds):
                 for server, runs in rounds.items():
                     runs.append(measure(server, level, args.seconds))
@@ -334,25 +384,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results[server][level] = combine(runs)
         seed_only = work / "seed.json"
         seed_only.write_bytes(orjson.dumps([make_review(fixture("seldon-seed.yaml"))]))
-        seed = drive(urls["modelpin"], modelpin.ca, seed_only, 1, args.seed_requests)
+        seed = drive(urls["modelpin-repeated"], modelpin.ca, seed_only, 1, args.seed_requests)
         # the same run against echo: what the client and the machine alone add to the tail
         seed_echo = drive(urls["echo"], modelpin.ca, seed_only, 1, args.seed_requests)
         cold = cold_path(modelpin, catalog)
         # naive last: its backlog of timed-out requests keeps it and the registry busy afterwards
-        for level in levels:
-            results["naive"][level] = combine([measure("naive", level, max(args.seconds, 10.0))])
+        if args.naive:
+            for level in levels:
+                results["naive"][level] = combine([measure("naive", level, max(args.seconds, 10.0))])
     finally:
         stack.close()
         os.sched_setaffinity(0, cpus)  # the caller (a test session, say) gets all its CPUs back
         for proc in procs:
             proc.stop()
-        for server in servers.values():
-            server.stop()
+        for server_process in servers.values():
+            server_process.stop()
         mlflow.stop()
 
+    shown = [s for s in (*ways, "naive") if results[s]]
     print(f"\nload driver: {args.driver}")
+    if args.baseline is not None:
+        print(f"{BASELINE}: modelpin serve of {describe(args.baseline)}")
     if pinned:
-        print(f"servers pinned to CPU {cpus[-1]}, load generator to CPU {','.join(map(str, cpus[:-1]))}")
+        print(f"servers pinned to CPU {cpus[-1]}, load generator and MLflow to CPU {','.join(map(str, cpus[:-1]))}")
     print("\nadmission over HTTPS, payloads: seed SeldonDeployment (4 templates) + InferenceService (6 templates)")
     print(
         f"medians of {args.rounds} interleaved rounds per level (naive: one round); cpu: the server's own per request"
@@ -361,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{'server':<17} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu us':>7} {'fail':>5}"
     )
     for level in levels:
-        for server in SERVERS:
+        for server in shown:
             r = results[server][level]
             print(
                 f"{server:<17} {level:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
@@ -369,19 +423,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
     print("\nratios (same run): throughput, median of rounds paired with the echo round next to them [min-max];")
     print("cpu: echo's CPU per request over the server's")
+    compared = [w for w in ways if w != "echo"]
     for level in levels:
-        e, n = results["echo"][level], results["naive"][level]
+        e = results["echo"][level]
         parts = []
-        for label in MODES:
+        for label in compared:
             r = results[label][level]
             ratios = paired_ratios(r, e)
             cpu = f"{e['cpu_us'] / r['cpu_us']:.2f}" if r["cpu_us"] else "n/a"  # under one clock tick
             parts.append(
                 f"{label}/echo {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] (cpu {cpu})"
             )
-        m = results["modelpin"][level]
-        vs_naive = f"{m['rps'] / n['rps']:.0f}" if n["rps"] else "inf (naive answered nothing in time)"
-        print(f"  concurrency {level:>3}: {', '.join(parts)}, modelpin/naive {vs_naive}")
+        if results["naive"]:
+            n, m = results["naive"][level], results["modelpin-new"][level]
+            parts.append(
+                f"modelpin-new/naive {m['rps'] / n['rps']:.0f}" if n["rps"] else "naive answered nothing in time"
+            )
+        print(f"  concurrency {level:>3}: {', '.join(parts)}")
+    print("\nhow each server answered its timed rounds (counter deltas over all levels and rounds):")
+    for server in compared:
+        runs = [run for level in levels for run in results[server][level]["runs"]]
+        sent = sum(run["requests"] for run in runs)
+        totals = {k: sum(run.get(k, 0.0) for run in runs) for k in PATHS}
+        print(
+            f"  {server:<17} {int(sent)} reviews answered: {int(totals['patched'])} decisions patched "
+            f"of {int(totals['admitted'])}, cache hits {int(totals['cache_hit'])}, "
+            f"misses {int(totals['cache_miss'])}, bypasses {int(totals['cache_bypass'])}"
+        )
     print(
         f"\nwarm cache, {int(seed['requests'])} sequential HTTPS reviews of the seed SeldonDeployment "
         f"(httpx driver): p50 {seed['p50_ms']:.2f} ms, p99 {seed['p99_ms']:.2f} ms, max {seed['max_ms']:.2f} ms; "
@@ -393,16 +461,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"first answer {cold['first_answer_ms']:.1f} ms, last {cold['last_answer_ms']:.1f} ms, "
         f"{int(cold['allowed'])}/100 allowed"
     )
+    shown_results = {k: results[k] for k in shown}
     png = args.out / "admission-latency.png"
-    plot(results, png)
+    plot(shown_results, png)
     print(f"plot: {png}")
+    report = {"results": shown_results, "cold": cold, "seed": seed, "seed_echo": seed_echo}
+    if args.baseline is not None:
+        report["baseline"] = describe(args.baseline)
     (args.out / "admission.json").write_bytes(
-        orjson.dumps(
-            {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo},
-            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2,
-        )
+        orjson.dumps(report, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2)
     )
-    return {"results": results, "cold": cold, "seed": seed, "seed_echo": seed_echo}
+    return report
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Load generator, run in its own process: keep-alive HTTPS at a fixed concurrency.
 
 ``python -m tests.benchmarks.load URL CA_FILE PAYLOADS_JSON CONCURRENCY REQUESTS [SEQ_BASE]`` prints one
-JSON line: requests/s, p50, p99 and max latency in ms, and the count of non-200 or denied answers.
+JSON line: requests/s, p50, p99 and max latency in ms, the count of non-200 or denied answers, and
+how many distinct objects the timed reviews carried (their bodies but the uid).
 Every request carries its own uid, as the apiserver's reviews do.
 With ``SEQ_BASE``, every request replaces ``__SEQ__`` in its body by a fresh number above it, so no
 two reviews (of this run, or of runs given bases far enough apart) carry the same text.
@@ -23,10 +24,16 @@ SEQ = b"__SEQ__"
 UID = b"__UID__"
 
 
-def fresh(body: bytes, seq: int | None) -> bytes:
-    """``body`` with a new uid and, given ``seq``, that number for ``__SEQ__``."""
-    body = body.replace(UID, str(uuid.uuid4()).encode())
-    return body if seq is None else body.replace(SEQ, str(seq).encode())
+def fresh(body: bytes, seq: int | None, objects: set[int] | None = None) -> bytes:
+    """``body`` with a new uid and, given ``seq``, that number for ``__SEQ__``.
+
+    ``objects`` collects a hash of each body before its uid is set: one per distinct object.
+    """
+    if seq is not None:
+        body = body.replace(SEQ, str(seq).encode())
+    if objects is not None:
+        objects.add(hash(body))
+    return body.replace(UID, str(uuid.uuid4()).encode())
 
 
 async def run(
@@ -34,6 +41,7 @@ async def run(
 ) -> dict[str, float]:
     context = ssl.create_default_context(cafile=ca)
     latencies: list[float] = []
+    objects: set[int] = set()
     failures = 0
     remaining = total
     headers = {"Content-Type": "application/json"}
@@ -64,7 +72,7 @@ async def run(
             i = index
             while remaining > 0:
                 remaining -= 1
-                body = fresh(bodies[i % len(bodies)], None if seq_base is None else seq_base + remaining)
+                body = fresh(bodies[i % len(bodies)], None if seq_base is None else seq_base + remaining, objects)
                 i += 1
                 started = time.perf_counter()
                 response = await client.post(url, content=body, headers=headers)
@@ -84,6 +92,7 @@ async def run(
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000,
         "max_ms": latencies[-1] * 1000,
         "failures": failures,
+        "objects": len(objects),
     }
 
 
