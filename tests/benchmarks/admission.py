@@ -359,7 +359,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # has let its cache entries expire, and the round is meant to measure a warm cache.
             for path in files:
                 body = path.read_bytes().replace(SEQ.encode(), str(seq_base - 1).encode())
-                primer.post(urls[server], content=body, headers={"Content-Type": "application/json"})
+                primed = primer.post(urls[server], content=body, headers={"Content-Type": "application/json"})
+                answer = primed.json()["response"]
+                # wrk counts HTTP errors only: a way whose objects are denied would measure denials
+                if server != "echo" and not (answer["allowed"] and answer.get("patch")):
+                    raise RuntimeError(f"{server} did not patch {path.name}: {answer}")
             watched = servers.get(server)
             seen = counters(watched) if watched is not None else {}
             before = cpu_seconds(pids[server])
@@ -373,6 +377,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 # how the server answered this round (with httpx: its warm-up reviews included)
                 after = counters(watched)
                 r.update({k: after[k] - seen[k] for k in PATHS})
+                if server in MODES and r["patched"] != r["admitted"]:
+                    raise RuntimeError(f"{server}: {r['admitted'] - r['patched']} reviews not patched: {r}")
             return r
 
         for level in levels:
