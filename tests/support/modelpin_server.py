@@ -21,7 +21,12 @@ from webhook.tools import certs
 
 class ModelpinServer:
     def __init__(
-        self, workdir: Path, config: dict[str, Any], ca_dir: Path, extra_args: list[str] | None = None
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        ca_dir: Path,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -56,6 +61,7 @@ class ModelpinServer:
                 *(extra_args or []),
             ],
             workdir / "modelpin.log",
+            env=env,
             cwd=workdir,
         )
         self.tls = ssl.create_default_context(cafile=str(self.ca))

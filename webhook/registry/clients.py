@@ -9,6 +9,7 @@ the embedded ``sqlite:///`` default.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ import orjson
 
 from webhook import metrics
 from webhook.config import RegistryConfig
+
+log = logging.getLogger("modelpin.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,64 @@ class NotFound(RegistryError):
 
 
 class Unavailable(RegistryError):
-    """The registry could not answer (down, timing out, 5xx); caches may help."""
+    """The registry could not answer (down, timing out, 5xx, anything unexpected); caches may help.
+
+    Its text is what users read in warnings and denials: which registry and what
+    kind of failure, never the underlying exception's text (a driver error may
+    quote a store URI with its password). That goes to the log, and stays on
+    ``__cause__``.
+    """
+
+    def __init__(self, message: str, kind: str = "unavailable") -> None:
+        super().__init__(message)
+        self.kind = kind  # modelpin_registry_errors_total's label: timeout, connection, server_error, ...
+
+
+def _failed(registry: str, kind: str, message: str, detail: object) -> Unavailable:
+    """Count a failed call, log its detail, and say what users may read."""
+    metrics.REGISTRY_ERRORS.labels(registry, kind).inc()
+    log.warning("registry %r call failed (%s): %s", registry, kind, detail)
+    return Unavailable(message, kind)
+
+
+def _transport_failure(registry: str, exc: BaseException) -> Unavailable:
+    """Whatever the HTTP stack raised, as a failure kind users can act on.
+
+    Only httpx's own errors are told apart; any other type (a connection reset has
+    surfaced as an ``AttributeError`` from deep in the stack) is still the
+    registry's call failing, not modelpin's code.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return _failed(registry, "timeout", f"registry {registry!r} did not answer in time", repr(exc))
+    if isinstance(exc, httpx.TransportError):
+        return _failed(registry, "connection", f"registry {registry!r} did not answer (connection failed)", repr(exc))
+    return _failed(
+        registry, "unexpected", f"registry {registry!r} did not answer (the call failed unexpectedly)", repr(exc)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """What search_registered_models says of a model: enough to tell whether it changed."""
+
+    name: str
+    aliases: Mapping[str, str]  # alias -> version
+    latest_versions: tuple[ModelVersion, ...]  # the latest version of each stage
+    last_updated_ms: int = 0
+
+
+def registered_model_from_json(data: Mapping[str, Any]) -> RegisteredModel:
+    aliases = data.get("aliases") or []
+    if isinstance(aliases, Mapping):
+        alias_map = {str(k): str(v) for k, v in aliases.items()}
+    else:
+        alias_map = {str(a.get("alias")): str(a.get("version", "")) for a in aliases}
+    return RegisteredModel(
+        name=str(data.get("name", "")),
+        aliases=alias_map,
+        latest_versions=tuple(version_from_json(v) for v in data.get("latest_versions") or []),
+        last_updated_ms=int(data.get("last_updated_timestamp") or 0),
+    )
 
 
 class Registry(Protocol):
@@ -110,21 +170,27 @@ class RestRegistry:
         op = path.split("/")[1]  # bounded label set: the REST resource, never an id
         try:
             response = await self._client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
-            raise Unavailable(f"registry {self.name!r} did not answer: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise _transport_failure(self.name, exc) from exc
         finally:
             metrics.REGISTRY_LATENCY.labels(self.name, op).observe(time.perf_counter() - started)
         if response.status_code == 200:
-            body: dict[str, Any] = orjson.loads(response.content)
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise _failed(
+                    self.name, "bad_response", f"registry {self.name!r} answered with something that is not JSON", exc
+                ) from exc
+            if not isinstance(body, dict):
+                raise _failed(self.name, "bad_response", f"registry {self.name!r} answered unexpectedly", body)
             return body
         message = _error_message(response)
         if response.status_code == 404 or _means_missing(message):
             metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
             raise NotFound(message)
         if response.status_code >= 500 or response.status_code == 429:
-            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
-            raise Unavailable(f"registry {self.name!r} answered {response.status_code}: {message}")
+            # a 5xx body may quote the server's store URI: the log gets it, users get the status
+            raise _failed(self.name, "server_error", f"registry {self.name!r} answered {response.status_code}", message)
         metrics.REGISTRY_ERRORS.labels(self.name, "rejected").inc()
         raise RegistryError(f"registry {self.name!r} answered {response.status_code}: {message}")
 
@@ -143,6 +209,18 @@ class RestRegistry:
         while True:
             body = await self._get("/model-versions/search", params)
             found.extend(version_from_json(v) for v in body.get("model_versions", []))
+            token = body.get("next_page_token")
+            if not token:
+                return found
+            params = {**params, "page_token": token}
+
+    async def search_registered_models(self, page_size: int = 1000) -> list[RegisteredModel]:
+        """Every registered model with its aliases and latest versions: one call per page."""
+        params = {"max_results": str(page_size)}
+        found: list[RegisteredModel] = []
+        while True:
+            body = await self._get("/registered-models/search", params)
+            found.extend(registered_model_from_json(m) for m in body.get("registered_models", []))
             token = body.get("next_page_token")
             if not token:
                 return found
@@ -209,11 +287,13 @@ class LocalRegistry:
             if _means_missing(f"{exc.error_code} {exc.message}"):
                 metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
                 raise NotFound(exc.message) from exc
-            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
-            raise Unavailable(f"registry {self.name!r}: {exc.message}") from exc
-        except Exception as exc:  # the store's driver errors are not ours to enumerate
-            metrics.REGISTRY_ERRORS.labels(self.name, "unavailable").inc()
-            raise Unavailable(f"registry {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise _failed(
+                self.name, "server_error", f"registry {self.name!r} failed ({exc.error_code})", repr(exc)
+            ) from exc
+        except Exception as exc:  # the store's driver errors are not ours to enumerate, nor to show
+            raise _failed(
+                self.name, "unexpected", f"registry {self.name!r} failed (its store did not answer)", repr(exc)
+            ) from exc
         finally:
             metrics.REGISTRY_LATENCY.labels(self.name, op).observe(time.perf_counter() - started)
 
@@ -245,6 +325,27 @@ class LocalRegistry:
             "model-versions", lambda: list(self._client.search_model_versions(f"name='{escaped}'"))
         )
         return [self._convert(mv) for mv in found]
+
+    async def search_registered_models(self, page_size: int = 1000) -> list[RegisteredModel]:
+        def every_page() -> list[RegisteredModel]:
+            found: list[RegisteredModel] = []
+            token: str | None = None
+            while True:
+                page = self._client.search_registered_models(max_results=page_size, page_token=token)
+                for rm in page:
+                    found.append(
+                        RegisteredModel(
+                            name=rm.name,
+                            aliases={str(k): str(v) for k, v in (getattr(rm, "aliases", None) or {}).items()},
+                            latest_versions=tuple(self._convert(mv) for mv in rm.latest_versions or []),
+                            last_updated_ms=int(rm.last_updated_timestamp or 0),
+                        )
+                    )
+                token = page.token
+                if not token:
+                    return found
+
+        return await self._call("registered-models", every_page)
 
     async def download_uri(self, model: str, version: str) -> str:
         return str(

@@ -1,0 +1,213 @@
+"""The registry clients: every failure of a call is "unavailable", and its detail stays in the log.
+
+The REST client runs its real code over httpx transports that fail the way the
+HTTP stack has failed in production (an ``AttributeError`` from a reset
+connection), answer 500 with a store URI in the body, or answer garbage. The
+local client runs a real ``MlflowClient`` whose store raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY as PROMETHEUS
+
+from tests.support.fakes import make_settings
+from webhook.admission.decision import admit
+from webhook.admission.review import AdmissionRequest
+from webhook.config import RegistryConfig
+from webhook.model.causes import Cause
+from webhook.registry.clients import LocalRegistry, NotFound, RestRegistry, Unavailable
+from webhook.registry.resolver import ResolutionError, Resolver, plan
+from webhook.model.grammar import parse
+
+SECRET = "postgresql://user:s3cret@db/mlflow"
+ALIAS_BODY = {
+    "model_version": {
+        "name": "fraud",
+        "version": "2",
+        "status": "READY",
+        "current_stage": "Production",
+        "source": "s3://mlflow/7/r2/artifacts/model",
+        "run_id": "r2",
+    }
+}
+
+
+class Raising(httpx.AsyncBaseTransport):
+    """A transport that raises whatever it is given, as a broken HTTP stack does."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        raise self.exc
+
+
+def rest(transport: httpx.AsyncBaseTransport, name: str = "mlflow") -> RestRegistry:
+    return RestRegistry(name, RegistryConfig(tracking_uri="http://mlflow.invalid"), transport)
+
+
+def errors(registry: str, kind: str) -> float:
+    return PROMETHEUS.get_sample_value("modelpin_registry_errors_total", {"registry": registry, "kind": kind}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (
+            AttributeError("'NoneType' object has no attribute 'getpeername'"),
+            "unexpected",
+            "registry 'reset-test' did not answer (the call failed unexpectedly)",
+        ),
+        (RuntimeError(f"could not reach {SECRET}"), "unexpected", None),
+        (httpx.ConnectError(f"refused by {SECRET}"), "connection", "registry 'reset-test' did not answer (connection failed)"),
+        (httpx.ReadTimeout("slow"), "timeout", "registry 'reset-test' did not answer in time"),
+    ],
+)
+async def test_any_exception_from_the_http_stack_is_unavailable(
+    exc: BaseException, kind: str, message: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = rest(Raising(exc), "reset-test")
+    before = errors("reset-test", kind)
+    with caplog.at_level(logging.WARNING, "modelpin.registry"), pytest.raises(Unavailable) as info:
+        await client.get_alias("fraud", "champion")
+    assert info.value.kind == kind
+    assert errors("reset-test", kind) == before + 1
+    if message is not None:
+        assert str(info.value) == message
+    assert "s3cret" not in str(info.value)
+    assert str(exc) in caplog.text  # the detail is in the log, for the operator
+    await client.aclose()
+
+
+async def test_a_500_body_goes_to_the_log_not_the_message(caplog: pytest.LogCaptureFixture) -> None:
+    body = {"error_code": "INTERNAL_ERROR", "message": f"(OperationalError) could not connect to {SECRET}"}
+    client = rest(httpx.MockTransport(lambda request: httpx.Response(500, json=body)))
+    with caplog.at_level(logging.WARNING, "modelpin.registry"), pytest.raises(Unavailable) as info:
+        await client.get_version("fraud", "2")
+    assert (str(info.value), info.value.kind) == ("registry 'mlflow' answered 500", "server_error")
+    assert SECRET in caplog.text
+
+
+@pytest.mark.parametrize("content", [b"<html>proxy error</html>", b"[1, 2]"])
+async def test_a_200_that_is_not_an_mlflow_answer_is_unavailable(content: bytes) -> None:
+    client = rest(httpx.MockTransport(lambda request: httpx.Response(200, content=content)))
+    with pytest.raises(Unavailable) as info:
+        await client.get_version("fraud", "2")
+    assert info.value.kind == "bad_response"
+
+
+async def test_missing_and_refused_are_not_unavailable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/alias"):
+            return httpx.Response(400, json={"error_code": "INVALID_PARAMETER_VALUE", "message": "alias x not found"})
+        return httpx.Response(200, json=ALIAS_BODY)
+
+    client = rest(httpx.MockTransport(handler))
+    with pytest.raises(NotFound):
+        await client.get_alias("fraud", "x")
+    assert (await client.get_version("fraud", "2")).version == "2"
+
+
+def _review(uri: str) -> AdmissionRequest:
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": {"predictor": {"model": {"storageUri": uri}}},
+    }
+    request: AdmissionRequest = {  # type: ignore[typeddict-item]
+        "uid": "u",
+        "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+        "namespace": "default",
+        "operation": "CREATE",
+        "object": obj,
+        "dryRun": False,
+    }
+    return request
+
+
+class Switch(httpx.AsyncBaseTransport):
+    """Answers like MLflow until told to fail with ``failure``."""
+
+    def __init__(self) -> None:
+        self.failure: Callable[[], httpx.Response] | None = None
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.failure is not None:
+            return self.failure()
+        return httpx.Response(200, json=ALIAS_BODY)
+
+
+def _raise_with_secret() -> httpx.Response:
+    raise AttributeError(f"'NoneType' object has no attribute 'getpeername' ({SECRET})")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        _raise_with_secret,
+        lambda: httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE", "message": SECRET}),
+    ],
+    ids=["exception", "503"],
+)
+async def test_admission_turns_registry_failures_into_stale_answers_and_503s_without_the_detail(
+    failure: Callable[[], httpx.Response], caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = Switch()
+    settings = make_settings(cache={"pinned_ttl_seconds": 0, "floating_ttl_seconds": 0, "max_stale_seconds": 600})
+    resolver = Resolver(settings, {"mlflow": RestRegistry("mlflow", settings.registries["mlflow"], transport)})
+    try:
+        warm = await admit(_review("models:/fraud@champion"), resolver=resolver)
+        assert warm["allowed"] and not warm.get("warnings")
+        transport.failure = failure
+        with caplog.at_level(logging.WARNING, "modelpin.registry"):
+            stale = await admit(_review("models:/fraud@champion"), resolver=resolver)
+            cold = await admit(_review("models:/fraud/2"), resolver=resolver)
+        assert stale["allowed"] and stale["warnings"]
+        assert "serving version 2" in stale["warnings"][0]
+        assert not cold["allowed"] and cold["status"]["code"] == 503
+        assert "'models:/fraud/2'" in cold["status"]["message"]
+        assert "no usable cached resolution" in cold["status"]["message"]
+        for answer in (stale, cold):
+            assert "s3cret" not in str(answer)
+        assert SECRET in caplog.text
+    finally:
+        await resolver.aclose()
+
+
+async def test_local_store_errors_are_unavailable_without_the_store_uri(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    registry = LocalRegistry("local-test", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def broken(*args: object) -> None:
+        raise MlflowException(f"(sqlite3.OperationalError) unable to open {SECRET}")
+
+    def driver(*args: object) -> None:
+        raise OSError(f"connection to {SECRET} refused")
+
+    for fake in (broken, driver):
+        registry._client.get_model_version_by_alias = fake
+        with caplog.at_level(logging.WARNING, "modelpin.registry"), pytest.raises(Unavailable) as info:
+            await registry.get_alias("fraud", "champion")
+        assert "s3cret" not in str(info.value)
+        assert str(info.value).startswith("registry 'local-test' failed")
+    assert SECRET in caplog.text
+
+    settings = make_settings()
+    resolver = Resolver(settings, {"mlflow": registry})
+    with pytest.raises(ResolutionError) as failed:
+        await resolver.resolve(plan(parse("models:/fraud@champion"), "default", settings))
+    assert failed.value.cause is Cause.UNAVAILABLE and "s3cret" not in str(failed.value)
