@@ -11,7 +11,7 @@ import fnmatch
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from webhook.model.grammar import Selector, SelectorKind, TemplateError, parse_reference
+from webhook.model.uris import RcloneRemotes, check_remote_name
 
 BUILTIN_PROFILES = ("auto", "s3", "gcs", "blob")
 
@@ -88,6 +89,48 @@ class CacheConfig(BaseModel):
     max_entries: int = 10000
 
 
+class RcloneConfig(BaseModel):
+    """Seldon kinds: the rclone remote each URI names, as the user's rclone secret defines it.
+
+    The defaults write the seed's forms (``s3://``, ``gs://``, ``wasbs://<container>/<path>``).
+    """
+
+    # A misspelt key would otherwise be ignored, and URIs written for remotes no secret defines.
+    model_config = {"extra": "forbid"}
+
+    form: Literal["remote://", "remote:"] = "remote://"
+    s3: str = "s3"
+    gs: str = "gs"
+    azure: str = "wasbs"
+    # Per bucket (S3, GCS) or storage account (Azure): a remote of its own, e.g. a MinIO beside AWS.
+    s3_buckets: dict[str, str] = Field(default_factory=dict)
+    gs_buckets: dict[str, str] = Field(default_factory=dict)
+    azure_accounts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("s3", "gs", "azure")
+    @classmethod
+    def _check_remote(cls, value: str) -> str:
+        return check_remote_name(value)
+
+    @field_validator("s3_buckets", "gs_buckets", "azure_accounts")
+    @classmethod
+    def _check_remotes(cls, value: dict[str, str]) -> dict[str, str]:
+        for remote in value.values():
+            check_remote_name(remote)
+        return value
+
+    def remotes(self) -> RcloneRemotes:
+        return RcloneRemotes(
+            s3=self.s3,
+            gs=self.gs,
+            azure=self.azure,
+            s3_buckets=dict(self.s3_buckets),
+            gs_buckets=dict(self.gs_buckets),
+            azure_accounts=dict(self.azure_accounts),
+            colon=self.form == "remote:",
+        )
+
+
 def _validate_selector(value: str | None) -> str | None:
     if value is None:
         return None
@@ -147,6 +190,7 @@ class Settings(BaseSettings):
     # Pattern profiles: a URI pattern over the version's fields,
     # e.g. "oci://quay.io/org/{name}:{tags[git_commit]}".
     profiles: dict[str, str] = Field(default_factory=dict)
+    rclone: RcloneConfig = Field(default_factory=RcloneConfig)
     namespaces: dict[str, NamespacePolicy] = Field(default_factory=dict)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     lookup_deadline_seconds: float = 2.0

@@ -58,7 +58,7 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
         metadata = obj.get("metadata")
         found = metadata.get("namespace") if isinstance(metadata, dict) else None
         namespace = found if isinstance(found, str) else None
-    flavor = Flavor.for_group(request["kind"]["group"])
+    flavor = Flavor.for_group(request["kind"]["group"], request["kind"]["kind"])
     outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver)
     if outcome.errors:
         detail = "; ".join(message for _, message in outcome.errors)

@@ -1,7 +1,18 @@
 """From an artifact location to the URI the serving side fetches (DESIGN.md section 3).
 
 Profiles are pure functions of the version's fields and the kind being
-admitted; all registry I/O happens before this module is reached.
+admitted; all registry I/O happens before this module is reached. Each kind's
+fetcher accepts its own forms:
+
+- KServe's storage initializer (InferenceService): s3, gs, hdfs, webhdfs, hf,
+  oci, pvc (mounted by KServe's webhook), Azure Blob only as
+  ``https://<account>.blob.core.windows.net/...``, and any other http(s) URL
+  as one file or archive.
+- KServe's model agent (TrainedModel): s3, gs, http, https; an http(s) URL is
+  one GET of one file, so an Azure Blob folder cannot work.
+- rclone (Seldon v1's storage initializer, Seldon v2's agent):
+  ``<remote>:<bucket>/<path>`` where the remote is whatever the user's rclone
+  secret defines, plus ``pvc://`` which Seldon v1 mounts itself.
 """
 
 from __future__ import annotations
@@ -16,32 +27,37 @@ from urllib.parse import urlsplit
 
 
 class Flavor(StrEnum):
-    """Which storage initializer will fetch the URI."""
+    """Which program fetches the URI, and so which forms it may take."""
 
-    KSERVE = "kserve"
-    SELDON = "seldon"
+    KSERVE = "kserve"  # KServe's storage initializer
+    KSERVE_AGENT = "kserve-agent"  # KServe's model agent: TrainedModel
+    SELDON = "seldon"  # rclone
     GENERIC = "generic"
 
     @classmethod
-    def for_group(cls, group: str) -> Flavor:
+    def for_group(cls, group: str, kind: str = "") -> Flavor:
+        """``kind`` is the kind or the resource's plural; it matters only for TrainedModel."""
+        key = (group, kind)
         # Looked up on every review; enum member access is slow enough to show.
-        found = _FLAVORS.get(group)
+        found = _FLAVORS.get(key)
         if found is None:
-            found = _flavor_of(group)
+            found = _flavor_of(group, kind)
             if len(_FLAVORS) < 256:
-                _FLAVORS[group] = found
+                _FLAVORS[key] = found
         return found
 
 
-def _flavor_of(group: str) -> Flavor:
+def _flavor_of(group: str, kind: str) -> Flavor:
     if group.endswith("kserve.io"):
+        if kind.lower() in ("trainedmodel", "trainedmodels"):
+            return Flavor.KSERVE_AGENT
         return Flavor.KSERVE
     if group.endswith("seldon.io"):
         return Flavor.SELDON
     return Flavor.GENERIC
 
 
-_FLAVORS: dict[str, Flavor] = {}
+_FLAVORS: dict[tuple[str, str], Flavor] = {}
 
 
 class ProfileError(ValueError):
@@ -57,7 +73,7 @@ class VersionFields:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-# Schemes a KServe or Seldon storage initializer can fetch as they are.
+# Schemes some storage initializer fetches as they are; which kind takes which is ACCEPTS.
 PASSTHROUGH = (
     "s3://",
     "gs://",
@@ -69,14 +85,44 @@ PASSTHROUGH = (
     "webhdfs://",
     "hf://",
 )
+# Spellings of one store that the fetchers know under one scheme only.
+ALIASES = {"s3a://": "s3://", "gcs://": "gs://"}
 NOT_FETCHABLE_HINT = (
     "it cannot be fetched by a serving pod; map it to object storage with the registry's artifact_roots setting"
 )
 
+# What each kind's fetcher takes, as written in denials. GENERIC is never denied a PASSTHROUGH scheme.
+ACCEPTS: Mapping[Flavor, str] = {
+    Flavor.KSERVE: (
+        "s3://, gs://, https://<account>.blob.core.windows.net/ (Azure Blob and ADLS Gen2), hdfs://, webhdfs://, "
+        "hf://, oci://, pvc://, other http(s):// URLs (one file or archive)"
+    ),
+    Flavor.KSERVE_AGENT: "s3://, gs://, http(s):// (one file)",
+    Flavor.SELDON: (
+        "S3 (s3://, s3a://), GCS (gs://) and Azure Blob or ADLS Gen2 locations, written for their rclone remotes, "
+        "and pvc://"
+    ),
+    Flavor.GENERIC: ", ".join(PASSTHROUGH) + ", Azure Blob",
+}
+KIND_NAMES: Mapping[Flavor, str] = {
+    Flavor.KSERVE: "KServe InferenceService (storage initializer)",
+    Flavor.KSERVE_AGENT: "KServe TrainedModel (model agent)",
+    Flavor.SELDON: "Seldon SeldonDeployment/Model (rclone)",
+    Flavor.GENERIC: "this kind",
+}
+_TAKES: Mapping[Flavor, tuple[str, ...]] = {
+    Flavor.KSERVE: PASSTHROUGH,
+    Flavor.KSERVE_AGENT: ("s3://", "gs://", "https://", "http://"),
+    Flavor.SELDON: ("s3://", "gs://", "pvc://"),
+    Flavor.GENERIC: PASSTHROUGH,
+}
+
 _WASB = re.compile(
     r"^(?:wasbs?|abfss?)://(?P<container>[^@/]+)@(?P<account>[^./]+)\.(?:blob|dfs)\.core\.windows\.net/?(?P<path>.*)$"
 )
-_AZ_HTTPS = re.compile(r"^https://(?P<account>[^./]+)\.blob\.core\.windows\.net/(?P<container>[^/]+)/?(?P<path>.*)$")
+_AZ_HTTPS = re.compile(
+    r"^https://(?P<account>[^./]+)\.(?P<endpoint>blob|dfs)\.core\.windows\.net/(?P<container>[^/]+)/?(?P<path>.*)$"
+)
 _WASB_SHORT = re.compile(r"^wasbs?://(?P<container>[^@/]+)/?(?P<path>.*)$")
 
 
@@ -85,6 +131,11 @@ class AzureLocation:
     account: str | None
     container: str
     path: str
+
+
+def _is_blob_endpoint(location: str) -> bool:
+    match = _AZ_HTTPS.match(location)
+    return match is not None and match["endpoint"] == "blob"
 
 
 def parse_azure(location: str) -> AzureLocation | None:
@@ -98,6 +149,40 @@ def parse_azure(location: str) -> AzureLocation | None:
     return None
 
 
+_REMOTE_NAME = re.compile(r"^[\w.+@-]([\w.+@ -]*[\w.+@-])?$")
+
+
+def check_remote_name(name: str) -> str:
+    """rclone's rule for remote names: letters, digits, ``_ - . + @`` and inner spaces, no leading ``-``."""
+    if not _REMOTE_NAME.match(name) or name.startswith("-"):
+        raise ValueError(
+            f"{name!r} is not an rclone remote name (letters, digits, '_', '-', '.', '+', '@' and inner spaces; "
+            "not starting with '-')"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class RcloneRemotes:
+    """The rclone remotes Seldon URIs name. The defaults write the seed's forms."""
+
+    s3: str = "s3"
+    gs: str = "gs"
+    azure: str = "wasbs"
+    s3_buckets: Mapping[str, str] = field(default_factory=dict)
+    gs_buckets: Mapping[str, str] = field(default_factory=dict)
+    azure_accounts: Mapping[str, str] = field(default_factory=dict)
+    # rclone reads both <remote>:<bucket>/<path> and <remote>://<bucket>/<path>;
+    # the latter is the default because it is what existing manifests hold.
+    colon: bool = False
+
+    def write(self, remote: str, bucket_and_path: str) -> str:
+        return f"{remote}:{bucket_and_path}" if self.colon else f"{remote}://{bucket_and_path}"
+
+
+SEED_REMOTES = RcloneRemotes()
+
+
 def map_artifact_root(location: str, roots: Mapping[str, str]) -> str:
     """Rewrite the longest matching configured prefix."""
     for prefix in sorted(roots, key=len, reverse=True):
@@ -107,60 +192,113 @@ def map_artifact_root(location: str, roots: Mapping[str, str]) -> str:
 
 
 def is_fetchable(location: str) -> bool:
-    return location.startswith(PASSTHROUGH) or parse_azure(location) is not None
+    return _canonical(location).startswith(PASSTHROUGH) or parse_azure(location) is not None
 
 
-def render(profile: str, fields: VersionFields, flavor: Flavor, patterns: Mapping[str, str]) -> str:
+def _canonical(location: str) -> str:
+    for alias, scheme in ALIASES.items():
+        if location.startswith(alias):
+            return scheme + location[len(alias) :]
+    return location
+
+
+def render(
+    profile: str,
+    fields: VersionFields,
+    flavor: Flavor,
+    patterns: Mapping[str, str],
+    remotes: RcloneRemotes = SEED_REMOTES,
+) -> str:
+    # A pattern's output is the configurer's to choose (e.g. a scheme served by a
+    # KServe ClusterStorageContainer), so it is not checked against the kind.
     if profile in patterns:
         return _render_pattern(profile, patterns[profile], fields)
     location = fields.location
     if profile == "s3":
-        return _require(location, "s3", ("s3://",), "s3a://")
+        return _bucket(_require(location, "s3", "s3://"), location, flavor, remotes)
     if profile == "gcs":
-        return _require(location, "gcs", ("gs://",), "gcs://")
+        return _bucket(_require(location, "gcs", "gs://"), location, flavor, remotes)
     if profile == "blob":
-        return _blob(location, flavor)
+        azure = parse_azure(location)
+        if azure is None:
+            raise ProfileError(
+                f"profile 'blob' needs an Azure Blob location (wasbs://container@account.blob.core.windows.net/... "
+                f"or https://account.blob.core.windows.net/...) but the version's artifact location is {location!r}"
+            )
+        return _azure(azure, location, flavor, remotes)
     if profile == "auto":
-        # Azure in the kind's own form: Seldon's rclone initializer wants wasbs://, KServe https://.
-        is_https = location.startswith(("http://", "https://"))
-        if parse_azure(location) is not None and (flavor is Flavor.SELDON or not is_https):
-            return _blob(location, flavor)
-        if location.startswith(PASSTHROUGH):
-            return location
-        raise ProfileError(f"artifact location {location!r} has no form a serving pod accepts: {NOT_FETCHABLE_HINT}")
+        return _auto(location, flavor, remotes)
     raise ProfileError(f"unknown profile {profile!r}")
 
 
-def _require(location: str, profile: str, schemes: tuple[str, ...], alias: str) -> str:
-    if location.startswith(alias):
-        location = schemes[0] + location[len(alias) :]
-    if location.startswith(schemes):
-        return location
-    scheme = urlsplit(location).scheme or "a local path"
+def _auto(location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
+    azure = parse_azure(location)
+    if azure is not None:
+        if flavor in (Flavor.KSERVE, Flavor.GENERIC) and _is_blob_endpoint(location):
+            # Already KServe's form: written as it is, so earlier resolutions stay byte-identical.
+            return location
+        return _azure(azure, location, flavor, remotes)
+    canonical = _canonical(location)
+    if canonical.startswith(("s3://", "gs://")):
+        return _bucket(canonical, location, flavor, remotes)
+    if canonical.startswith(PASSTHROUGH):
+        if not canonical.startswith(_TAKES[flavor]):
+            raise _cannot_fetch(flavor, location, f"{urlsplit(canonical).scheme}://")
+        return canonical
+    raise ProfileError(f"artifact location {location!r} has no form a serving pod accepts: {NOT_FETCHABLE_HINT}")
+
+
+def _require(location: str, profile: str, scheme: str) -> str:
+    canonical = _canonical(location)
+    if canonical.startswith(scheme):
+        return canonical
+    found = urlsplit(location).scheme or "a local path"
     raise ProfileError(
-        f"profile {profile!r} needs a {schemes[0]} location but the version's artifact location "
-        f"is {location!r} ({scheme}); use the matching profile, 'auto', or map it with artifact_roots"
+        f"profile {profile!r} needs a {scheme} location but the version's artifact location "
+        f"is {location!r} ({found}); use the matching profile, 'auto', or map it with artifact_roots"
     )
 
 
-def _blob(location: str, flavor: Flavor) -> str:
-    azure = parse_azure(location)
-    if azure is None:
-        raise ProfileError(
-            f"profile 'blob' needs an Azure Blob location (wasbs://container@account.blob.core.windows.net/... "
-            f"or https://account.blob.core.windows.net/...) but the version's artifact location is {location!r}"
-        )
+def _bucket(uri: str, location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
+    """An ``s3://`` or ``gs://`` URI, written for the kind."""
+    if flavor is not Flavor.SELDON:
+        return uri
+    scheme, _, rest = uri.partition("://")
+    bucket = rest.partition("/")[0]
+    if scheme == "s3":
+        remote = remotes.s3_buckets.get(bucket, remotes.s3)
+    else:
+        remote = remotes.gs_buckets.get(bucket, remotes.gs)
+    return remotes.write(remote, rest)
+
+
+def _azure(azure: AzureLocation, location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
     path = azure.path.strip("/")
     if flavor is Flavor.SELDON:
-        # Seldon's rclone initializer names the container, the account comes
-        # from the secret referenced by envSecretRefName.
-        return f"wasbs://{azure.container}/{path}"
+        # The container is rclone's bucket; the account is the remote's, so a
+        # remote configured for the account is chosen over the default one.
+        remote = remotes.azure_accounts.get(azure.account or "", remotes.azure)
+        return remotes.write(remote, f"{azure.container}/{path}")
+    if flavor is Flavor.KSERVE_AGENT:
+        raise _cannot_fetch(
+            flavor,
+            location,
+            "an Azure Blob folder: the model agent fetches an https:// URL with one GET of one file",
+        )
     if azure.account is None:
         raise ProfileError(
             f"artifact location {location!r} names no storage account, which KServe's "
             "https://<account>.blob.core.windows.net/... form needs"
         )
+    # ADLS Gen2 (abfss://, dfs.core.windows.net) is read through the blob endpoint:
+    # KServe sends any other https:// URL to its one-file downloader.
     return f"https://{azure.account}.blob.core.windows.net/{azure.container}/{path}"
+
+
+def _cannot_fetch(flavor: Flavor, location: str, what: str) -> ProfileError:
+    return ProfileError(
+        f"a {KIND_NAMES[flavor]} cannot fetch artifact location {location!r} ({what}); it accepts {ACCEPTS[flavor]}"
+    )
 
 
 class _Fields(dict[str, Any]):

@@ -58,7 +58,7 @@ class Reconciler:
                 p = self.resolver.plan(parse(template_text), t.namespace)
                 async with limit:
                     found = await self.resolver.resolve(p, not_before_ms=token)
-                return self.resolver.uri(p, found.resolution, Flavor.for_group(t.kind.group))
+                return self.resolver.uri(p, found.resolution, Flavor.for_group(t.kind.group, t.kind.plural))
             except (TemplateError, ResolutionError) as exc:
                 await self._warn(t, pointer, exc)
                 return None

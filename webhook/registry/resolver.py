@@ -304,7 +304,7 @@ class Resolver:
         if found is not None:
             return found
         try:
-            uri = render(p.profile, resolution.fields(), flavor, self.settings.profiles)
+            uri = render(p.profile, resolution.fields(), flavor, self.settings.profiles, self.settings.rclone.remotes())
         except ProfileError as exc:
             metrics.RESOLUTIONS.labels("invalid").inc()
             raise ResolutionError(Cause.INVALID, str(exc)) from exc

@@ -3,10 +3,13 @@ from __future__ import annotations
 import pytest
 
 from webhook.model.uris import (
+    SEED_REMOTES,
     AzureLocation,
     Flavor,
     ProfileError,
+    RcloneRemotes,
     VersionFields,
+    check_remote_name,
     is_fetchable,
     map_artifact_root,
     parse_azure,
@@ -37,6 +40,24 @@ def fields(location: str, **kw: object) -> VersionFields:
 )
 def test_flavor_for_group(group: str, flavor: Flavor) -> None:
     assert Flavor.for_group(group) is flavor
+
+
+@pytest.mark.parametrize(
+    ("group", "kind", "flavor"),
+    [
+        # admission passes the kind, the reconciler the resource's plural
+        ("serving.kserve.io", "TrainedModel", Flavor.KSERVE_AGENT),
+        ("serving.kserve.io", "trainedmodels", Flavor.KSERVE_AGENT),
+        ("serving.kserve.io", "InferenceService", Flavor.KSERVE),
+        ("serving.kserve.io", "inferenceservices", Flavor.KSERVE),
+        ("machinelearning.seldon.io", "SeldonDeployment", Flavor.SELDON),
+        ("mlops.seldon.io", "Model", Flavor.SELDON),
+        ("example.com", "TrainedModel", Flavor.GENERIC),
+    ],
+)
+def test_flavor_for_kind(group: str, kind: str, flavor: Flavor) -> None:
+    assert Flavor.for_group(group, kind) is flavor
+    assert Flavor.for_group(group, kind) is flavor  # and again, from the memo
 
 
 # --- s3 / gcs ------------------------------------------------------------------
@@ -116,19 +137,185 @@ def test_parse_azure() -> None:
 
 # --- auto ------------------------------------------------------------------------
 
+KSERVE_ONLY = ["https://example.com/m", "http://h/m", "oci://q/i:t", "hdfs://nn:8020/p", "webhdfs://nn/p", "hf://org/m"]
+
+
+@pytest.mark.parametrize("location", ["s3://b/p", "gs://b/p", "pvc://c/p", *KSERVE_ONLY])
+def test_auto_passes_through_what_kserve_fetches(location: str) -> None:
+    assert render("auto", fields(location), Flavor.KSERVE, {}) == location
+    assert render("auto", fields(location), Flavor.GENERIC, {}) == location
+
+
+@pytest.mark.parametrize("location", ["s3://b/p", "gs://b/p", "https://example.com/m.tar.gz", "http://h/m.joblib"])
+def test_auto_passes_through_what_a_trained_model_fetches(location: str) -> None:
+    assert render("auto", fields(location), Flavor.KSERVE_AGENT, {}) == location
+
+
+@pytest.mark.parametrize(("location", "scheme"), [("pvc://c/p", "pvc"), ("oci://q/i:t", "oci"), ("hf://org/m", "hf")])
+def test_auto_denies_what_a_trained_model_cannot_fetch(location: str, scheme: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        render("auto", fields(location), Flavor.KSERVE_AGENT, {})
+    assert str(info.value) == (
+        f"a KServe TrainedModel (model agent) cannot fetch artifact location {location!r} ({scheme}://); "
+        "it accepts s3://, gs://, http(s):// (one file)"
+    )
+
+
+def test_trained_model_hdfs_is_denied_at_render() -> None:
+    with pytest.raises(ProfileError) as info:
+        render("auto", fields("hdfs://nn:8020/m/7"), Flavor.KSERVE_AGENT, {})
+    assert str(info.value) == (
+        "a KServe TrainedModel (model agent) cannot fetch artifact location 'hdfs://nn:8020/m/7' (hdfs://); "
+        "it accepts s3://, gs://, http(s):// (one file)"
+    )
+
 
 @pytest.mark.parametrize(
-    "location",
-    ["s3://b/p", "gs://b/p", "https://example.com/m", "http://h/m", "oci://q/i:t", "pvc://c/p", "hf://org/m"],
+    "location", [WASBS, KSERVE_BLOB, "wasbs://artifacts/a/b", "https://a.dfs.core.windows.net/c/p"]
 )
-def test_auto_passes_fetchable_locations_through(location: str) -> None:
-    for flavor in Flavor:
-        assert render("auto", fields(location), flavor, {}) == location
+@pytest.mark.parametrize("profile", ["auto", "blob"])
+def test_an_azure_folder_is_denied_for_a_trained_model(location: str, profile: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        render(profile, fields(location), Flavor.KSERVE_AGENT, {})
+    assert str(info.value) == (
+        f"a KServe TrainedModel (model agent) cannot fetch artifact location {location!r} (an Azure Blob folder: "
+        "the model agent fetches an https:// URL with one GET of one file); it accepts s3://, gs://, http(s):// "
+        "(one file)"
+    )
+
+
+@pytest.mark.parametrize("location", KSERVE_ONLY)
+def test_auto_denies_what_rclone_cannot_fetch(location: str) -> None:
+    # rclone would read the scheme as a remote name, which no Seldon secret defines.
+    scheme = location.split(":", 1)[0]
+    with pytest.raises(ProfileError) as info:
+        render("auto", fields(location), Flavor.SELDON, {})
+    assert str(info.value) == (
+        f"a Seldon SeldonDeployment/Model (rclone) cannot fetch artifact location {location!r} ({scheme}://); "
+        "it accepts S3 (s3://, s3a://), GCS (gs://) and Azure Blob or ADLS Gen2 locations, written for their rclone "
+        "remotes, and pvc://"
+    )
+
+
+def test_auto_seldon_defaults_keep_the_seed_forms() -> None:
+    assert render("auto", fields("s3://b/p"), Flavor.SELDON, {}) == "s3://b/p"
+    assert render("auto", fields("gs://b/p"), Flavor.SELDON, {}) == "gs://b/p"
+    assert render("auto", fields("pvc://claim/p"), Flavor.SELDON, {}) == "pvc://claim/p"
+    assert render("auto", fields(WASBS), Flavor.SELDON, {}) == SELDON_BLOB
 
 
 def test_auto_writes_azure_for_the_kind() -> None:
     assert render("auto", fields(WASBS), Flavor.KSERVE, {}) == KSERVE_BLOB
     assert render("auto", fields(WASBS), Flavor.SELDON, {}) == SELDON_BLOB
+
+
+def test_auto_keeps_a_kserve_blob_url_byte_for_byte() -> None:
+    # An already recorded URI must not change under re-resolution (the reconciler compares strings).
+    assert render("auto", fields(KSERVE_BLOB + "/"), Flavor.KSERVE, {}) == KSERVE_BLOB + "/"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "abfss://artifacts@modelpinci.dfs.core.windows.net/mlflow/10/run/artifacts/model",
+        "abfs://artifacts@modelpinci.dfs.core.windows.net/mlflow/10/run/artifacts/model",
+        "https://modelpinci.dfs.core.windows.net/artifacts/mlflow/10/run/artifacts/model",
+        "https://modelpinci.dfs.core.windows.net/artifacts/mlflow/10/run/artifacts/model/",
+    ],
+)
+@pytest.mark.parametrize("profile", ["auto", "blob"])
+def test_adls_gen2_goes_through_the_blob_endpoint(location: str, profile: str) -> None:
+    # KServe sends a dfs https:// URL to its one-file downloader; the blob endpoint lists the folder.
+    assert render(profile, fields(location), Flavor.KSERVE, {}) == KSERVE_BLOB
+    assert render(profile, fields(location), Flavor.SELDON, {}) == SELDON_BLOB
+
+
+@pytest.mark.parametrize(("location", "written"), [("s3a://b/p", "s3://b/p"), ("gcs://b/p", "gs://b/p")])
+def test_auto_writes_the_scheme_the_fetchers_know(location: str, written: str) -> None:
+    for flavor in Flavor:
+        assert render("auto", fields(location), flavor, {}) == written
+
+
+# --- Seldon: rclone remotes --------------------------------------------------------
+
+MINIO = RcloneRemotes(
+    s3="aws",
+    gs="gcs",
+    azure="azureblob",
+    s3_buckets={"models-minio": "minio"},
+    gs_buckets={"other-project": "gcs2"},
+    azure_accounts={"modelpinci": "azure-ci"},
+)
+
+
+@pytest.mark.parametrize(
+    ("location", "profile", "default", "configured"),
+    [
+        ("s3://mlflow/7/m", "s3", "s3://mlflow/7/m", "aws://mlflow/7/m"),
+        ("s3a://mlflow/7/m", "auto", "s3://mlflow/7/m", "aws://mlflow/7/m"),
+        ("s3://models-minio/7/m", "auto", "s3://models-minio/7/m", "minio://models-minio/7/m"),
+        ("gs://bkt/7/m", "gcs", "gs://bkt/7/m", "gcs://bkt/7/m"),
+        ("gs://other-project/7/m", "auto", "gs://other-project/7/m", "gcs2://other-project/7/m"),
+        (WASBS, "blob", SELDON_BLOB, "azure-ci://artifacts/mlflow/10/run/artifacts/model"),
+        (
+            "wasbs://c@otheraccount.blob.core.windows.net/p",
+            "auto",
+            "wasbs://c/p",
+            "azureblob://c/p",
+        ),
+        ("wasbs://c/p", "auto", "wasbs://c/p", "azureblob://c/p"),  # no account: the scheme's remote
+        ("https://modelpinci.dfs.core.windows.net/c/p", "auto", "wasbs://c/p", "azure-ci://c/p"),
+    ],
+)
+def test_seldon_remote_per_scheme_bucket_and_account(
+    location: str, profile: str, default: str, configured: str
+) -> None:
+    assert render(profile, fields(location), Flavor.SELDON, {}) == default
+    assert render(profile, fields(location), Flavor.SELDON, {}, SEED_REMOTES) == default
+    assert render(profile, fields(location), Flavor.SELDON, {}, MINIO) == configured
+
+
+@pytest.mark.parametrize(
+    ("location", "written"),
+    [
+        ("s3://mlflow/7/m", "aws:mlflow/7/m"),
+        ("s3://models-minio/7/m", "minio:models-minio/7/m"),
+        ("gs://bkt/7/m", "gcs:bkt/7/m"),
+        (WASBS, "azure-ci:artifacts/mlflow/10/run/artifacts/model"),
+    ],
+)
+def test_seldon_colon_form(location: str, written: str) -> None:
+    remotes = RcloneRemotes(
+        s3="aws",
+        gs="gcs",
+        azure="azureblob",
+        s3_buckets={"models-minio": "minio"},
+        azure_accounts={"modelpinci": "azure-ci"},
+        colon=True,
+    )
+    assert render("auto", fields(location), Flavor.SELDON, {}, remotes) == written
+
+
+@pytest.mark.parametrize("flavor", [Flavor.KSERVE, Flavor.KSERVE_AGENT, Flavor.GENERIC])
+def test_remotes_apply_to_seldon_only(flavor: Flavor) -> None:
+    assert render("auto", fields("s3://models-minio/7/m"), flavor, {}, MINIO) == "s3://models-minio/7/m"
+    assert render("gcs", fields("gs://bkt/m"), flavor, {}, MINIO) == "gs://bkt/m"
+
+
+def test_remotes_do_not_touch_pattern_profiles() -> None:
+    f = fields("s3://models-minio/7/m", tags={"git_commit": "c"})
+    assert render("modelcar", f, Flavor.SELDON, MODELCAR, MINIO) == "oci://quay.io/rhoai/jukebox:c"
+
+
+@pytest.mark.parametrize("name", ["s3", "gs", "azureblob", "minio-eu.1", "my remote", "a+b@c", "_x"])
+def test_remote_names_rclone_accepts(name: str) -> None:
+    assert check_remote_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", " x", "x ", "s3:", "a/b", "a:b"])
+def test_remote_names_rclone_refuses(name: str) -> None:
+    with pytest.raises(ValueError, match="is not an rclone remote name"):
+        check_remote_name(name)
 
 
 @pytest.mark.parametrize(
@@ -150,6 +337,8 @@ def test_unknown_profile() -> None:
 
 def test_is_fetchable() -> None:
     assert is_fetchable("s3://b")
+    assert is_fetchable("s3a://b")
+    assert is_fetchable("https://a.dfs.core.windows.net/c/p")
     assert is_fetchable(WASBS)
     assert is_fetchable("wasbs://c/p")
     assert not is_fetchable("mlflow-artifacts:/x")

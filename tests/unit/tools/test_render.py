@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fakes import Clock, FakeRegistry, seed_uri
+from tests.support.fakes import Clock, FakeRegistry, make_settings, seed_uri
 from tests.support.reviews import FIXTURES
+from webhook.admission.decision import admit
 from webhook.model import record_annotations as records
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
@@ -163,3 +164,99 @@ def test_read_source_says_what_it_cannot_read(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(RenderError, match="holds no"):
         read_source(str(tmp_path / "empty"))
+
+
+# --- what each kind can fetch ---------------------------------------------------------
+
+DENIED_KINDS = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: TrainedModel
+metadata:
+  name: iris-tm
+spec:
+  inferenceService: iris
+  model:
+    framework: sklearn
+    memory: 1Gi
+    storageUri: '{{ mlflow.auto["iris demo1@champion"] }}'
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: TrainedModel
+metadata:
+  name: lake-tm
+spec:
+  inferenceService: lake
+  model:
+    framework: sklearn
+    memory: 1Gi
+    storageUri: models:/lake@champion
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata:
+  name: lake
+spec:
+  storageUri: models:/lake@champion
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: lake
+spec:
+  predictor:
+    model:
+      storageUri: models:/lake@champion
+"""
+HDFS = "hdfs://namenode:8020/lake/1/artifacts/model"
+
+
+@pytest.fixture
+def lake(registry: FakeRegistry) -> None:
+    registry.add("lake", 1, HDFS, run_id="h1")
+    registry.set_alias("lake", "champion", 1)
+
+
+@pytest.mark.usefixtures("lake")
+async def test_render_denies_what_the_kind_cannot_fetch(resolver: Resolver) -> None:
+    docs = load_documents(DENIED_KINDS)
+    out, errors, _ = await render_documents(docs, namespace=None, resolver=resolver)
+    azure = "wasbs://artifacts@modelpinci.blob.core.windows.net/mlflow/10/run-1-1/artifacts/model"
+    assert errors == [
+        "document 1 (TrainedModel/iris-tm): modelpin could not resolve 1 template: /spec/model/storageUri: "
+        "template '{{ mlflow.auto[\"iris demo1@champion\"] }}': a KServe TrainedModel (model agent) cannot fetch "
+        f"artifact location '{azure}' (an Azure Blob folder: the model agent fetches an https:// URL with one GET "
+        "of one file); it accepts s3://, gs://, http(s):// (one file)",
+        "document 2 (TrainedModel/lake-tm): modelpin could not resolve 1 template: /spec/model/storageUri: "
+        f"template 'models:/lake@champion': a KServe TrainedModel (model agent) cannot fetch artifact location "
+        f"'{HDFS}' (hdfs://); it accepts s3://, gs://, http(s):// (one file)",
+        "document 3 (Model/lake): modelpin could not resolve 1 template: /spec/storageUri: "
+        f"template 'models:/lake@champion': a Seldon SeldonDeployment/Model (rclone) cannot fetch artifact location "
+        f"'{HDFS}' (hdfs://); it accepts S3 (s3://, s3a://), GCS (gs://) and Azure Blob or ADLS Gen2 locations, "
+        "written for their rclone remotes, and pvc://",
+    ]
+    assert out[:3] == docs[:3]
+    # KServe's storage initializer has an hdfs branch: the InferenceService gets the location as it is.
+    assert out[3]["spec"]["predictor"]["model"]["storageUri"] == HDFS
+
+
+@pytest.mark.usefixtures("lake")
+async def test_admission_denies_what_the_kind_cannot_fetch_with_422(resolver: Resolver) -> None:
+    doc = load_documents(DENIED_KINDS)[1]
+    response = await admit(review_request(doc, None), resolver=resolver)
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 422
+    assert "a KServe TrainedModel (model agent) cannot fetch" in response["status"]["message"]
+
+
+async def test_render_names_the_configured_rclone_remote(registry: FakeRegistry, clock: Clock) -> None:
+    settings = make_settings(rclone={"azure": "azureblob", "azure_accounts": {"modelpinci": "azure-ci"}})
+    resolver = Resolver(settings, {"mlflow": registry}, clock_ms=clock)
+    try:
+        out, errors, _ = await render_documents(
+            load_documents((FIXTURES / "seldon-seed.yaml").read_text()), namespace=None, resolver=resolver
+        )
+    finally:
+        await resolver.aclose()
+    assert errors == []
+    graph = out[0]["spec"]["predictors"][0]["graph"]
+    assert graph["modelUri"] == "azure-ci://artifacts/mlflow/10/run-4-1/artifacts/model"
