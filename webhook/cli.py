@@ -173,7 +173,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from webhook.edge.reconciler_app import ReconcilerState, create_app
     from webhook.edge.server import serve_app
     from webhook.reconcile.deliveries import Verifier
-    from webhook.reconcile.kube import Kind, Kube, client_from_config
+    from webhook.reconcile.kube import Kind, Kube, load_configuration
     from webhook.reconcile.leadership import LeaderLease
     from webhook.reconcile.reconciler import Reconciler
 
@@ -185,19 +185,52 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if pair is None:
         return 2
     rc = settings.reconciler
-    kube = Kube(client_from_config(args.kubeconfig))
+    # Only the configuration is loaded here (on a loop of its own); the client's aiohttp session
+    # belongs to the loop that makes it, so Kube makes it on uvicorn's loop at first use.
+    kube = Kube(
+        asyncio.run(load_configuration(args.kubeconfig)),
+        rc.apiserver_timeout_seconds,
+        rc.watch_timeout_seconds,
+        rc.list_page_size,
+    )
     identity = args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     secret = rc.mlflow_secret()
+    try:
+        lease = LeaderLease(
+            kube,
+            rc.lease_namespace,
+            rc.lease_name,
+            identity,
+            rc.lease_duration_seconds,
+            rc.lease_renew_deadline_seconds,
+            rc.lease_retry_period_seconds,
+            rc.apiserver_timeout_seconds,
+        )
+    except ValueError as exc:
+        print(f"modelpin reconcile: {exc}", file=sys.stderr)
+        return 2
     state = ReconcilerState(
         reconciler=Reconciler(build_resolver(settings), kube, [Kind.parse(k) for k in rc.kinds]),
-        lease=LeaderLease(kube, rc.lease_namespace, rc.lease_name, identity, rc.lease_duration_seconds),
-        verifier=Verifier(secret.get_secret_value(), rc.max_delivery_age_seconds) if secret else None,
+        lease=lease,
+        verifier=(
+            Verifier(
+                secret.get_secret_value(),
+                rc.max_delivery_age_seconds,
+                max_future_seconds=rc.max_delivery_future_seconds,
+            )
+            if secret
+            else None
+        ),
+        max_body=rc.max_delivery_bytes,
     )
     if secret is None:
         print(f"no MLflow webhook secret in ${rc.mlflow_secret_env}: MLflow events are off, polling only", flush=True)
     serve_app(
         create_app(state), state, host=args.host, port=args.port, cert=pair[0], key=pair[1], log_level=args.log_level
     )
+    if state.failed is not None:
+        print(f"modelpin reconcile: the work loop died: {state.failed}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -170,6 +170,22 @@ class ReconcilerConfig(BaseModel):
     lease_name: str = "modelpin-reconciler"
     lease_namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "modelpin-system"))
     lease_duration_seconds: int = 15
+    # client-go's defaults scaled to the lease (15 s lease: 10 s deadline, 2 s retry). A leader that has
+    # not renewed for the deadline stops working; it must be shorter than the lease, so that it stops
+    # before a standby may take over.
+    lease_renew_deadline_seconds: float | None = None  # None: 2/3 of the lease
+    lease_retry_period_seconds: float | None = None  # None: 2/15 of the lease
+    apiserver_timeout_seconds: float = 10.0  # every apiserver call but a watch; a watch's read gap, added to it
+    watch_timeout_seconds: int = 300  # the server ends a watch after this; it is resumed from its bookmark
+    list_page_size: int = 500
+    touch_rate_per_second: float = 20.0  # client-side limit on touches, so a mass move cannot flood the apiserver
+    touch_burst: int = 20
+    # Polling asks search_registered_models for every model's aliases and latest versions and resolves only
+    # the references of models that changed; a full compare still runs at this interval, for what search does
+    # not show (a tag changed on an aliased version that is not the latest of its stage).
+    full_compare_interval_seconds: float = 3600.0
+    max_delivery_bytes: int = 64 * 1024
+    max_delivery_future_seconds: float = 60.0
     # The shared secret MLflow signs deliveries with, from the environment or a mounted file.
     mlflow_secret_env: str = "MODELPIN_MLFLOW_WEBHOOK_SECRET"
     mlflow_secret_file: Path | None = None

@@ -61,4 +61,16 @@ LAG = Histogram(
 POLL = Histogram("modelpin_reconciler_poll_seconds", "Duration of one full compare")
 INDEX_SIZE = Gauge("modelpin_reconciler_index_objects", "Managed objects in the index")
 LEADER = Gauge("modelpin_reconciler_leader", "1 while this replica holds the lease")
+SYNCED = Gauge(
+    "modelpin_reconciler_synced", "1 while this replica leads and has listed and compared every kind, else 0"
+)
+LEADERSHIP = Counter(
+    "modelpin_reconciler_leadership_transitions_total", "Leadership gained, lost or released", ["change"]
+)
+APISERVER_ERRORS = Counter(
+    "modelpin_reconciler_apiserver_errors_total",
+    "Failed apiserver calls, by operation and reason (HTTP status, connection or timeout)",
+    ["operation", "reason"],
+)
+POLL_CHANGED = Counter("modelpin_reconciler_poll_changed_models_total", "Models a poll found changed")
 DELIVERIES = Counter("modelpin_reconciler_mlflow_deliveries_total", "MLflow webhook deliveries", ["result"])

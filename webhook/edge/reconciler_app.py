@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -33,12 +35,16 @@ class ReconcilerState:
     verifier: Verifier | None
     reloader: CertReloader | None = None
     pending: set[asyncio.Task[None]] = field(default_factory=set)
+    max_body: int = 64 * 1024
+    failed: str | None = None  # why the work loop died; the process then exits non-zero
 
 
 def create_app(state: ReconcilerState) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(state.reconciler.lead(state.lease))]
+        lead = asyncio.create_task(state.reconciler.lead(state.lease), name="lead")
+        lead.add_done_callback(functools.partial(_work_ended, state))
+        tasks = [lead]
         if state.reloader is not None:
             tasks.append(
                 asyncio.create_task(state.reloader.watch(state.reconciler.resolver.settings.cert_reload_seconds))
@@ -60,9 +66,14 @@ def create_app(state: ReconcilerState) -> FastAPI:
         if state.verifier is None:
             DELIVERIES.labels("disabled").inc()
             return reply(404, error="no MLflow webhook secret is configured")
-        body = await request.body()
         leader = state.lease.leader
         try:
+            # headers first: an unsigned, stale or replayed delivery costs no body read
+            state.verifier.check_headers(request.headers)
+            body = await _read_limited(request, state.max_body)
+            if body is None:
+                DELIVERIES.labels("too_large").inc()
+                return reply(413, error=f"body larger than {state.max_body} bytes")
             change = state.verifier.verify(request.headers, body, remember=leader)
         except Refused as exc:
             DELIVERIES.labels("refused").inc()
@@ -90,19 +101,56 @@ def create_app(state: ReconcilerState) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        # Both replicas are ready (so rollouts and disruption budgets behave); which one leads is
-        # in the body, the metric modelpin_reconciler_leader and the Lease itself.
-        if not state.lease.reachable:
-            return reply(503, status="cannot reach the apiserver's Lease API", leader=False)
+        # A standby that reaches the apiserver is ready (so rollouts and disruption budgets behave);
+        # a leader is ready once it has listed and compared every kind. Which one leads is in the
+        # body, the metric modelpin_reconciler_leader and the Lease itself.
         r = state.reconciler
-        synced = state.lease.leader and len(r.synced) == len(r.kinds)
-        return reply(200, status="ready", leader=state.lease.leader, synced=synced, indexed=len(r.index))
+        body: dict[str, object] = {
+            "reachable": state.lease.reachable,
+            "leader": r.leading,
+            "synced": r.is_synced(),
+            "indexed": len(r.index),
+            "holder": state.lease.holder,
+        }
+        if state.failed is not None:
+            return reply(503, status=f"work loop died: {state.failed}", **body)
+        if not state.lease.reachable:
+            return reply(503, status="cannot reach the apiserver", **body)
+        if r.leading and not r.is_synced():
+            return reply(503, status="leading, not synced yet", **body)
+        return reply(200, status="leading" if r.leading else "standing by", **body)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds ``limit`` (a declared length is trusted to refuse early)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _work_ended(state: ReconcilerState, task: asyncio.Task[None]) -> None:
+    """The lead loop ends only by cancellation (shutdown); anything else must restart the process."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    state.failed = repr(exc) if exc is not None else "returned"
+    log.critical("the reconciler's work loop died, exiting: %s", state.failed, exc_info=exc)
+    # uvicorn shuts down on SIGTERM as on any other; cmd_reconcile turns state.failed into exit status 1
+    signal.raise_signal(signal.SIGTERM)
 
 
 async def _apply(reconciler: Reconciler, change: Change) -> None:

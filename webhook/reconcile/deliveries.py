@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +55,53 @@ def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+@dataclass(frozen=True, slots=True)
+class Headers:
+    delivery_id: str
+    timestamp: str
+    signature: str
+    sent: int  # seconds since the epoch
+
+
 class Verifier:
-    def __init__(self, secret: str, max_age_seconds: float = 300, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: str,
+        max_age_seconds: float = 300,
+        clock: Callable[[], float] = time.time,
+        max_future_seconds: float = 60,
+    ) -> None:
         if not secret:
             raise ValueError("an MLflow webhook secret is required")
         self.secret = secret
         self.max_age = max_age_seconds
+        self.max_future = max_future_seconds
         self.clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        # delivery id -> until when a replay of it could still pass the freshness check
+        self._seen: dict[str, float] = {}
+        self._expiries: list[tuple[float, str]] = []
+
+    def check_headers(self, headers: Mapping[str, str]) -> Headers:
+        """Everything that can be judged before reading the body: presence, freshness, replay."""
+        delivery_id = headers.get(DELIVERY_ID, "")
+        timestamp = headers.get(TIMESTAMP, "")
+        signature = headers.get(SIGNATURE, "")
+        if not delivery_id or not timestamp or not signature:
+            raise Refused("missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
+        try:
+            sent = int(timestamp)
+        except ValueError as exc:
+            raise Refused("timestamp is not a number") from exc
+        now = self.clock()
+        self._forget(now)
+        if now - sent > self.max_age:
+            raise Refused(f"timestamp is {now - sent:.0f}s old (allowed: {self.max_age:.0f}s)")
+        if sent - now > self.max_future:
+            # a far-future timestamp would otherwise stay fresh (and replayable) for longer than max_age
+            raise Refused(f"timestamp is {sent - now:.0f}s in the future (allowed: {self.max_future:.0f}s)")
+        if delivery_id in self._seen:
+            raise Refused(f"delivery {delivery_id} was already received")
+        return Headers(delivery_id, timestamp, signature, sent)
 
     def verify(self, headers: Mapping[str, str], body: bytes, *, remember: bool = True) -> Change | None:
         """The change a delivery announces; None for events modelpin does not act on.
@@ -71,24 +110,10 @@ class Verifier:
         standby answers 503 without spending the id, so MLflow's retry can still be
         accepted by the leader (or by this replica once it leads).
         """
-        delivery_id = headers.get(DELIVERY_ID, "")
-        timestamp = headers.get(TIMESTAMP, "")
-        signature = headers.get(SIGNATURE, "")
-        if not delivery_id or not timestamp or not signature:
-            raise Refused("missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
-        expected = sign(self.secret, delivery_id, timestamp, body)
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
+        h = self.check_headers(headers)
+        expected = sign(self.secret, h.delivery_id, h.timestamp, body)
+        if not hmac.compare_digest(expected.encode(), h.signature.encode()):
             raise Refused("signature does not match")
-        try:
-            sent = int(timestamp)
-        except ValueError as exc:
-            raise Refused("timestamp is not a number") from exc
-        now = self.clock()
-        if abs(now - sent) > self.max_age:
-            raise Refused(f"timestamp is {now - sent:.0f}s away from now (allowed: {self.max_age:.0f}s)")
-        self._forget(now)
-        if delivery_id in self._seen:
-            raise Refused(f"delivery {delivery_id} was already received")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -96,16 +121,23 @@ class Verifier:
         if not isinstance(payload, dict):
             raise Malformed("body is not a JSON object")
         if remember:
-            self._seen[delivery_id] = now
+            # remembered exactly as long as a replay would be fresh enough to pass
+            expiry = h.sent + self.max_age
+            self._seen[h.delivery_id] = expiry
+            heapq.heappush(self._expiries, (expiry, h.delivery_id))
         entity, action = str(payload.get("entity", "")), str(payload.get("action", ""))
         if (entity, action) not in HANDLED:
             return None
         data = payload.get("data") or {}
         if not isinstance(data, dict):
             raise Malformed("data is not a JSON object")
-        return Change(entity, action, str(data.get("name", "")), sent * 1000, data)
+        return Change(entity, action, str(data.get("name", "")), h.sent * 1000, data)
 
     def _forget(self, now: float) -> None:
-        # ids older than the freshness window can never be replayed successfully
-        while self._seen and next(iter(self._seen.values())) < now - self.max_age - 60:
-            self._seen.popitem(last=False)
+        while self._expiries and self._expiries[0][0] < now:
+            expiry, delivery_id = heapq.heappop(self._expiries)
+            if self._seen.get(delivery_id) == expiry:
+                del self._seen[delivery_id]
+
+    def remembered(self) -> int:
+        return len(self._seen)

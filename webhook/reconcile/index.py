@@ -2,16 +2,22 @@
 
 Built from the records the webhook writes (``modelpin.io/templates`` and
 ``modelpin.io/resolved``), so the reconciler never needs to understand a kind.
+It keeps only what the reconciler acts on (kind, namespace, name, uid and the
+records), never the object: at 20,000 objects the specs would be most of the
+process's memory, and a secret the reconciler has no use for.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.model import record_annotations as records
 from webhook.reconcile.kube import Kind
+
+Key = tuple[Kind, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,36 +30,63 @@ class Ref:
     def model(self) -> str:
         return self.record.get("model", "")
 
+    @property
+    def registry(self) -> str:
+        return self.record.get("registry", "")
+
 
 @dataclass(slots=True)
 class Tracked:
     kind: Kind
-    obj: dict[str, Any]
+    kind_name: str
+    namespace: str
+    name: str
+    uid: str
     refs: list[Ref] = field(default_factory=list)
     paused: bool = False
     refresh_ms: int = 0
 
     @property
-    def key(self) -> tuple[Kind, str, str]:
-        meta = self.obj["metadata"]
-        return (self.kind, meta.get("namespace", ""), meta["name"])
+    def key(self) -> Key:
+        return (self.kind, self.namespace, self.name)
 
-    @property
-    def namespace(self) -> str:
-        return str(self.obj["metadata"].get("namespace", ""))
-
-    @property
-    def kind_name(self) -> str:
-        return str(self.obj.get("kind", ""))
+    def involved(self) -> dict[str, str]:
+        """The Event's involvedObject."""
+        return {
+            "apiVersion": self.kind.api_version,
+            "kind": self.kind_name,
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+        }
 
     def describe(self) -> str:
-        return f"{self.kind.plural}/{self.namespace}/{self.obj['metadata']['name']}"
+        return f"{self.kind.plural}/{self.namespace}/{self.name}"
 
 
-def track(kind: Kind, obj: dict[str, Any]) -> Tracked:
-    rec = records.read(obj.get("metadata") or {})
-    refs = [Ref(ptr, text, rec.resolved[ptr]) for ptr, text in rec.templates.items() if ptr in rec.resolved]
-    return Tracked(kind, obj, refs, rec.paused, rec.refresh_ms)
+def _intern(value: object) -> str:
+    # thousands of objects share a handful of registries, models, selectors and kinds
+    return sys.intern(str(value))
+
+
+def track(kind: Kind, obj: Mapping[str, Any]) -> Tracked:
+    meta = obj.get("metadata") or {}
+    rec = records.read(meta)
+    refs = [
+        Ref(_intern(ptr), _intern(text), {k: _intern(v) for k, v in rec.resolved[ptr].items()})
+        for ptr, text in rec.templates.items()
+        if ptr in rec.resolved
+    ]
+    return Tracked(
+        kind,
+        _intern(obj.get("kind", "")),
+        _intern(meta.get("namespace", "")),
+        str(meta.get("name", "")),
+        str(meta.get("uid", "")),
+        refs,
+        rec.paused,
+        rec.refresh_ms,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +101,12 @@ class VersionChange:
 
 class Index:
     def __init__(self) -> None:
-        self._objects: dict[tuple[Kind, str, str], Tracked] = {}
+        self._objects: dict[Key, Tracked] = {}
 
     def __len__(self) -> int:
         return len(self._objects)
 
-    def upsert(self, kind: Kind, obj: dict[str, Any]) -> tuple[Tracked, list[VersionChange]]:
+    def upsert(self, kind: Kind, obj: Mapping[str, Any]) -> tuple[Tracked, list[VersionChange]]:
         """Record the object; returns the version changes against what was indexed before."""
         tracked = track(kind, obj)
         previous = self._objects.get(tracked.key)
@@ -88,27 +121,34 @@ class Index:
         ]
         return tracked, changes
 
-    def remove(self, kind: Kind, obj: Mapping[str, Any]) -> None:
+    def remove(self, kind: Kind, obj: Mapping[str, Any]) -> Key:
         meta = obj.get("metadata") or {}
-        self._objects.pop((kind, meta.get("namespace", ""), meta.get("name", "")), None)
+        key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        self._objects.pop(key, None)
+        return key
 
-    def replace_kind(self, kind: Kind, objs: Iterable[dict[str, Any]]) -> list[tuple[Tracked, list[VersionChange]]]:
-        """After a (re)list: the listed objects are all there is of this kind.
+    def retain(self, kind: Kind, listed: set[Key]) -> list[Key]:
+        """After a (re)list: drop the objects of ``kind`` that were not listed; returns their keys."""
+        gone = [k for k in self._objects if k[0] == kind and k not in listed]
+        for key in gone:
+            del self._objects[key]
+        return gone
 
-        Returns the version changes against what was indexed before, so a change
-        made while a watch was down is reported like one seen by the watch.
-        """
-        listed: set[tuple[Kind, str, str]] = set()
+    def replace_kind(self, kind: Kind, objs: Iterable[Mapping[str, Any]]) -> list[tuple[Tracked, list[VersionChange]]]:
+        """The listed objects are all there is of this kind; returns the version changes seen."""
+        listed: set[Key] = set()
         changed: list[tuple[Tracked, list[VersionChange]]] = []
         for obj in objs:
             tracked, changes = self.upsert(kind, obj)
             listed.add(tracked.key)
             if changes:
                 changed.append((tracked, changes))
-        for key in [k for k in self._objects if k[0] == kind and k not in listed]:
-            del self._objects[key]
+        self.retain(kind, listed)
         return changed
 
     def using(self, models: set[str] | None) -> list[Tracked]:
         """Objects referencing any of ``models`` (all managed objects for None)."""
         return [t for t in self._objects.values() if models is None or any(r.model in models for r in t.refs)]
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._objects

@@ -102,3 +102,30 @@ def test_events_modelpin_ignores() -> None:
 def test_a_secret_is_required() -> None:
     with pytest.raises(ValueError):
         Verifier("")
+
+
+def test_a_timestamp_far_in_the_future_is_refused() -> None:
+    v = verifier()
+    v.verify(delivery(BODY, "near", ts=NOW + 30), BODY)  # clock skew within a minute passes
+    with pytest.raises(Refused, match="future"):
+        v.verify(delivery(BODY, "far", ts=NOW + 3600), BODY)
+
+
+def test_an_id_is_remembered_until_a_replay_could_no_longer_be_fresh() -> None:
+    now = [float(NOW)]
+    v = Verifier(SECRET, max_age_seconds=300, clock=lambda: now[0])
+    v.verify(delivery(BODY, "early", ts=NOW + 50), BODY)  # sent "in the future": fresh until NOW + 350
+    now[0] = NOW + 340
+    with pytest.raises(Refused, match="already"):
+        v.verify(delivery(BODY, "early", ts=NOW + 50), BODY)
+    now[0] = NOW + 351
+    with pytest.raises(Refused, match="old"):  # now refused as stale, and no longer held in memory
+        v.verify(delivery(BODY, "early", ts=NOW + 50), BODY)
+    assert v.remembered() == 0
+
+
+def test_headers_are_judged_before_the_body() -> None:
+    v = verifier()
+    with pytest.raises(Refused, match="missing"):
+        v.check_headers({})
+    assert v.check_headers(delivery(BODY)).sent == NOW

@@ -40,7 +40,7 @@ def test_index_by_model_and_version_changes() -> None:
     index = Index()
     index.upsert(KIND, obj("a", "iris", "3"))
     index.upsert(KIND, obj("b", "fraud", "1", paused=True))
-    assert [t.obj["metadata"]["name"] for t in index.using({"iris"})] == ["a"]
+    assert [t.name for t in index.using({"iris"})] == ["a"]
     assert len(index.using(None)) == 2 and index.using({"fraud"})[0].paused
     tracked, changes = index.upsert(KIND, obj("a", "iris", "4"))
     assert tracked.refs[0].record["version"] == "4"
@@ -55,9 +55,33 @@ def test_relist_replaces_a_kind() -> None:
     index = Index()
     index.upsert(KIND, obj("gone", "iris", "1"))
     index.replace_kind(KIND, [obj("kept", "iris", "1")])
-    assert [t.obj["metadata"]["name"] for t in index.using(None)] == ["kept"]
+    assert [t.name for t in index.using(None)] == ["kept"]
 
 
-def test_kind_paths() -> None:
-    assert KIND.path("ns", "x") == "/apis/serving.kserve.io/v1beta1/namespaces/ns/inferenceservices/x"
-    assert Kind("", "v1", "events").path("ns") == "/api/v1/namespaces/ns/events"
+def test_kind_api_version() -> None:
+    assert KIND.api_version == "serving.kserve.io/v1beta1"
+    assert Kind("", "v1", "events").api_version == "v1"
+
+
+def test_only_what_the_reconciler_needs_is_kept() -> None:
+    index = Index()
+    big = obj("a", "iris", "3")
+    big["metadata"]["uid"] = "u-1"
+    big["spec"] = {"predictor": {"model": {"storageUri": "s3://b/3"}}, "secretish": "x" * 10_000}
+    tracked, _ = index.upsert(KIND, big)
+    assert tracked.involved() == {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "namespace": "ns",
+        "name": "a",
+        "uid": "u-1",
+    }
+    assert not hasattr(tracked, "obj") and "secretish" not in repr(tracked)
+
+
+def test_retain_drops_what_a_relist_did_not_return() -> None:
+    index = Index()
+    kept, _ = index.upsert(KIND, obj("kept", "iris", "1"))
+    index.upsert(KIND, obj("gone", "iris", "1"))
+    assert index.retain(KIND, {kept.key}) == [(KIND, "ns", "gone")]
+    assert [t.name for t in index.using(None)] == ["kept"]

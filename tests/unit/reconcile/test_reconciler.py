@@ -7,39 +7,67 @@ the records admission really writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.fakes import FakeRegistry, apply_response, make_settings
 from webhook.admission.decision import admit
 from webhook.model import record_annotations as records
-from webhook.reconcile.kube import ApiError, Kind
-from webhook.reconcile.reconciler import Reconciler
+from webhook.reconcile.kube import ApiException, Kind
+from webhook.reconcile.reconciler import Backoff, Reconciler, TokenBucket, WorkDied
+from webhook.registry.clients import RegisteredModel
 from webhook.registry.resolver import Resolver
 
 KIND = Kind.parse("serving.kserve.io/v1beta1/inferenceservices")
 
 
 class FakeKube:
-    """merge_patch and event, recorded; merge_patch fails with the queued errors first."""
+    """merge_patch and event recorded, list and watch scripted; failures are the library's real exceptions."""
 
     def __init__(self) -> None:
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.events: list[tuple[str, str, str, str]] = []
-        self.failures: list[Exception] = []
+        self.failures: list[BaseException] = []
         self.attempts = 0
+        self.listing: list[dict[str, Any]] = []
+        self.list_failures: list[BaseException] = []
+        self.lists = 0
+        self.watch_script: list[list[dict[str, Any]] | BaseException] = []
+        self.watched = asyncio.Event()
 
-    async def merge_patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def merge_patch(
+        self, kind: Kind, namespace: str, name: str, patch: dict[str, Any], deadline: float | None = None
+    ) -> dict[str, Any]:
         self.attempts += 1
         if self.failures:
             raise self.failures.pop(0)
         self.patches.append((name, patch))
         return {}
 
-    async def event(self, obj: dict[str, Any], kind_name: str, event_type: str, reason: str, message: str) -> None:
-        self.events.append((obj["metadata"]["name"], event_type, reason, message))
+    async def event(self, involved: dict[str, str], event_type: str, reason: str, message: str) -> None:
+        self.events.append((involved["name"], event_type, reason, message))
+
+    async def list_pages(self, kind: Kind, selector: str) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        self.lists += 1
+        if self.list_failures:
+            raise self.list_failures.pop(0)
+        yield list(self.listing), "100"
+
+    async def watch(self, kind: Kind, selector: str, version: str) -> AsyncIterator[dict[str, Any]]:
+        if not self.watch_script:
+            self.watched.set()
+            await asyncio.Event().wait()  # a quiet watch
+        step = self.watch_script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        for event in step:
+            yield event
 
     def touched(self) -> set[str]:
         return {name for name, _ in self.patches}
@@ -111,20 +139,21 @@ async def test_paused_objects_are_never_touched(
 @pytest.mark.parametrize(
     ("failures", "touched", "attempts"),
     [
-        ([ApiError(500, "etcd timeout"), ApiError(409, "conflict")], True, 3),  # retried, then done
-        ([OSError("connection reset")], True, 2),
-        ([ApiError(403, "denied by the webhook")], False, 1),  # a refusal does not pass on retry
-        ([ApiError(404, "gone")], False, 1),
-        ([ApiError(503, "down")] * 5, False, 5),  # gives up after five attempts
+        ([ApiException(status=500, reason="etcd timeout"), ApiException(status=409, reason="Conflict")], True, 3),
+        ([aiohttp.ClientConnectionError("Connection reset by peer")], True, 2),
+        ([TimeoutError()], True, 2),
+        ([ApiException(status=403, reason="denied by the webhook")], False, 1),  # will not pass on retry
+        ([ApiException(status=404, reason="NotFound")], False, 1),
+        ([ApiException(status=503, reason="Service Unavailable")] * 5, False, 5),  # gives up after five
     ],
-    ids=["5xx-then-conflict", "network", "refused", "deleted", "exhausted"],
+    ids=["5xx-then-conflict", "connection", "timeout", "refused", "deleted", "exhausted"],
 )
 async def test_touch_retries_what_may_pass_and_stops_on_what_will_not(
     reconciler: Reconciler,
     live: Resolver,
     registry: FakeRegistry,
     kube: FakeKube,
-    failures: list[Exception],
+    failures: list[BaseException],
     touched: bool,
     attempts: int,
     monkeypatch: pytest.MonkeyPatch,
@@ -144,7 +173,10 @@ async def test_touch_retries_what_may_pass_and_stops_on_what_will_not(
     kube.failures = list(failures)
     assert await reconciler.compare() == int(touched)
     assert kube.attempts == attempts
-    assert delays == [0.2 * 2**i for i in range(len(delays))]  # backoff doubles
+    # jittered exponential backoff: each delay within [ceiling/2, ceiling], the ceiling doubling
+    assert all(0.1 * 2**i <= d <= 0.2 * 2**i for i, d in enumerate(delays)), delays
+    if not touched and attempts == 5:
+        assert reconciler._retry == {"fraud"}  # the next poll tries again
 
 
 async def test_a_reference_that_stops_resolving_warns_once_per_interval_and_keeps_the_object(
@@ -179,3 +211,145 @@ async def test_a_new_version_seen_by_the_watch_or_a_relist_is_reported(
     again = await managed(Resolver(make_settings(), {"mlflow": registry}), "moving", "models:/fraud@champion")
     changed = reconciler.index.replace_kind(KIND, [again])
     assert [[c.message() for c in changes] for _, changes in changed] == [["fraud: 3 -> 2 (@champion)"]]
+
+
+class SearchingRegistry(FakeRegistry):
+    """The fake registry plus search_registered_models, counted like every other call."""
+
+    async def search_registered_models(self, page_size: int = 1000) -> list[RegisteredModel]:
+        self.calls["search_registered_models"] += 1
+        names = sorted(set(self.versions) | {name for name, _ in self.aliases})
+        return [
+            RegisteredModel(
+                name=name,
+                aliases={alias: v for (n, alias), v in self.aliases.items() if n == name},
+                latest_versions=tuple(self.versions.get(name, {}).values()),
+            )
+            for name in names
+        ]
+
+
+async def test_a_poll_resolves_only_models_whose_search_entry_changed(registry: FakeRegistry, kube: FakeKube) -> None:
+    searching = SearchingRegistry()
+    searching.__dict__.update({k: v for k, v in registry.__dict__.items() if k != "calls"})
+    live = Resolver(make_settings(), {"mlflow": searching})
+    rec = Reconciler(live, kube, [KIND])  # type: ignore[arg-type]
+    rec.index.replace_kind(
+        KIND,
+        [
+            await managed(live, "moving", "models:/fraud@champion"),
+            await managed(live, "pinned", "models:/fraud/2"),
+            await managed(live, "other", "models:/iris demo1@champion"),
+        ],
+    )
+    assert rec._floating() == {"mlflow": {"fraud", "iris demo1"}}
+    await rec.poll_once()  # the first cycle knows no fingerprints: everything is compared once
+    searching.calls.clear()
+    assert await rec.poll_once() == 0
+    assert dict(searching.calls) == {"search_registered_models": 1}  # a quiet cycle: one call
+    searching.set_alias("fraud", "champion", 3)
+    assert await rec.poll_once() == 1 and kube.touched() == {"moving"}
+    # the search, then one lookup for the moved alias (the pinned reference is not looked up)
+    assert searching.calls["search_registered_models"] == 2 and searching.lookups == 1
+
+
+async def test_touches_are_rate_limited(live: Resolver, registry: FakeRegistry, kube: FakeKube) -> None:
+    rec = Reconciler(live, kube, [KIND], bucket=TokenBucket(rate=50, burst=5))  # type: ignore[arg-type]
+    rec.index.replace_kind(KIND, [await managed(live, f"o{i}", "models:/fraud@champion") for i in range(15)])
+    registry.set_alias("fraud", "champion", 3)
+    started = time.monotonic()
+    assert await rec.compare({"fraud"}) == 15
+    # 5 at once, then 10 more at 50/s: at least 0.2 s
+    assert time.monotonic() - started >= 0.19
+
+
+async def test_no_touch_once_leadership_may_have_passed(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube
+) -> None:
+    reconciler.index.replace_kind(KIND, [await managed(live, "moving", "models:/fraud@champion")])
+    registry.set_alias("fraud", "champion", 3)
+    reconciler.fence = lambda: False
+    assert await reconciler.compare() == 0 and kube.attempts == 0
+
+
+async def test_a_lost_watch_is_followed_by_a_relist_and_compare(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Backoff, "next_delay", lambda self: 0.01)
+    kube.listing = [await managed(live, "moving", "models:/fraud@champion")]
+    kube.list_failures = [aiohttp.ClientConnectionError("Cannot connect to host")]  # the first list fails
+    kube.watch_script = [[], ApiException(status=410, reason="Expired"), aiohttp.ServerDisconnectedError()]
+    reconciler.leading = True
+    task = asyncio.create_task(reconciler.follow(KIND))
+    await asyncio.wait_for(kube.watched.wait(), 5)
+    # the failed list, the first list, after 410 (a relist), after the disconnect (a relist)
+    assert kube.lists == 4 and reconciler.is_synced()
+    # a move made while the watch was down is found by the compare that follows the relist
+    registry.set_alias("fraud", "champion", 3)
+    kube.watch_script = [aiohttp.ServerDisconnectedError()]
+    kube.watched.clear()
+    # the quiet watch is waiting; end it the way a dropped connection would
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    task = asyncio.create_task(reconciler.follow(KIND))
+    await asyncio.wait_for(kube.watched.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert kube.touched() == {"moving"}
+
+
+class ScriptedLease:
+    """LeaderLease's surface for lead(): holds, then fails as told."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        self.answers = answers
+        self.identity = "me"
+        self.retry_period = 0.01
+        self.leader = False
+        self.reachable = True
+        self.holder = "me"
+        self.released = False
+
+    async def try_acquire_or_renew(self) -> bool:
+        return self.answers.pop(0) if self.answers else False
+
+    def valid(self) -> bool:
+        return self.leader and bool(self.answers)
+
+    async def release(self) -> None:
+        self.released = True
+
+
+async def test_a_work_loop_that_dies_ends_lead_with_an_error(
+    reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Reconciler, kind: Kind) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(Reconciler, "follow", broken)
+    lease = ScriptedLease([True] * 100)
+    with pytest.raises(WorkDied, match="KeyError"):
+        await asyncio.wait_for(reconciler.lead(lease), 5)  # type: ignore[arg-type]
+    assert lease.released and not reconciler.leading
+
+
+async def test_a_lost_lease_stops_the_work(reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped = asyncio.Event()
+
+    async def working(self: Reconciler, kind: Kind) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(Reconciler, "follow", working)
+    lease = ScriptedLease([True, True, True])  # then renewals fail and valid() turns False
+    task = asyncio.create_task(reconciler.lead(lease))  # type: ignore[arg-type]
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert not reconciler.leading and not lease.leader
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert not lease.released  # it was lost, not held: nothing to hand over
