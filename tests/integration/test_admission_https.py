@@ -74,14 +74,14 @@ def test_inference_service_fields_everywhere(modelpin: ModelpinServer, catalog: 
     out = apply(obj, modelpin.review(make_review(obj)))
     loc = catalog.location
     assert at(out, "/spec/predictor/model/storageUri") == loc("fraud", catalog.version_for("fraud", "champion"))
-    assert at(out, "/spec/predictor/model/storageUris/0/uri") == loc("fraud", "1")  # Production
-    assert at(out, "/spec/predictor/model/storageUris/1/uri") == loc("fraud", "3")  # latest
+    assert at(out, "/spec/predictor/storageUris/0/uri") == loc("fraud", "1")  # Production
+    assert at(out, "/spec/predictor/storageUris/1/uri") == loc("fraud", "3")  # latest
     assert at(out, "/spec/transformer/containers/0/env/0/value") == loc("fraud", "3")  # Staging
     proxied = loc("proxied", "1")
     assert proxied.startswith("mlflow-artifacts:/")
     assert at(out, "/spec/explainer/art/storageUri") == PROXIED_ROOT + proxied[len("mlflow-artifacts:/") :]
     iris = catalog.version_for("iris demo1", "champion")
-    assert at(out, "/spec/canary/0/storageUri") == kserve_blob(loc("iris demo1", iris))
+    assert at(out, "/spec/canary/0/predictor/model/storageUri") == kserve_blob(loc("iris demo1", iris))
     assert loc("fraud", "1").startswith("s3://mlflow/7/models/m-")  # a models:/m-<id> source
 
 
@@ -90,7 +90,7 @@ def test_legacy_framework_field_and_modelcar_profile(modelpin: ModelpinServer, c
     out = apply(obj, modelpin.review(make_review(obj)))
     assert at(out, "/spec/predictor/sklearn/storageUri") == catalog.location("fraud", "2")
     commit = catalog.client.get_model_version("jukebox", "1").tags["git_commit"]
-    assert at(out, "/spec/transformer/model/storageUri") == f"oci://quay.io/rhoai/jukebox:{commit}"
+    assert at(out, "/spec/transformer/containers/0/env/0/value") == f"oci://quay.io/rhoai/jukebox:{commit}"
 
 
 def test_trained_model_and_seldon_v2_model(modelpin: ModelpinServer, catalog: Catalog) -> None:

@@ -19,8 +19,21 @@ from webhook.model import record_annotations as records
 from webhook.model.causes import Cause
 from webhook.model.grammar import Template, TemplateError, is_candidate, parse
 from webhook.model.spec_fields import interesting_strings
+from webhook.model.template_paths import SELDON_GRAPH_DEPTH, KindPaths, for_kind
 from webhook.model.uris import Flavor
 from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
+
+# A refresh token is the reconciler's clock reading of a registry change; one later
+# than this past the webhook's clock is not one the reconciler wrote (security issue 16).
+REFRESH_SKEW_MS = 5_000
+# Denials name each field; past this many, the rest are counted, so a spec of
+# thousands of bad fields gets a message of bounded size.
+MAX_ERRORS_SHOWN = 20
+
+
+def show(text: str, limit: int = 120) -> str:
+    """A value as quoted in messages: repr, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 @dataclass(slots=True)
@@ -53,15 +66,22 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
         metrics.ADMISSIONS.labels("skipped").observe(time.perf_counter() - started)
         return allowed()
     obj = request["object"]
+    malformed = _malformed(obj)
+    if malformed is not None:
+        metrics.ADMISSIONS.labels("denied").observe(time.perf_counter() - started)
+        return denied(Cause.INVALID, f"modelpin cannot admit this object: {malformed}")
     namespace = request.get("namespace")
     if namespace is None:
-        metadata = obj.get("metadata")
-        found = metadata.get("namespace") if isinstance(metadata, dict) else None
+        found = obj.get("metadata", {}).get("namespace")
         namespace = found if isinstance(found, str) else None
     flavor = Flavor.for_group(request["kind"]["group"], request["kind"]["kind"])
-    outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver)
+    paths = for_kind(request["kind"]["group"], request["kind"]["kind"])
+    outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver, paths=paths)
     if outcome.errors:
-        detail = "; ".join(message for _, message in outcome.errors)
+        shown = outcome.errors[:MAX_ERRORS_SHOWN]
+        detail = "; ".join(message for _, message in shown)
+        if len(outcome.errors) > len(shown):
+            detail += f"; and {len(outcome.errors) - len(shown)} more"
         noun = "template" if len(outcome.errors) == 1 else "templates"
         message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
         metrics.ADMISSIONS.labels("denied").observe(time.perf_counter() - started)
@@ -71,11 +91,41 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
     return patched(ops, outcome.warnings)
 
 
-def _survey(obj: Mapping[str, Any]) -> tuple[records.Records, list[tuple[str, str]]]:
+def _malformed(obj: Mapping[str, Any]) -> str | None:
+    """Why modelpin cannot patch ``obj`` as sent (its metadata is where the records go), if so."""
+    if "metadata" in obj:
+        metadata = obj["metadata"]
+        if not isinstance(metadata, dict):
+            return f"metadata is {_json_type(metadata)}, not an object"
+        for name in ("labels", "annotations"):
+            if name in metadata and metadata[name] is not None and not isinstance(metadata[name], dict):
+                return f"metadata.{name} is {_json_type(metadata[name])}, not an object"
+    spec = obj.get("spec")
+    if isinstance(spec, str) and is_candidate(spec):
+        return f"spec is the string {show(spec)}, not an object; a template is the value of a field under spec"
+    return None
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _survey(
+    obj: Mapping[str, Any], paths: KindPaths | None = None
+) -> tuple[records.Records, list[tuple[str, str, bool]]]:
     """An object's records, and the spec strings admission acts on: candidates and recorded URIs."""
-    rec = records.read(obj.get("metadata") or {})
+    metadata = obj.get("metadata")
+    rec = records.read(metadata if isinstance(metadata, dict) else {})
     recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
-    return rec, interesting_strings(dict(obj), recorded)
+    return rec, interesting_strings(dict(obj), recorded, None if paths is None else paths.trie)
 
 
 async def decide(
@@ -84,14 +134,25 @@ async def decide(
     namespace: str | None,
     flavor: Flavor,
     resolver: Resolver,
+    paths: KindPaths | None = None,
 ) -> Outcome:
-    """What admission decides for ``obj``: new field values and records, or errors."""
-    rec, found = _survey(obj)
+    """What admission decides for ``obj``: new field values and records, or errors.
+
+    With ``paths`` (a kind ``template_paths`` declares), templates are resolved only
+    on its declared fields; one anywhere else is refused, naming the field.
+    """
+    rec, found = _survey(obj, paths)
     out = Outcome(warnings=list(rec.problems))
     jobs: list[_Job] = []
-    for pointer, value in found:
+    for pointer, value, declared in found:
+        candidate = is_candidate(value)
+        if not declared:
+            if candidate:
+                out.errors.append((Cause.INVALID, _unguarded(pointer, value, paths)))
+                metrics.RESOLUTIONS.labels("invalid").inc()
+            continue  # a recorded URI off the declared fields: its record is dropped
         out.current[pointer] = value
-        if is_candidate(value):
+        if candidate:
             job = _template_job(pointer, value, rec, namespace, resolver, out)
         elif rec.recorded_uri(pointer) == value:
             job = _recorded_job(pointer, rec, namespace, resolver, out)
@@ -102,8 +163,26 @@ async def decide(
         if job is not None:
             jobs.append(job)
     if jobs:
-        await _run(jobs, rec.refresh_ms, flavor, resolver, out)
+        await _run(jobs, _not_before(rec.refresh_ms, resolver, out), flavor, resolver, out)
     return out
+
+
+def _unguarded(pointer: str, value: str, paths: KindPaths | None) -> str:
+    kind = paths.kind if paths is not None else "this kind"
+    return (
+        f"{pointer}: template {show(value)} is not in a field where modelpin resolves templates for {kind} "
+        f"(model URIs and env values, Seldon graphs to {SELDON_GRAPH_DEPTH} levels of children: "
+        "the fields its guard checks when the webhook is down)"
+    )
+
+
+def _not_before(refresh_ms: int, resolver: Resolver, out: Outcome) -> int:
+    """The refresh token, a future one treated as now so it cannot keep every admission off the cache."""
+    now = resolver.clock_ms()
+    if refresh_ms > now + REFRESH_SKEW_MS:
+        out.warnings.append(f"{records.REFRESH} is in the future; treated as now")
+        return now
+    return refresh_ms
 
 
 def _template_job(
@@ -120,7 +199,7 @@ def _template_job(
         out.errors.append(
             (
                 Cause.INVALID,
-                f"{pointer}: template {text!r} does not parse: {exc.reason} at column {exc.column}",
+                f"{pointer}: template {show(text)} does not parse: {exc.reason} at column {exc.column}",
             )
         )
         metrics.RESOLUTIONS.labels("invalid").inc()
@@ -148,7 +227,7 @@ def _recorded_job(
         template = parse(text)
     except TemplateError:
         # Our own record is damaged; the field keeps the user's literal.
-        out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {text!r}")
+        out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {show(text)}")
         return None
     p = _plan(pointer, template, namespace, resolver, out)
     return None if p is None else _Job(pointer, template, p, rec.resolved[pointer])
@@ -164,7 +243,7 @@ def _plan(pointer: str, template: Template, namespace: str | None, resolver: Res
     try:
         return resolver.plan(template, namespace)
     except ResolutionError as exc:
-        out.errors.append((exc.cause, f"{pointer}: template {template.text!r}: {exc}"))
+        out.errors.append((exc.cause, f"{pointer}: template {show(template.text)}: {exc}"))
         if exc.cause is Cause.POLICY:
             metrics.RESOLUTIONS.labels("policy").inc()
         return None
@@ -210,7 +289,7 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
                 )
                 metrics.RESOLUTIONS.labels("recorded").inc()
             else:
-                out.errors.append((exc.cause, f"{job.pointer}: template {job.template.text!r}: {exc}"))
+                out.errors.append((exc.cause, f"{job.pointer}: template {show(job.template.text)}: {exc}"))
             continue
         if result.warning and result.warning not in warned:
             warned.add(result.warning)

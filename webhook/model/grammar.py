@@ -5,21 +5,44 @@ Two forms reach the resolver:
     {{ <registry>.<profile>["<reference>"] }}
     models:/<reference>
 
-A string is a *candidate* when it starts with ``{{`` or ``models:/`` (after
-leading whitespace). A candidate that does not parse is an error and is never
-passed through: a raw template must not reach storage.
+A string is a *candidate* when its first non-whitespace character begins
+``{{`` or ``models:/``; whitespace is any Unicode whitespace (``str.isspace``:
+the White_Space property plus the four ASCII separators U+001C..U+001F), the
+same set the guard's CEL strips (``WHITESPACE_CLASS``). A candidate that does
+not parse is an error and is never passed through: a raw template must not
+reach storage.
+
+Sizes are bounded before any parsing (``MAX_TEMPLATE_BYTES``) and the parse
+cache is bounded in bytes as well as entries, so no input grows memory
+without bound.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
 MODELS_SCHEME = "models:/"
 STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived", "none": "None"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+# MLflow's SQL stores hold a registered model name and an alias in String(256)
+# columns and a version in an Integer (mlflow/store/model_registry/dbmodels/models.py):
+# nothing longer can name a version, so longer references are refused as written.
+MAX_NAME_CHARS = 256
+MAX_ALIAS_CHARS = 256
+MAX_VERSION_DIGITS = 19  # beyond any 64-bit integer; MLflow's versions are 32-bit
+# A whole template, in UTF-8 bytes: a 256-character name and a 256-character alias
+# of 4-byte characters (2,052 bytes) with room for the registry, profile and spacing.
+MAX_TEMPLATE_BYTES = 4096
+
+# Every character ``str.isspace`` accepts: the Unicode White_Space property and U+001C..U+001F.
+WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+# The same set as an RE2 character class for the guard's CEL (``matches``).
+WHITESPACE_CLASS = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 
 
 class SelectorKind(StrEnum):
@@ -79,16 +102,80 @@ class TemplateError(ValueError):
         return f"{self.text}\n{' ' * (self.column - 1)}^"
 
 
+# First characters a candidate can start with: checked before anything else so
+# most strings of a large spec cost one set lookup.
+FIRST_CHARS = frozenset("{m" + WHITESPACE)
+_LEADING = re.compile(r"\s*")
+
+
 def is_candidate(value: str) -> bool:
-    if not value or value[0] not in "{m \t\r\n":
+    if not value or value[0] not in FIRST_CHARS:
         return False  # the common case, decided without copying the string
-    stripped = value.lstrip()
-    return stripped.startswith("{{") or stripped.startswith(MODELS_SCHEME)
+    # re's \s and str.lstrip() both mean WHITESPACE; matching copies nothing, whatever the length
+    start = _LEADING.match(value).end()  # type: ignore[union-attr]  # \s* always matches
+    return value.startswith("{{", start) or value.startswith(MODELS_SCHEME, start)
 
 
-@functools.lru_cache(maxsize=4096)
+class _ParseCache:
+    """LRU of parsed templates, bounded by entries and by the characters of their keys."""
+
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.chars = 0
+        self._entries: OrderedDict[str, Template] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, text: str) -> Template | None:
+        found = self._entries.get(text)
+        if found is not None:
+            self._entries.move_to_end(text)
+        return found
+
+    def put(self, text: str, template: Template) -> None:
+        if text in self._entries:
+            return
+        self._entries[text] = template
+        self.chars += len(text)
+        while len(self._entries) > self.max_entries or self.chars > self.max_chars:
+            old, _ = self._entries.popitem(last=False)
+            self.chars -= len(old)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.chars = 0
+
+
+# A Template holds its text and a reference of at most its length, so about
+# three times these characters are held: a few MiB at most.
+PARSE_CACHE = _ParseCache(max_entries=4096, max_chars=1 << 20)
+
+
+def check_size(text: str) -> None:
+    """Refuse a candidate longer than ``MAX_TEMPLATE_BYTES`` before any work on it."""
+    # a character is at most 4 UTF-8 bytes: only texts near the limit are encoded
+    if len(text) * 4 > MAX_TEMPLATE_BYTES and len(text.encode("utf-8", "surrogatepass")) > MAX_TEMPLATE_BYTES:
+        raise TemplateError(
+            text[:80] + "...",
+            1,
+            f"template longer than {MAX_TEMPLATE_BYTES} bytes (model names and aliases are at most "
+            f"{MAX_NAME_CHARS} characters)",
+        )
+
+
 def parse(text: str) -> Template:
     """Parse a candidate; memoised because the same manifests are admitted again and again."""
+    check_size(text)
+    found = PARSE_CACHE.get(text)
+    if found is None:
+        found = _parse(text)
+        PARSE_CACHE.put(text, found)
+    return found
+
+
+def _parse(text: str) -> Template:
     stripped = text.lstrip()
     offset = len(text) - len(stripped)
     if stripped.startswith(MODELS_SCHEME):
@@ -118,6 +205,8 @@ def parse_reference(text: str, start: int, ref: str) -> Reference:
             bad = min(i for i, c in enumerate(suffix) if c in "/:@")
             raise TemplateError(text, start + sep + 2 + bad, f"unexpected {suffix[bad]!r} in selector")
         if suffix.isascii() and suffix.isdigit():
+            if len(suffix.lstrip("0")) > MAX_VERSION_DIGITS:
+                raise TemplateError(text, start + sep + 2, f"version number longer than {MAX_VERSION_DIGITS} digits")
             if int(suffix) < 1:
                 raise TemplateError(text, start + sep + 2, "model versions start at 1")
             return Reference(name, Selector(SelectorKind.VERSION, str(int(suffix))))
@@ -139,6 +228,8 @@ def parse_reference(text: str, start: int, ref: str) -> Reference:
             raise TemplateError(text, start + len(name) + 2, "expected an alias after '@'")
         if ":" in alias:
             raise TemplateError(text, start + len(name) + 2 + alias.index(":"), "unexpected ':' in alias")
+        if len(alias) > MAX_ALIAS_CHARS:
+            raise TemplateError(text, start + len(name) + 2, f"alias longer than MLflow's {MAX_ALIAS_CHARS} characters")
         return Reference(name, Selector(SelectorKind.ALIAS, alias))
     _check_name(text, start, ref)
     return Reference(ref, Selector(SelectorKind.DEFAULT))
@@ -151,6 +242,8 @@ def _check_name(text: str, start: int, name: str) -> None:
         raise TemplateError(text, start + name.index(":") + 1, "model names never hold ':'")
     if name != name.strip():
         raise TemplateError(text, start + 1, "model name has leading or trailing whitespace")
+    if len(name) > MAX_NAME_CHARS:
+        raise TemplateError(text, start + 1, f"model name longer than MLflow's {MAX_NAME_CHARS} characters")
 
 
 class _Scanner:

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from webhook.model.grammar import is_candidate
+
 PREFIX = "modelpin.io/"
 MANAGED = PREFIX + "managed"
 TEMPLATES = PREFIX + "templates"
@@ -37,29 +39,49 @@ class Records:
 
 
 def read(metadata: Mapping[str, Any]) -> Records:
-    """Read the records; damaged ones are reported, never fatal."""
+    """Read the records; damaged ones are reported, never fatal.
+
+    ``metadata`` comes from the request: any JSON may stand where a map or a
+    string is expected, and each oddity is a problem reported, not an exception.
+    """
     annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        return Records(problems=["ignored metadata.annotations: not an object"])
     records = Records(paused=annotations.get(PAUSED) == "true")
     templates = _load(annotations, TEMPLATES, records.problems)
     records.templates = {str(k): v for k, v in templates.items() if isinstance(v, str)}
     resolved = _load(annotations, RESOLVED, records.problems)
-    records.resolved = {
-        str(k): {f: str(v.get(f, "")) for f in RECORD_FIELDS}
-        for k, v in resolved.items()
-        if isinstance(v, dict) and isinstance(v.get("uri"), str)
-    }
+    for pointer, entry in resolved.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("uri"), str):
+            continue
+        if is_candidate(entry["uri"]):
+            # Written back, it would put a raw template in the spec: the record is forged or damaged.
+            records.problems.append(f"ignored the recorded URI of {pointer}: it is itself a template")
+            continue
+        records.resolved[str(pointer)] = {f: _text(entry.get(f, "")) for f in RECORD_FIELDS}
     raw_refresh = annotations.get(REFRESH)
     if raw_refresh:
-        try:
+        if isinstance(raw_refresh, str) and raw_refresh.isascii() and raw_refresh.isdigit() and len(raw_refresh) <= 18:
             records.refresh_ms = int(raw_refresh)
-        except ValueError:
-            records.problems.append(f"ignored {REFRESH}={raw_refresh!r}: not milliseconds since the epoch")
+        else:
+            shown = repr(raw_refresh)[:40]
+            records.problems.append(f"ignored {REFRESH}={shown}: not milliseconds since the epoch")
     return records
+
+
+def _text(value: object) -> str:
+    # modelpin writes only strings; anything else is damage, and rendering it could recurse without bound
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**18 else ""
 
 
 def _load(annotations: Mapping[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
     raw = annotations.get(key)
     if not raw:
+        return {}
+    if not isinstance(raw, str):
+        problems.append(f"ignored annotation {key}: not a string")
         return {}
     try:
         value = orjson.loads(raw)

@@ -111,12 +111,12 @@ async def test_kserve_fields_and_flavor(resolver: Resolver, registry: FakeRegist
     response = await admit(request(isvc), resolver=resolver)
     out = apply_response(isvc, response)
     assert at(out, "/spec/predictor/model/storageUri") == "s3://mlflow/7/r2/artifacts/model"
-    assert at(out, "/spec/predictor/model/storageUris/0/uri") == "s3://mlflow/7/r2/artifacts/model"
-    assert at(out, "/spec/predictor/model/storageUris/1/uri") == "s3://mlflow/7/r3/artifacts/model"
+    assert at(out, "/spec/predictor/storageUris/0/uri") == "s3://mlflow/7/r2/artifacts/model"
+    assert at(out, "/spec/predictor/storageUris/1/uri") == "s3://mlflow/7/r3/artifacts/model"
     assert at(out, "/spec/transformer/containers/0/env/0/value") == "s3://mlflow/7/r3/artifacts/model"
     assert at(out, "/spec/explainer/art/storageUri") == "s3://mlflow-proxied/3/abc/artifacts/model"
-    assert at(out, "/spec/canary/0/storageUri") == seed_uri("iris demo1", 1, flavor="kserve")
-    assert at(out, "/spec/predictor/model/storageUris/1/mountPath") == "/mnt/models/latest"
+    assert at(out, "/spec/canary/0/predictor/model/storageUri") == seed_uri("iris demo1", 1, flavor="kserve")
+    assert at(out, "/spec/predictor/storageUris/1/mountPath") == "/mnt/models/latest"
     assert len(template_records(out)) == 6
     assert registry.lookups == 6
     assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver)
@@ -134,7 +134,7 @@ async def test_pattern_profile(resolver: Resolver, registry: FakeRegistry) -> No
     registry.set_alias("jukebox", "prod", 1)
     legacy = fixture("isvc-legacy.yaml")
     out = await admitted(legacy, resolver)
-    assert out["spec"]["transformer"]["model"]["storageUri"] == "oci://quay.io/rhoai/jukebox:abc123"
+    assert out["spec"]["transformer"]["containers"][0]["env"][0]["value"] == "oci://quay.io/rhoai/jukebox:abc123"
     assert out["spec"]["predictor"]["sklearn"]["storageUri"] == "s3://mlflow/7/r2/artifacts/model"
 
 
@@ -169,8 +169,8 @@ async def test_dry_run_gives_the_same_answer(seed: dict[str, Any], registry: Fak
 
 async def test_one_lookup_per_distinct_reference(resolver: Resolver, registry: FakeRegistry) -> None:
     obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
+        "apiVersion": "example.com/v1",  # a kind added by rule: templates anywhere under spec
+        "kind": "Custom",
         "metadata": {"name": "x"},
         "spec": {"a": "models:/fraud@champion", "b": '{{ mlflow.s3["fraud@champion"] }}', "c": ["models:/fraud"]},
     }
@@ -182,8 +182,8 @@ async def test_one_lookup_per_distinct_reference(resolver: Resolver, registry: F
 
 async def test_escaped_keys_round_trip(resolver: Resolver) -> None:
     obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
+        "apiVersion": "example.com/v1",  # a kind added by rule: templates anywhere under spec
+        "kind": "Custom",
         "metadata": {"name": "x", "annotations": {"keep": "me"}},
         "spec": {"a/b": {"c~d": ["models:/fraud/2"]}},
     }
@@ -346,8 +346,8 @@ async def test_registry_down_serves_stale_cache_with_one_warning_per_reference(
     resolver: Resolver, registry: FakeRegistry, clock: Clock
 ) -> None:
     obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
+        "apiVersion": "example.com/v1",  # a kind added by rule: templates anywhere under spec
+        "kind": "Custom",
         "metadata": {"name": "x"},
         "spec": {"a": "models:/fraud@champion", "b": '{{ mlflow.s3["fraud@champion"] }}'},
     }
@@ -442,11 +442,11 @@ async def test_missing_default_selector_is_422(registry: FakeRegistry, clock: Cl
 
 async def test_several_errors_are_all_named(resolver: Resolver) -> None:
     obj = one_field("models:/nope/1")
-    obj["spec"]["transformer"] = {"storageUri": "{{ broken"}
+    obj["spec"]["transformer"] = {"containers": [{"name": "t", "env": [{"name": "STORAGE_URI", "value": "{{ broken"}]}]}
     response = await admit(request(obj), resolver=resolver)
     message = response["status"]["message"]
     assert message.startswith("modelpin could not resolve 2 templates: ")
-    assert "/spec/transformer/storageUri: template '{{ broken' does not parse: " in message
+    assert "/spec/transformer/containers/0/env/0/value: template '{{ broken' does not parse: " in message
     assert "/spec/predictor/model/storageUri: template 'models:/nope/1': model 'nope' has no version 1" in message
     # the code is the first error's: the parse error was found at planning time
     assert response["status"]["code"] == 422

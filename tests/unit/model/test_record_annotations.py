@@ -35,7 +35,9 @@ def test_read_round_trip() -> None:
 
 
 def test_missing_record_fields_become_empty_strings() -> None:
-    rec = records.read({"annotations": {records.RESOLVED: orjson.dumps({"/spec/a": {"uri": "s3://x", "version": 2}})}})
+    rec = records.read(
+        {"annotations": {records.RESOLVED: orjson.dumps({"/spec/a": {"uri": "s3://x", "version": 2}}).decode()}}
+    )
     assert rec.resolved["/spec/a"] == {
         "registry": "",
         "model": "",
