@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from webhook.config import RcloneConfig, load_settings
-from webhook.model.uris import SEED_REMOTES, RcloneRemotes
+from webhook.model.uris import SEED_REMOTES, Flavor, RcloneRemotes, VersionFields, render
 
 
 def test_defaults_are_the_seed_forms() -> None:
@@ -53,3 +53,46 @@ def test_environment_sets_one_remote(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_blocks_are_refused(block: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         RcloneConfig.model_validate(block)
+
+
+# --- the README's examples are what the code writes ------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+EXAMPLE_LOCATIONS = {
+    "S3 (AWS)": "s3://mlflow/7/r2/artifacts/model",
+    "MinIO beside AWS": "s3://models-minio/7/r2/artifacts/model",
+    "GCS": "gs://mlflow/7/r2/artifacts/model",
+    "Azure Blob / ADLS Gen2": "wasbs://artifacts@modelpinci.blob.core.windows.net/10/r2/artifacts/model",
+    "Azure, several accounts": "abfss://artifacts@modelpinci.dfs.core.windows.net/10/r2/artifacts/model",
+}
+
+
+def readme_examples() -> list[list[str]]:
+    text = README.read_text()
+    table = text.split("| store | modelpin configuration | URI written |", 1)[1].split("\n\n", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in table.splitlines()[2:]]
+
+
+def test_readme_rclone_defaults_block_is_the_defaults() -> None:
+    block = README.read_text().split("```yaml\nrclone:", 1)[1].split("```", 1)[0]
+    assert RcloneConfig.model_validate(yaml.safe_load("rclone:" + block)["rclone"]) == RcloneConfig()
+
+
+def test_readme_rclone_examples_are_what_modelpin_writes() -> None:
+    rows = readme_examples()
+    assert [row[0] for row in rows] == list(EXAMPLE_LOCATIONS)
+    for store, configuration, uri, secret in rows:
+        settings = (
+            {}
+            if configuration == "defaults"
+            else yaml.safe_load("{" + configuration.strip("`").replace("`, `", ", ") + "}")
+        )
+        remotes = RcloneConfig.model_validate(settings).remotes()
+        fields = VersionFields("fraud", "2", "r2", EXAMPLE_LOCATIONS[store])
+        written = render("auto", fields, Flavor.SELDON, {}, remotes)
+        assert f"`{written}`" == uri, store
+        remote = written.split("://", 1)[0]
+        assert f"RCLONE_CONFIG_{remote.upper()}_TYPE:" in secret, store
+        if store == "MinIO beside AWS":
+            colon = RcloneConfig.model_validate({**settings, "form": "remote:"}).remotes()
+            assert f"`{render('auto', fields, Flavor.SELDON, {}, colon)}`" in README.read_text()
