@@ -55,7 +55,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
         settings.registries[name] = (
             existing.model_copy(update={"tracking_uri": uri}) if existing else RegistryConfig(tracking_uri=uri)
         )
+    for line in cleartext_credentials(settings):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     return settings
+
+
+def cleartext_credentials(settings: Settings) -> list[str]:
+    """A warning per registry whose credentials would cross the network unencrypted."""
+    return [
+        f"registry {name!r} sends its credentials over plain http ({cfg.tracking_uri}); use https"
+        for name, cfg in settings.registries.items()
+        if cfg.tracking_uri.startswith("http://") and (cfg.token() is not None or cfg.basic_auth() is not None)
+    ]
 
 
 def build_resolver(settings: Settings) -> Resolver:
@@ -74,6 +85,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.edge.server import run
 
     settings = settings_from(args)
+    if args.client_ca is not None:
+        if not args.client_ca.is_file():
+            print(f"error: --client-ca {args.client_ca} is not a file", file=sys.stderr)
+            return 2
+        settings.tls_client_ca = args.client_ca
     used_embedded = _prepare_embedded(settings)
     cert, key = args.tls_cert, args.tls_key
     if (cert is None) != (key is None):
@@ -258,6 +274,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", type=Path, help="serving certificate (PEM); re-read when it changes")
     serve.add_argument("--tls-key", type=Path, help="serving key (PEM)")
+    serve.add_argument(
+        "--client-ca",
+        type=Path,
+        help="CA (PEM) whose client certificates /mutate requires (the apiserver's, from its AdmissionConfiguration)",
+    )
     _add_config_flags(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -25,6 +25,8 @@ from webhook.model.grammar import Selector, SelectorKind, TemplateError, parse_r
 from webhook.model.uris import RcloneRemotes, check_remote_name
 
 BUILTIN_PROFILES = ("auto", "s3", "gcs", "blob")
+# The ``namespaces:`` key whose policy applies to every namespace without an entry of its own.
+DEFAULT_NAMESPACE_POLICY = "*"
 
 
 class RegistryConfig(BaseModel):
@@ -212,6 +214,9 @@ class Settings(BaseSettings):
     lookup_deadline_seconds: float = 2.0
     max_body_bytes: int = 3 * 1024 * 1024
     cert_reload_seconds: float = 5.0
+    # With a CA, /mutate answers only callers presenting a certificate it signed (the apiserver,
+    # through its AdmissionConfiguration kubeConfigFile); other routes stay open to probes.
+    tls_client_ca: Path | None = None
     reconciler: ReconcilerConfig = Field(default_factory=ReconcilerConfig)
     config_file: Path | None = None
 
@@ -244,9 +249,10 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def policy(self, namespace: str | None) -> NamespacePolicy:
+        """The namespace's own entry, else the ``"*"`` entry, else no restriction."""
         if namespace and namespace in self.namespaces:
             return self.namespaces[namespace]
-        return NamespacePolicy()
+        return self.namespaces.get(DEFAULT_NAMESPACE_POLICY) or NamespacePolicy()
 
     def selector_for(self, namespace: str | None) -> Selector | None:
         ns = self.policy(namespace).default_selector

@@ -48,7 +48,14 @@ def webhook(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ModelpinServer]:
     """``modelpin serve`` registered with the apiserver through the shipped webhook configuration."""
-    server = ModelpinServer(tmp_path_factory.mktemp("e2e-modelpin"), modelpin_config(mlflow_server.url), ca_dir)
+    # mutual TLS as README's trust model recommends: /mutate answers only the apiserver's client certificate
+    assert cluster.webhook_client is not None
+    server = ModelpinServer(
+        tmp_path_factory.mktemp("e2e-modelpin"),
+        modelpin_config(mlflow_server.url),
+        ca_dir,
+        extra_args=["--client-ca", str(cluster.webhook_client.ca)],
+    )
     apply_docs(cluster, [webhook_configuration(cluster, server)])
     wait_for_webhook(cluster)
     yield server

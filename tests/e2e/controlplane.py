@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.pki import ClientPair, client_pair
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "controlplane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
@@ -154,6 +156,7 @@ class ControlPlane:
         self.etcd_url = ""
         self.start_seconds = 0.0
         self._procs: list[_Process] = []
+        self.webhook_client: ClientPair | None = None
 
     @property
     def bin_dir(self) -> Path:
@@ -252,8 +255,55 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
 
+    def _write_admission_config(self) -> Path:
+        """Webhook admission that presents a client certificate to every webhook, as a hardened cluster does.
+
+        ``self.webhook_client.ca`` is then what ``modelpin serve --client-ca`` trusts. A webhook that
+        asks for no certificate is unaffected.
+        """
+        self.webhook_client = client_pair(self.workdir / "webhook-client")
+        kubeconfig = self.workdir / "webhook-client.kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    # "*": for every webhook host (the apiserver matches users by host[:port], then "*")
+                    "users": [
+                        {
+                            "name": "*",
+                            "user": {
+                                "client-certificate": str(self.webhook_client.cert),
+                                "client-key": str(self.webhook_client.key),
+                            },
+                        }
+                    ],
+                }
+            )
+        )
+        webhook_config = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "WebhookAdmissionConfiguration",
+            "kubeConfigFile": str(kubeconfig),
+        }
+        admission = self.workdir / "admission-config.yaml"
+        admission.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "apiserver.config.k8s.io/v1",
+                    "kind": "AdmissionConfiguration",
+                    "plugins": [
+                        {"name": name, "configuration": webhook_config}
+                        for name in ("MutatingAdmissionWebhook", "ValidatingAdmissionWebhook")
+                    ],
+                }
+            )
+        )
+        return admission
+
     def _start_apiserver(self, bin_dir: Path) -> None:
         client_ca, sa_pub, sa_priv = self._write_credentials()
+        admission_config = self._write_admission_config()
         self.port = _free_port()
         self.server = f"https://127.0.0.1:{self.port}"
         self._write_kubeconfig()
@@ -276,10 +326,31 @@ class ControlPlane:
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
                 # No controller-manager creates the "default" ServiceAccount, so pods would be refused (as envtest).
                 "--disable-admission-plugins=ServiceAccount",
+                f"--admission-control-config-file={admission_config}",
                 *self.apiserver_args,
             ],
             self.workdir / "kube-apiserver.log",
         )
+        self._procs.append(apiserver)
+
+        def ready() -> bool:
+            context = ssl.create_default_context(cafile=str(self.ca_file))
+            context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
+            with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=context) as resp:
+                return bool(resp.status == 200)
+
+        apiserver.wait_until(ready, self.start_timeout)
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver and start it again on the same port with the same credentials; etcd keeps its data."""
+        (old,) = [p for p in self._procs if p.name == "kube-apiserver"]
+        argv = list(old.proc.args)  # type: ignore[arg-type]
+        old.stop()
+        self._procs.remove(old)
+        time.sleep(down_seconds)
+        log = self.workdir / "kube-apiserver.log"
+        log.rename(self.workdir / f"kube-apiserver.{int(time.time())}.log")
+        apiserver = _Process(argv, log)
         self._procs.append(apiserver)
 
         def ready() -> bool:

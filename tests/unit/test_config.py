@@ -245,3 +245,18 @@ def test_credentials_from_yaml_are_references_not_values(tmp_path: Path, monkeyp
 
 def test_settings_is_the_settings_class() -> None:
     assert isinstance(load_settings(), Settings)
+
+
+def test_the_star_entry_applies_to_namespaces_without_their_own() -> None:
+    settings = Settings(
+        namespaces={
+            "*": {"registries": [], "models": []},
+            "team-a": {"models": ["fraud*"]},
+        }
+    )
+    assert not settings.policy("elsewhere").allows_registry("mlflow")
+    assert not settings.policy(None).allows_model("fraud")
+    assert settings.policy("team-a").allows_model("fraud-v2")
+    assert not settings.policy("team-a").allows_model("iris")
+    # without a "*" entry, a namespace without one is unrestricted, as before
+    assert Settings().policy("elsewhere").allows_model("anything")

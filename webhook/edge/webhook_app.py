@@ -73,6 +73,12 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
     return b"".join(chunks)
 
 
+def _client_certified(request: Request) -> bool:
+    """Whether the connection presented a client certificate (verified against the CA at the handshake)."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    return bool(tls.get("client_cert_chain"))
+
+
 def create_app(state: ServerState) -> FastAPI:
     settings = state.resolver.settings
 
@@ -98,6 +104,10 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
+        if settings.tls_client_ca is not None and not _client_certified(request):
+            # Answers carry artifact URIs and versions: only the apiserver may ask (README: trust model).
+            metrics.ADMISSIONS.labels("bad_request").observe(0)
+            return _error(403, "a client certificate signed by the configured client CA is required")
         body = await read_body(request, settings.max_body_bytes)
         if isinstance(body, Response):
             metrics.ADMISSIONS.labels("bad_request").observe(0)
