@@ -17,13 +17,22 @@ from typing import Any
 
 import pytest
 
-from tests.support.uri_table import KSERVE_FLAVORS, LOCATIONS, Row, kserve_branch, markdown, rows
+from tests.support.uri_table import (
+    KSERVE_FLAVORS,
+    LOCATIONS,
+    Row,
+    compact,
+    kserve_branch,
+    markdown,
+    rows,
+    seldon_remotes,
+)
 from webhook.model.uris import Flavor
 
 REQUIRED = os.environ.get("MODELPIN_REQUIRE_KSERVE_STORAGE") == "1"
 
 try:
-    from kserve_storage import Storage
+    from kserve_storage import Storage  # type: ignore[import-untyped,unused-ignore]
 except ImportError:
     if REQUIRED:
         pytest.fail(
@@ -105,7 +114,12 @@ def test_stubs_are_removed_afterwards(tmp_path: Path) -> None:
     assert not os.path.exists("/mnt/pvc/fraud/2")
 
 
-def test_table_prints(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tables_print() -> None:
     text = markdown(Storage)
     assert "(not installed)" not in text
     assert "| hdfs `hdfs://namenode:8020/mlflow/7/r2/artifacts/model` | TrainedModel | auto | denied: " in text
+    assert (
+        "| pvc | auto | `pvc://models/fraud/2` → _download_local | 422: cannot fetch pvc | `pvc://models/fraud/2` |"
+        in compact(Storage)
+    )
+    assert "| `minio://models-minio/7/m` | `minio:models-minio/7/m` |" in seldon_remotes()

@@ -1,6 +1,6 @@
 """What modelpin writes for each artifact location form, kind and profile, computed from the code.
 
-``python -m tests.support.uri_table`` prints it as Markdown; with kserve-storage
+``python -m tests.support.uri_table [--compact]`` prints it as Markdown; with kserve-storage
 installed, every URI written for a KServe kind is also routed through KServe's
 own storage-initializer dispatch (``Storage.download``, downloads stubbed) and the
 branch it took is shown. ``tests/integration/test_kserve_storage.py`` asserts the
@@ -9,7 +9,9 @@ same rows.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -182,14 +184,101 @@ def markdown(storage: Any | None) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+_CANNOT = re.compile(r"cannot fetch artifact location '.*' \((?P<what>[^:)]*)[^)]*\); it accepts")
+
+
+def short(error: str) -> str:
+    """A denial in a few words, derived from the message modelpin sends (all are 422: Cause.INVALID)."""
+    match = _CANNOT.search(error)
+    if match:
+        return f"422: cannot fetch {match['what']}"
+    if "names no storage account" in error:
+        return "422: no storage account"
+    if "has no form a serving pod accepts" in error:
+        return "422: not fetchable (map with artifact_roots)"
+    return f"422: {error}"
+
+
+def compact(storage: Any | None) -> str:
+    """Location form x profile rows, one column per kind; KServe URIs with the initializer branch."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    with tempfile.TemporaryDirectory() as out:
+        for row in rows():
+            if is_profile_mismatch(row.error):
+                continue
+            if row.uri is None:
+                cell = short(row.error or "")
+            else:
+                cell = f"`{row.uri}`"
+                if row.flavor in KSERVE_FLAVORS:
+                    cell += " → " + (kserve_branch(storage, row.uri, out) if storage is not None else "(not installed)")
+            cells.setdefault((row.label, row.profile), {})[row.kind] = cell
+    kinds = [kind for kind, _ in KINDS]
+    lines = [
+        "| location form | profile | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
+    for (label, profile), by_kind in cells.items():
+        lines.append(f"| {label} | {profile} | " + " | ".join(_cell(by_kind.get(k, "")) for k in kinds) + " |")
+    return "\n".join(lines)
+
+
+SELDON_LOCATIONS: list[tuple[str, str]] = [
+    ("s3", "s3://mlflow/7/m"),
+    ("s3, MinIO bucket", "s3://models-minio/7/m"),
+    ("s3a", "s3a://mlflow/7/m"),
+    ("gs", "gs://mlflow/7/m"),
+    ("gs, other bucket", "gs://other-project/7/m"),
+    ("wasbs, account modelpinci", f"wasbs://artifacts@{ACCOUNT}.blob.core.windows.net/10/m"),
+    ("abfss, account modelpinci", f"abfss://artifacts@{ACCOUNT}.dfs.core.windows.net/10/m"),
+    ("https dfs, account modelpinci", f"https://{ACCOUNT}.dfs.core.windows.net/artifacts/10/m"),
+    ("wasbs, another account", "wasbs://artifacts@otheraccount.blob.core.windows.net/10/m"),
+    ("wasbs, no account", "wasbs://artifacts/10/m"),
+]
+_PER_BUCKET = RcloneRemotes(
+    s3="aws",
+    gs="gcs",
+    azure="azureblob",
+    s3_buckets={"models-minio": "minio"},
+    gs_buckets={"other-project": "gcs2"},
+    azure_accounts={ACCOUNT: "azure_ci"},
+)
+SELDON_CONFIGS: list[tuple[str, RcloneRemotes]] = [
+    ("defaults", RcloneRemotes()),
+    ("s3: aws, gs: gcs, azure: azureblob", RcloneRemotes(s3="aws", gs="gcs", azure="azureblob")),
+    ("+ per bucket/account", _PER_BUCKET),
+    ("+ form: 'remote:'", dataclasses.replace(_PER_BUCKET, colon=True)),
+]
+
+
+def seldon_remotes() -> str:
+    """What auto writes for Seldon kinds under each rclone configuration."""
+    lines = [
+        "| location | " + " | ".join(name for name, _ in SELDON_CONFIGS) + " |",
+        "|---|" + "---|" * len(SELDON_CONFIGS),
+    ]
+    for label, location in SELDON_LOCATIONS:
+        written = []
+        for _, remotes in SELDON_CONFIGS:
+            uri, error = outcome(location, Flavor.SELDON, "auto", remotes)
+            written.append(f"`{uri}`" if uri is not None else short(error or ""))
+        lines.append(f"| {label} `{location}` | " + " | ".join(written) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
     try:
-        from kserve_storage import Storage
+        from kserve_storage import Storage  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         Storage = None
-    print(markdown(Storage))
+    if "--compact" in argv:
+        print(compact(Storage))
+        print()
+        print(seldon_remotes())
+    else:
+        print(markdown(Storage))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
