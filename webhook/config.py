@@ -91,6 +91,19 @@ class CacheConfig(BaseModel):
     max_entries: int = 10000
 
 
+class RegistryHealthConfig(BaseModel):
+    """The circuit breaker in front of each registry (webhook.registry.health)."""
+
+    enabled: bool = True
+    # Consecutive failed calls (no answer, 5xx, anything but the registry's word) that open the circuit.
+    failure_threshold: int = Field(default=5, ge=1)
+    # While open, no call goes out; the interval grows per reopening, up to the maximum, jittered by +-jitter.
+    open_seconds: float = Field(default=1.0, gt=0)
+    max_open_seconds: float = Field(default=5.0, gt=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    jitter: float = Field(default=0.2, ge=0, lt=1)
+
+
 class RcloneConfig(BaseModel):
     """Seldon kinds: the rclone remote each URI names, as the user's rclone secret defines it.
 
@@ -211,6 +224,7 @@ class Settings(BaseSettings):
     rclone: RcloneConfig = Field(default_factory=RcloneConfig)
     namespaces: dict[str, NamespacePolicy] = Field(default_factory=dict)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    registry_health: RegistryHealthConfig = Field(default_factory=RegistryHealthConfig)
     lookup_deadline_seconds: float = 2.0
     max_body_bytes: int = 3 * 1024 * 1024
     cert_reload_seconds: float = 5.0

@@ -36,6 +36,20 @@ REGISTRY_LOOKUPS = Counter(
     "Resolutions that went to the registry (one per reference, however many calls it took)",
     ["registry"],
 )
+REGISTRY_UP = Gauge("modelpin_registry_up", "1 while the registry's circuit is closed, else 0", ["registry"])
+REGISTRY_CIRCUIT = Gauge(
+    "modelpin_registry_circuit_state", "The registry's circuit breaker: 0 closed, 1 open, 2 half-open", ["registry"]
+)
+REGISTRY_CIRCUIT_OPENS = Counter(
+    "modelpin_registry_circuit_opens_total",
+    "Times the registry's circuit opened (or reopened after a probe)",
+    ["registry"],
+)
+REGISTRY_SKIPPED = Counter(
+    "modelpin_registry_skipped_total",
+    "Lookups answered from the cache or refused without calling the registry, because its circuit was open",
+    ["registry"],
+)
 CERT_RELOADS = Counter("modelpin_cert_reloads_total", "Serving certificate reloads", ["result"])
 CERT_EXPIRY = Gauge(
     "modelpin_certificate_expiry_timestamp_seconds",

@@ -132,9 +132,14 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> Response:
         problems = [] if state.reloader is None else state.reloader.problems()
+        # A registry that is down is reported, never made a reason to be unready: the webhook
+        # still answers (from the cache, or with 503 denials naming the registry), and an
+        # unready replica would only move the same answers to the apiserver's failurePolicy.
+        registries = {name: h.as_dict() for name, h in state.resolver.health_all().items()}
         if problems:
-            return _error(503, "; ".join(problems))
-        return Response(b'{"status":"ready"}', media_type=JSON)
+            body = {"error": "; ".join(problems), "registries": registries}
+            return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+        return Response(orjson.dumps({"status": "ready", "registries": registries}), media_type=JSON)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from webhook import metrics
 from webhook.config import Settings
@@ -21,6 +22,9 @@ from webhook.model.causes import Cause
 from webhook.model.grammar import Reference, Selector, SelectorKind, Template
 from webhook.model.uris import Flavor, ProfileError, VersionFields, map_artifact_root, render
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
+from webhook.registry.health import RegistryHealth, Snapshot
+
+T = TypeVar("T")
 
 # Fraction of a TTL after which a served entry is renewed in the background.
 REFRESH_AHEAD = 0.75
@@ -161,10 +165,12 @@ class Resolver:
         settings: Settings,
         registries: Mapping[str, Registry],
         clock_ms: Callable[[], int] = now_ms,
+        health_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.registries = registries
         self.clock_ms = clock_ms
+        self._health = {name: RegistryHealth(name, settings.registry_health, health_clock) for name in registries}
         self._cache: dict[tuple[str, str, str], Resolution] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
         self._plans: dict[tuple[str, str | None], Plan] = {}
@@ -209,7 +215,7 @@ class Resolver:
             return None
         if now - entry.fetched_at_ms >= self._ttl_ms(p.reference.selector):
             return None
-        if now >= self._renew_at(p, entry) and p.key not in self._flights:
+        if now >= self._renew_at(p, entry) and p.key not in self._flights and self._health[p.registry].allow():
             self._start_flight(p, now)
         return entry
 
@@ -237,6 +243,11 @@ class Resolver:
         metrics.CACHE.labels("bypass" if fresh else "miss").inc()
         flight = self._flights.get(key)
         if flight is None or flight.started_ms < not_before_ms:
+            health = self._health[p.registry]
+            if not health.allow():
+                # the registry is resting: answer now, from the cache or with 503, without asking it
+                metrics.REGISTRY_SKIPPED.labels(p.registry).inc()
+                return self._stale_or_raise(p, cached, _resting(health.snapshot()), not_before_ms)
             flight = self._start_flight(p, now)
         else:
             metrics.CACHE.labels("joined").inc()
@@ -261,7 +272,18 @@ class Resolver:
     def _land(self, key: tuple[str, str, str], flight: _Flight, _task: object) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
-        if flight.task.cancelled() or flight.task.exception() is not None:
+        health = self._health[key[0]]
+        if flight.task.cancelled():
+            health.release()
+            return
+        error = flight.task.exception()
+        if isinstance(error, Unavailable):
+            health.failure(error.kind)
+        elif error is None or isinstance(error, RegistryError):
+            health.success()  # a not-found is an answer: the registry is up
+        else:
+            health.release()  # modelpin's own fault says nothing about the registry
+        if error is not None:
             return
         result = flight.task.result()
         current = self._cache.get(key)
@@ -311,11 +333,58 @@ class Resolver:
         resolution.rendered[memo_key] = uri
         return uri
 
+    # --- registry health, for /readyz and the reconciler ---------------------------------
+
+    def health(self, registry: str) -> Snapshot:
+        """The registry's circuit: closed (up), open (resting, with the time to the next probe) or half-open."""
+        return self._health[registry].snapshot()
+
+    def health_all(self) -> dict[str, Snapshot]:
+        return {name: h.snapshot() for name, h in self._health.items()}
+
+    def available(self, registry: str) -> bool:
+        """Whether a call to ``registry`` would go out now (closed, or an interval ended and a probe may go)."""
+        return self._health[registry].available()
+
+    async def call(self, registry: str, op: Callable[[Registry], Awaitable[T]]) -> T:
+        """``op`` on the registry's client, under its circuit: for calls made outside ``resolve``.
+
+        Raises ``Unavailable`` at once while the circuit is open; otherwise the
+        outcome counts toward the circuit as a resolution's does. ``op``'s own
+        programming errors propagate and count for nothing.
+        """
+        health = self._health[registry]
+        if not health.allow():
+            metrics.REGISTRY_SKIPPED.labels(registry).inc()
+            raise Unavailable(_resting(health.snapshot()), "circuit_open")
+        try:
+            result = await op(self.registries[registry])
+        except Unavailable as exc:
+            health.failure(exc.kind)
+            raise
+        except RegistryError:
+            health.success()
+            raise
+        except BaseException:
+            health.release()
+            raise
+        health.success()
+        return result
+
     async def aclose(self) -> None:
         for flight in self._flights.values():
             flight.task.cancel()
         for registry in self.registries.values():
             await registry.aclose()
+
+
+def _resting(health: Snapshot) -> str:
+    """What users read while a registry's circuit is open: the state, never an exception's text."""
+    failures = "failure" if health.consecutive_failures == 1 else "failures"
+    return (
+        f"registry {health.registry!r} is unavailable ({health.consecutive_failures} consecutive {failures}; "
+        f"next try in {max(health.retry_in_seconds, 0.1):.1f}s)"
+    )
 
 
 def _loop_deadline(deadline: float) -> float:

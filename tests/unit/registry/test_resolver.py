@@ -10,7 +10,7 @@ from tests.support.fakes import AZURE_ROOT, Clock, FakeRegistry, lookups_metric,
 from webhook.model.causes import Cause
 from webhook.model.grammar import Reference, Selector, SelectorKind, parse
 from webhook.model.uris import Flavor
-from webhook.registry.clients import ModelVersion, NotFound, RegistryError, Unavailable
+from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
 from webhook.registry.resolver import Plan, ResolutionError, Resolver, artifact_location, plan, select_version
 
 DOWN = "registry 'mlflow' answered 503: down"
@@ -524,3 +524,121 @@ async def test_refresh_ahead_renews_a_served_entry_in_the_background(
     assert renewed is not None and renewed.resolution.version.version == "3"
     clock.advance(29)  # the renewed entry is fresh well past the first one's expiry
     assert resolver.cached(floating) is not None
+
+
+# --- the resolver: a registry that is down is not hammered ------------------------------
+
+
+def resting_resolver(registry: FakeRegistry, clock: Clock, **health: float) -> Resolver:
+    settings = make_settings(
+        registry_health={"failure_threshold": 3, "open_seconds": 1.0, "max_open_seconds": 4.0, "jitter": 0, **health}
+    )
+    return Resolver(settings, {"mlflow": registry}, clock_ms=clock, health_clock=lambda: clock.ms / 1000)
+
+
+async def test_an_open_circuit_answers_from_cache_or_503_without_calling(
+    registry: FakeRegistry, clock: Clock
+) -> None:
+    resolver = resting_resolver(registry, clock)
+    cached = p("models:/fraud@champion")
+    await resolver.resolve(cached)
+    clock.advance(31)  # expired: every resolve below needs the registry
+    registry.fail_with(Unavailable(DOWN, "server_error"))
+    for _ in range(3):
+        assert (await resolver.resolve(cached)).warning == f"fraud@champion: {DOWN}; serving version 2 resolved 31s ago"
+    assert registry.lookups == 4
+    assert resolver.health("mlflow").state.value == "open" and not resolver.available("mlflow")
+    # open: 20 reviews, no call; the cached reference is served stale, the uncached one denied
+    for _ in range(10):
+        lookup = await resolver.resolve(cached)
+        assert lookup.resolution.version.version == "2"
+        assert lookup.warning == (
+            "fraud@champion: registry 'mlflow' is unavailable (3 consecutive failures; next try in 1.0s); "
+            "serving version 2 resolved 31s ago"
+        )
+        with pytest.raises(ResolutionError) as info:
+            await resolver.resolve(p("models:/fraud/3"))
+        assert info.value.cause is Cause.UNAVAILABLE
+        assert "no usable cached resolution" in str(info.value)
+    assert registry.lookups == 4
+    # the interval ends: one probe goes, fails, and the next interval is longer
+    clock.advance(1)
+    await resolver.resolve(cached)
+    assert registry.lookups == 5
+    assert resolver.health("mlflow").retry_in_seconds == 2.0
+    clock.advance(1.9)
+    await resolver.resolve(cached)
+    assert registry.lookups == 5
+    # the registry is back: the next probe closes the circuit and answers fresh
+    registry.fail_with(None)
+    registry.set_alias("fraud", "champion", 3)
+    clock.advance(0.1)
+    fresh = await resolver.resolve(cached)
+    assert (fresh.warning, fresh.resolution.version.version) == (None, "3")
+    assert resolver.health("mlflow").up and resolver.available("mlflow")
+    assert (await resolver.resolve(p("models:/fraud/3"))).warning is None
+
+
+async def test_not_found_counts_as_an_answer(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = resting_resolver(registry, clock)
+    for _ in range(5):
+        with pytest.raises(ResolutionError) as info:
+            await resolver.resolve(p("models:/nope@champion"))
+        assert info.value.cause is Cause.NOT_FOUND
+    assert resolver.health("mlflow").up
+    assert registry.lookups == 5
+
+
+async def test_refresh_ahead_waits_for_the_circuit(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = resting_resolver(registry, clock, open_seconds=60, max_open_seconds=60)
+    floating = p("models:/fraud@champion")
+    await resolver.resolve(floating)
+    registry.fail_with(Unavailable(DOWN, "server_error"))
+    for text in ("models:/fraud/1", "models:/fraud/2", "models:/fraud/3"):
+        with pytest.raises(ResolutionError):
+            await resolver.resolve(p(text))
+    clock.advance(25)  # past 0.75 of the TTL, but the circuit is open: no background lookup
+    assert resolver.cached(floating) is not None
+    await asyncio.sleep(0)
+    assert registry.lookups == 4
+    registry.fail_with(None)
+    resolver._health["mlflow"].success()  # closed again: the same hit renews in the background
+    assert resolver.cached(floating) is not None
+    await asyncio.sleep(0)
+    assert registry.lookups == 5
+
+
+async def test_call_runs_other_registry_calls_under_the_circuit(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = resting_resolver(registry, clock)
+
+    async def search(reg: Registry) -> int:
+        return len(await reg.search_versions("fraud"))
+
+    assert await resolver.call("mlflow", search) == 4
+    registry.fail_with(Unavailable(DOWN, "timeout"))
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await resolver.call("mlflow", search)
+    calls = registry.calls["search_versions"]
+    with pytest.raises(Unavailable) as info:
+        await resolver.call("mlflow", search)
+    assert info.value.kind == "circuit_open"
+    assert str(info.value) == "registry 'mlflow' is unavailable (3 consecutive failures; next try in 1.0s)"
+    assert registry.calls["search_versions"] == calls
+    # resolutions see the same circuit
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(p("models:/fraud/3"))
+    assert registry.lookups == calls
+    registry.fail_with(None)
+    clock.advance(1)
+    assert await resolver.call("mlflow", search) == 4
+    assert resolver.health("mlflow").up
+
+
+async def test_modelpins_own_errors_are_not_the_registrys(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = resting_resolver(registry, clock)
+    registry.fail_with(ZeroDivisionError("a bug in modelpin"))
+    for _ in range(5):
+        with pytest.raises(ZeroDivisionError):
+            await resolver.resolve(p("models:/fraud/3"))
+    assert resolver.health("mlflow").up  # a bug never opens the circuit
