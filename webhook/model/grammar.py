@@ -42,7 +42,7 @@ MAX_TEMPLATE_BYTES = 4096
 # Every character ``str.isspace`` accepts: the Unicode White_Space property and U+001C..U+001F.
 WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 # The same set as an RE2 character class for the guard's CEL (``matches``).
-WHITESPACE_CLASS = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+WHITESPACE_CLASS = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]"  # \p{Z}: Zs, Zl and Zp, the rest of the set
 
 
 class SelectorKind(StrEnum):

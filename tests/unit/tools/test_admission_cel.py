@@ -1,0 +1,54 @@
+"""The committed admission CEL is what the generator makes from the declared paths."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from webhook.model.template_paths import KINDS
+from webhook.tools import admission_cel
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_committed_files_are_what_the_generator_writes() -> None:
+    assert admission_cel.main(["--check", "--root", str(ROOT)]) == 0, "run: python -m webhook.tools.admission_cel"
+
+
+def test_check_fails_on_a_drifted_file_and_writing_repairs_it(tmp_path: Path) -> None:
+    for rel in admission_cel.outputs():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    guard = tmp_path / admission_cel.BASE_GUARD
+    guard.write_text(guard.read_text().replace("'models:/'", "'model:/'", 1))
+    assert admission_cel.main(["--check", "--root", str(tmp_path)]) == 1
+    assert admission_cel.main(["--root", str(tmp_path)]) == 0
+    assert admission_cel.main(["--check", "--root", str(tmp_path)]) == 0
+
+
+def test_base_and_chart_carry_the_same_cel() -> None:
+    chart = yaml.safe_load((ROOT / admission_cel.CHART_FILE).read_text())
+    (hook,) = yaml.safe_load((ROOT / admission_cel.BASE_WEBHOOK).read_text())["webhooks"]
+    policy, binding = yaml.safe_load_all((ROOT / admission_cel.BASE_GUARD).read_text())
+    assert hook["rules"] == chart["webhook"]["rules"]
+    assert hook["matchConditions"] == chart["webhook"]["matchConditions"]
+    assert policy["spec"] == chart["guard"]
+    assert binding["spec"]["validationActions"] == chart["guardBinding"]["validationActions"]
+
+
+def test_the_guard_names_every_declared_path_once() -> None:
+    messages = [v["message"] for v in admission_cel.guard_spec()["validations"]]
+    for kind in KINDS:
+        for path in kind.paths:
+            named = [m for m in messages if m.startswith(f"{kind.kind} {path.dotted()} holds")]
+            assert len(named) == 1, (kind.kind, path.dotted())
+    assert len(messages) == 1 + sum(len(k.paths) for k in KINDS)
+
+
+def test_the_match_condition_reaches_the_deepest_seldon_node() -> None:
+    expression = admission_cel.match_condition()
+    # one nested exists() per children level, below the graph
+    assert expression.count("['children']") >= 10
+    assert "['canary']" in expression and "['workerSpec']" in expression and "['initContainers']" in expression
