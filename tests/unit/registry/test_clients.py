@@ -21,9 +21,9 @@ from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
 from webhook.model.causes import Cause
+from webhook.model.grammar import parse
 from webhook.registry.clients import LocalRegistry, NotFound, RestRegistry, Unavailable
 from webhook.registry.resolver import ResolutionError, Resolver, plan
-from webhook.model.grammar import parse
 
 SECRET = "postgresql://user:s3cret@db/mlflow"
 ALIAS_BODY = {
@@ -67,7 +67,11 @@ def errors(registry: str, kind: str) -> float:
             "registry 'reset-test' did not answer (the call failed unexpectedly)",
         ),
         (RuntimeError(f"could not reach {SECRET}"), "unexpected", None),
-        (httpx.ConnectError(f"refused by {SECRET}"), "connection", "registry 'reset-test' did not answer (connection failed)"),
+        (
+            httpx.ConnectError(f"refused by {SECRET}"),
+            "connection",
+            "registry 'reset-test' did not answer (connection failed)",
+        ),
         (httpx.ReadTimeout("slow"), "timeout", "registry 'reset-test' did not answer in time"),
     ],
 )
@@ -123,7 +127,7 @@ def _review(uri: str) -> AdmissionRequest:
         "metadata": {"name": "x", "namespace": "default"},
         "spec": {"predictor": {"model": {"storageUri": uri}}},
     }
-    request: AdmissionRequest = {  # type: ignore[typeddict-item]
+    request: AdmissionRequest = {
         "uid": "u",
         "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
         "namespace": "default",
@@ -186,7 +190,7 @@ async def test_admission_turns_registry_failures_into_stale_answers_and_503s_wit
 
 
 async def test_local_store_errors_are_unavailable_without_the_store_uri(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -199,7 +203,7 @@ async def test_local_store_errors_are_unavailable_without_the_store_uri(
         raise OSError(f"connection to {SECRET} refused")
 
     for fake in (broken, driver):
-        registry._client.get_model_version_by_alias = fake
+        monkeypatch.setattr(registry._client, "get_model_version_by_alias", fake)
         with caplog.at_level(logging.WARNING, "modelpin.registry"), pytest.raises(Unavailable) as info:
             await registry.get_alias("fraud", "champion")
         assert "s3cret" not in str(info.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY as PROMETHEUS
 
 from webhook.config import RegistryHealthConfig
@@ -17,7 +19,13 @@ class Seconds:
 
 
 def breaker(clock: Seconds, rng: float = 0.5, name: str = "health-test", **config: float) -> RegistryHealth:
-    values = {"failure_threshold": 3, "open_seconds": 1.0, "max_open_seconds": 5.0, "jitter": 0.2, **config}
+    values: dict[str, Any] = {
+        "failure_threshold": 3,
+        "open_seconds": 1.0,
+        "max_open_seconds": 5.0,
+        "jitter": 0.2,
+        **config,
+    }
     return RegistryHealth(name, RegistryHealthConfig(**values), clock, lambda: rng)
 
 
@@ -33,9 +41,9 @@ def test_opens_after_consecutive_failures_only() -> None:
     h.success()  # an answer in between: the count starts again
     h.failure("timeout")
     h.failure("timeout")
-    assert h.allow() and h.state is State.CLOSED
+    assert h.allow() and h.snapshot().state is State.CLOSED
     h.failure("timeout")
-    assert h.state is State.OPEN
+    assert h.snapshot().state is State.OPEN
     assert not h.allow() and not h.available()
     snap = h.snapshot()
     assert (snap.consecutive_failures, snap.last_failure, snap.up) == (3, "timeout", False)
@@ -58,7 +66,7 @@ def test_one_probe_after_the_interval_then_closed_on_success() -> None:
     assert gauge("modelpin_registry_circuit_state", "probe-test") == 2
     assert not h.allow() and not h.available()  # one probe at a time
     h.success()
-    assert h.state is State.CLOSED and h.allow()
+    assert h.snapshot().state is State.CLOSED and h.allow()
     assert gauge("modelpin_registry_up", "probe-test") == 1
     assert gauge("modelpin_registry_circuit_opens_total", "probe-test") == 1
 

@@ -536,9 +536,7 @@ def resting_resolver(registry: FakeRegistry, clock: Clock, **health: float) -> R
     return Resolver(settings, {"mlflow": registry}, clock_ms=clock, health_clock=lambda: clock.ms / 1000)
 
 
-async def test_an_open_circuit_answers_from_cache_or_503_without_calling(
-    registry: FakeRegistry, clock: Clock
-) -> None:
+async def test_an_open_circuit_answers_from_cache_or_503_without_calling(registry: FakeRegistry, clock: Clock) -> None:
     resolver = resting_resolver(registry, clock)
     cached = p("models:/fraud@champion")
     await resolver.resolve(cached)
