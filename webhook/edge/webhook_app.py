@@ -18,6 +18,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from webhook import metrics
 from webhook.admission.decision import admit
@@ -43,6 +44,16 @@ def _error(status: int, reason: str) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes | Response:
     """The body, or the error response that refuses it."""
+    try:
+        return await _read_body(request, limit)
+    except ClientDisconnect:
+        # the client's doing, and nobody is left to answer: one line, not a traceback
+        client = request.client
+        log.warning("client %s disconnected before sending its whole body", client.host if client else "?")
+        return _error(400, "client disconnected before sending its whole body")
+
+
+async def _read_body(request: Request, limit: int) -> bytes | Response:
     ctype = length = b""
     framed = True
     # The raw ASGI header list (names arrive lower-cased): building a Headers

@@ -174,6 +174,7 @@ class Resolver:
         self._cache: dict[tuple[str, str, str], Resolution] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
         self._plans: dict[tuple[str, str | None], Plan] = {}
+        self._plan_chars = 0
         # read per field of every review; settings do not change while serving
         self._ttl_pinned_ms = settings.cache.pinned_ttl_seconds * 1000
         self._ttl_floating_ms = settings.cache.floating_ttl_seconds * 1000
@@ -185,9 +186,13 @@ class Resolver:
         found = self._plans.get(memo_key)
         if found is None:
             found = plan(template, namespace, self.settings)
-            if len(self._plans) >= 4096:
+            # bounded in characters too: a namespace in a made-up review can be megabytes long
+            size = len(template.text) + len(namespace or "")
+            if len(self._plans) >= 4096 or self._plan_chars + size > 4 << 20:
                 self._plans.clear()
+                self._plan_chars = 0
             self._plans[memo_key] = found
+            self._plan_chars += size
         return found
 
     def cached(self, p: Plan, *, not_before_ms: int = 0, count: bool = True) -> Lookup | None:
