@@ -6,7 +6,8 @@
 #
 # Builder: a virtualenv at /opt/venv holding modelpin and its dependencies
 # (no mlflow: the webhook talks to the tracking server over REST).
-FROM python:3.11-slim AS builder
+# The base pinned to a patch release (the interpreter the test suite runs on); bump it on purpose.
+FROM python:3.11.7-slim-bookworm AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -17,22 +18,23 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so that a change to the code
-# does not re-download them.
-COPY pyproject.toml README.md ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+# Dependencies first, from the lock alone (every file checked against its
+# sha256; hack/lock.sh writes it from pyproject.toml), so that a change to the
+# code does not re-download them. The lock holds the build backend too.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
-# Then the package itself (a regular, non-editable install).
+# Then the package itself (a regular, non-editable install), built with the
+# locked backend and adding no dependency of its own.
+COPY pyproject.toml README.md ./
 COPY webhook/ webhook/
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && modelpin --help > /dev/null
 
 # Runtime: the same Python, the virtualenv, and an unprivileged user. The
 # Kubernetes manifests run it with a read-only root filesystem and an
 # emptyDir at /tmp.
-FROM python:3.11-slim
+FROM python:3.11.7-slim-bookworm
 
 LABEL org.opencontainers.image.title="modelpin" \
       org.opencontainers.image.description="Kubernetes admission webhook that pins MLflow registry references to artifact URIs" \
