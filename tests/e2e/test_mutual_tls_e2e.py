@@ -7,28 +7,15 @@ therefore already goes through mutual TLS; this module shows both sides of it.
 
 from __future__ import annotations
 
-import ssl
-
-import httpx
 import orjson
 import pytest
 
 from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
-from tests.support.modelpin_server import ModelpinServer, isvc
-from tests.support.reviews import make_review
+from tests.support.modelpin_server import ModelpinServer, isvc, post_as
 
 pytestmark = pytest.mark.e2e
-
-
-def direct_post(server: ModelpinServer, cert: tuple[str, str] | None) -> httpx.Response:
-    ctx = ssl.create_default_context(cafile=str(server.ca))
-    if cert is not None:
-        ctx.load_cert_chain(*cert)
-    body = orjson.dumps(make_review(isvc("models:/fraud@champion")))
-    with httpx.Client(base_url=server.url, verify=ctx, timeout=10) as client:
-        return client.post("/mutate", content=body, headers={"Content-Type": "application/json"})
 
 
 def test_the_apiserver_is_answered_and_a_direct_caller_is_refused(
@@ -44,9 +31,9 @@ def test_the_apiserver_is_answered_and_a_direct_caller_is_refused(
     assert uri == catalog.location("fraud", catalog.version_for("fraud", "champion"))
     assert stored["metadata"]["labels"]["modelpin.io/managed"] == "true"
 
-    refused = direct_post(webhook, None)
+    refused = post_as(webhook, isvc("models:/fraud@champion"), None)
     assert refused.status_code == 403
     assert "client certificate" in refused.json()["error"]
     assert cluster.webhook_client is not None
     pair = cluster.webhook_client
-    assert direct_post(webhook, (str(pair.cert), str(pair.key))).status_code == 200
+    assert post_as(webhook, isvc("models:/fraud@champion"), (str(pair.cert), str(pair.key))).status_code == 200

@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.modelpin_server import ModelpinServer, modelpin_config, post_as
 from tests.support.pki import ClientPair, client_pair
-from tests.support.reviews import fixture, make_review
+from tests.support.reviews import fixture
 
 pytestmark = pytest.mark.integration
 
@@ -120,20 +119,11 @@ def test_tls_1_2_with_aead_and_tls_1_3_are_served(mtls_server: ModelpinServer) -
     assert handshake(mtls_server.port, mtls_server.ca, maximum=ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
 
 
-def post_review(server: ModelpinServer, cert: tuple[str, str] | None) -> httpx.Response:
-    ctx = ssl.create_default_context(cafile=str(server.ca))
-    if cert is not None:
-        ctx.load_cert_chain(*cert)
-    body = orjson.dumps(make_review(fixture("isvc-canary.yaml")))
-    with httpx.Client(base_url=server.url, verify=ctx, timeout=10) as c:
-        return c.post("/mutate", content=body, headers={"Content-Type": "application/json"})
-
-
 def test_mutate_requires_a_client_certificate(mtls_server: ModelpinServer, client: ClientPair) -> None:
-    refused = post_review(mtls_server, None)
+    refused = post_as(mtls_server, fixture("isvc-canary.yaml"), None)
     assert refused.status_code == 403
     assert "client certificate" in refused.json()["error"]
-    answered = post_review(mtls_server, (str(client.cert), str(client.key)))
+    answered = post_as(mtls_server, fixture("isvc-canary.yaml"), (str(client.cert), str(client.key)))
     assert answered.status_code == 200
     assert answered.json()["response"]["allowed"] is True
 
@@ -141,7 +131,7 @@ def test_mutate_requires_a_client_certificate(mtls_server: ModelpinServer, clien
 def test_a_certificate_from_another_ca_fails_the_handshake(mtls_server: ModelpinServer, tmp_path: Path) -> None:
     stranger = client_pair(tmp_path / "stranger")
     with pytest.raises(httpx.TransportError):
-        post_review(mtls_server, (str(stranger.cert), str(stranger.key)))
+        post_as(mtls_server, fixture("isvc-canary.yaml"), (str(stranger.cert), str(stranger.key)))
 
 
 def test_probes_and_metrics_need_no_client_certificate(mtls_server: ModelpinServer) -> None:

@@ -148,3 +148,13 @@ def modelpin_config(tracking_uri: str, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+def post_as(server: ModelpinServer, obj: dict[str, Any], client_cert: tuple[str, str] | None) -> httpx.Response:
+    """POST a review of ``obj`` to /mutate on a new connection, presenting ``client_cert`` (cert, key) if given."""
+    context = ssl.create_default_context(cafile=str(server.ca))
+    if client_cert is not None:
+        context.load_cert_chain(*client_cert)
+    body = orjson.dumps(make_review(obj))
+    with httpx.Client(base_url=server.url, verify=context, timeout=10) as client:
+        return client.post("/mutate", content=body, headers={"Content-Type": "application/json"})
