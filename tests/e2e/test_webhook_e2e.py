@@ -126,7 +126,15 @@ def canary_only(name: str) -> dict[str, Any]:
     doc = obj_json("isvc-legacy.yaml", name=name)
     doc["spec"] = {
         "predictor": {"sklearn": {"storageUri": "s3://bucket/fixed/model"}},
-        "canary": [{"storageUri": "models:/fraud@champion"}],
+        # KServe 0.20+: a canary is {predictor, trafficPercent}
+        "canary": [
+            {
+                "predictor": {
+                    "model": {"name": "m", "modelFormat": {"name": "sklearn"}, "storageUri": "models:/fraud@champion"}
+                },
+                "trafficPercent": 10,
+            }
+        ],
     }
     return doc
 
@@ -154,7 +162,7 @@ def test_templates_in_canary_and_component_env_reach_the_webhook(
     # matchConditions send the object only when a known field holds a template: these two shapes are known
     fraud = catalog.location("fraud", catalog.version_for("fraud", "champion"))
     for doc, pointer in (
-        (canary_only("canary-only"), "/spec/canary/0/storageUri"),
+        (canary_only("canary-only"), "/spec/canary/0/predictor/model/storageUri"),
         (component_env_only("env-only"), "/spec/predictors/0/componentSpecs/0/spec/containers/0/env/0/value"),
     ):
         out = cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(doc))
@@ -185,15 +193,18 @@ def test_guard_refuses_templates_when_the_webhook_is_down(
     try:
         time.sleep(2)  # let the apiserver see the new configuration
         for templated, field in (
-            (obj_json("isvc-legacy.yaml", name="while-down"), "spec.predictor.sklearn.storageUri"),
-            (canary_only("canary-while-down"), "spec.canary[].storageUri"),
-            (component_env_only("env-while-down"), "spec.predictors[default].componentSpecs containers[classifier]"),
+            (obj_json("isvc-legacy.yaml", name="while-down"), "InferenceService spec.predictor.sklearn.storageUri"),
+            (canary_only("canary-while-down"), "InferenceService spec.canary[].predictor.model.storageUri"),
+            (
+                component_env_only("env-while-down"),
+                "SeldonDeployment spec.predictors[].componentSpecs[].spec.containers[].env[].value",
+            ),
         ):
             out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(templated), check=False)
             assert out.returncode != 0, out.stdout
             # refused by the guard policy, naming the field: not by a failed webhook call
             assert "ValidatingAdmissionPolicy 'modelpin-unresolved-templates'" in out.stderr, out.stderr
-            assert "unresolved model registry template" in out.stderr and field in out.stderr, out.stderr
+            assert f"{field} holds an unresolved model registry template" in out.stderr, out.stderr
             resource = templated["kind"].lower()
             name = templated["metadata"]["name"]
             assert cluster.kubectl("get", resource, name, "-n", NS, check=False).returncode != 0
