@@ -213,3 +213,52 @@ def test_parse_reference_offsets_columns_by_start() -> None:
 def test_non_ascii_digit_version_is_a_template_error() -> None:
     with pytest.raises(TemplateError):
         parse("models:/iris/²")
+
+
+# --- whitespace, sizes and the parse cache (issue 12) ----------------------------------
+
+
+def test_every_unicode_whitespace_before_a_template_makes_a_candidate() -> None:
+    from webhook.model.grammar import WHITESPACE
+
+    assert len(WHITESPACE) == 29  # White_Space (25) and U+001C..U+001F
+    for ws in WHITESPACE:
+        assert is_candidate(ws + "models:/x"), hex(ord(ws))
+        assert is_candidate(ws * 3 + "{{"), hex(ord(ws))
+        assert parse(ws + "models:/fraud/2").reference.name == "fraud"
+    # not whitespace: a zero-width space or a word joiner hides nothing
+    assert not is_candidate("\u200bmodels:/x") and not is_candidate("\u2060{{")
+
+
+def test_mlflow_sized_names_and_aliases_parse_and_longer_ones_do_not() -> None:
+    from webhook.model.grammar import MAX_ALIAS_CHARS, MAX_NAME_CHARS
+
+    name, alias = "\U0001d518" * MAX_NAME_CHARS, "\U0001d51e" * MAX_ALIAS_CHARS
+    assert parse(f'{{{{ mlflow.blob["{name}@{alias}"] }}}}').reference.name == name
+    with pytest.raises(TemplateError, match="model name longer than"):
+        parse(f"models:/{name}x@a")
+    with pytest.raises(TemplateError, match="alias longer than"):
+        parse(f"models:/n@{alias}x")
+    with pytest.raises(TemplateError, match="longer than 19 digits"):
+        parse("models:/n/" + "9" * 20)
+    assert parse("models:/n/" + "0" * 30 + "7").reference.selector.value == "7"
+
+
+def test_a_template_past_the_byte_limit_is_refused_before_parsing() -> None:
+    from webhook.model.grammar import MAX_TEMPLATE_BYTES, PARSE_CACHE
+
+    before = len(PARSE_CACHE)
+    with pytest.raises(TemplateError, match=f"longer than {MAX_TEMPLATE_BYTES} bytes") as err:
+        parse("models:/" + "é" * MAX_TEMPLATE_BYTES)  # 2 bytes each: over the limit in bytes, not in characters
+    assert len(err.value.text) < 100
+    assert len(PARSE_CACHE) == before
+
+
+def test_the_parse_cache_is_bounded_in_characters() -> None:
+    from webhook.model.grammar import PARSE_CACHE
+
+    for i in range(2000):
+        # whitespace inside the braces is free: about 3,500 characters each
+        parse("{{ mlflow.blob['" + str(i) + "n" * 200 + "@" + "a" * 250 + "']" + " " * 3000 + "}}")
+        assert PARSE_CACHE.chars <= PARSE_CACHE.max_chars
+    assert len(PARSE_CACHE) < 2000 and PARSE_CACHE.chars > PARSE_CACHE.max_chars // 2
