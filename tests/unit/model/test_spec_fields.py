@@ -82,3 +82,43 @@ def test_spec_strings_yields_every_string_including_non_candidates() -> None:
 
 def test_walk_strings_on_a_bare_string() -> None:
     assert list(walk_strings("v", "/spec")) == [("/spec", "v")]
+
+
+def test_interesting_strings_says_which_fields_are_declared() -> None:
+    from webhook.model.spec_fields import interesting_strings
+    from webhook.model.template_paths import SELDON_DEPLOYMENT
+
+    node: dict[str, object] = {"name": "n10", "modelUri": "models:/deepest/1"}
+    for level in range(9, -1, -1):
+        node = {"name": f"n{level}", "children": [node]}
+    too_deep = node
+    for _ in range(1):
+        too_deep = {"name": "top", "children": [too_deep]}
+    obj = {
+        "spec": {
+            "predictors": [
+                {"graph": node, "explainer": {"modelUri": "\u00a0models:/e/1"}, "args": ["{{ x"]},
+                {"graph": too_deep},
+            ]
+        }
+    }
+    found = {p: declared for p, _, declared in interesting_strings(obj, set(), SELDON_DEPLOYMENT.trie)}
+    chain = "/children/0" * 10
+    assert found == {
+        f"/spec/predictors/0/graph{chain}/modelUri": True,  # the CRD's deepest node
+        "/spec/predictors/0/explainer/modelUri": True,
+        "/spec/predictors/0/args/0": False,
+        f"/spec/predictors/1/graph{chain}/children/0/modelUri": False,  # one level past the CRD
+    }
+    # without declared paths (a kind added by rule) every field is one
+    assert all(d for _, _, d in interesting_strings(obj, set(), None))
+
+
+def test_interesting_strings_walks_any_depth_without_recursion() -> None:
+    from webhook.model.spec_fields import interesting_strings
+
+    deep: dict[str, object] = {"v": "models:/m/1"}
+    for _ in range(50_000):
+        deep = {"a": [deep]}
+    ((pointer, value, declared),) = interesting_strings({"spec": deep}, set())
+    assert pointer.count("/a/0") == 50_000 and value == "models:/m/1" and declared
