@@ -355,7 +355,9 @@ class Reconciler:
                 changed |= models  # a registry that cannot search is resolved in full
                 continue
             try:
-                found = {m.name: m for m in await search.search_registered_models()}
+                # under the registry's circuit, as the webhook's lookups are: a registry that is down is not polled
+                listed = await self.resolver.call(registry, lambda _client: search.search_registered_models())
+                found = {m.name: m for m in listed}
                 self.errors.ok(("search", registry), f"registry {registry!r} search")
             except RegistryError as exc:
                 self.errors.failed(("search", registry), f"registry {registry!r} search", str(exc))

@@ -24,6 +24,7 @@ from webhook import metrics
 from webhook.config import RegistryConfig
 
 log = logging.getLogger("modelpin.registry")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +127,13 @@ def version_from_json(data: Mapping[str, Any]) -> ModelVersion:
         tag_map = {str(k): str(v) for k, v in tags.items()}
     else:
         tag_map = {str(t.get("key")): str(t.get("value", "")) for t in tags}
+    version = str(data["version"])
+    if not version.isdigit():
+        # versions are compared as numbers; anything else is not an MLflow answer
+        raise ValueError(f"version {version[:40]!r} is not a number")
     return ModelVersion(
-        name=str(data.get("name", "")),
-        version=str(data.get("version", "")),
+        name=str(data["name"]),
+        version=version,
         status=str(data.get("status", "READY")),
         stage=str(data.get("current_stage", "None") or "None"),
         source=str(data.get("source", "")),
@@ -194,13 +199,22 @@ class RestRegistry:
         metrics.REGISTRY_ERRORS.labels(self.name, "rejected").inc()
         raise RegistryError(f"registry {self.name!r} answered {response.status_code}: {message}")
 
+    def _read(self, body: dict[str, Any], read: Callable[[dict[str, Any]], R]) -> R:
+        """``read(body)``; a 200 without the fields modelpin reads is the registry failing, not modelpin."""
+        try:
+            return read(body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _failed(
+                self.name, "bad_response", f"registry {self.name!r} answered without the expected fields", exc
+            ) from exc
+
     async def get_version(self, model: str, version: str) -> ModelVersion:
         body = await self._get("/model-versions/get", {"name": model, "version": version})
-        return version_from_json(body["model_version"])
+        return self._read(body, lambda b: version_from_json(b["model_version"]))
 
     async def get_alias(self, model: str, alias: str) -> ModelVersion:
         body = await self._get("/registered-models/alias", {"name": model, "alias": alias})
-        return version_from_json(body["model_version"])
+        return self._read(body, lambda b: version_from_json(b["model_version"]))
 
     async def search_versions(self, model: str) -> list[ModelVersion]:
         escaped = model.replace("'", "\\'")
@@ -208,7 +222,7 @@ class RestRegistry:
         found: list[ModelVersion] = []
         while True:
             body = await self._get("/model-versions/search", params)
-            found.extend(version_from_json(v) for v in body.get("model_versions", []))
+            found.extend(self._read(body, lambda b: [version_from_json(v) for v in b.get("model_versions", [])]))
             token = body.get("next_page_token")
             if not token:
                 return found
@@ -220,7 +234,9 @@ class RestRegistry:
         found: list[RegisteredModel] = []
         while True:
             body = await self._get("/registered-models/search", params)
-            found.extend(registered_model_from_json(m) for m in body.get("registered_models", []))
+            found.extend(
+                self._read(body, lambda b: [registered_model_from_json(m) for m in b.get("registered_models", [])])
+            )
             token = body.get("next_page_token")
             if not token:
                 return found
@@ -228,15 +244,15 @@ class RestRegistry:
 
     async def download_uri(self, model: str, version: str) -> str:
         body = await self._get("/model-versions/get-download-uri", {"name": model, "version": version})
-        return str(body["artifact_uri"])
+        return self._read(body, lambda b: str(b["artifact_uri"]))
 
     async def run_artifact_uri(self, run_id: str) -> str:
         body = await self._get("/runs/get", {"run_id": run_id})
-        return str(body["run"]["info"]["artifact_uri"])
+        return self._read(body, lambda b: str(b["run"]["info"]["artifact_uri"]))
 
     async def logged_model_artifact_uri(self, model_id: str) -> str:
         body = await self._get(f"/logged-models/{quote(model_id, safe='')}")
-        return str(body["model"]["info"]["artifact_uri"])
+        return self._read(body, lambda b: str(b["model"]["info"]["artifact_uri"]))
 
     async def aclose(self) -> None:
         await self._client.aclose()

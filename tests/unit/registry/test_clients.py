@@ -108,6 +108,25 @@ async def test_a_200_that_is_not_an_mlflow_answer_is_unavailable(content: bytes)
     assert info.value.kind == "bad_response"
 
 
+@pytest.mark.parametrize(
+    ("call", "body"),
+    [
+        ("get_version", {}),
+        ("get_version", {"model_version": {"name": "fraud"}}),
+        ("get_alias", {"model_version": None}),
+        ("download_uri", {"artifact": "s3://x"}),
+        ("run_artifact_uri", {"run": {"info": []}}),
+        ("search_versions", {"model_versions": [{"version": "1"}]}),
+    ],
+)
+async def test_a_200_without_the_fields_read_is_unavailable(call: str, body: dict[str, object]) -> None:
+    client = rest(httpx.MockTransport(lambda request: httpx.Response(200, json=body)))
+    args = {"get_version": ("fraud", "2"), "get_alias": ("fraud", "champion"), "download_uri": ("fraud", "2")}
+    with pytest.raises(Unavailable) as info:
+        await getattr(client, call)(*args.get(call, ("fraud",)))
+    assert info.value.kind == "bad_response"
+
+
 async def test_missing_and_refused_are_not_unavailable() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/alias"):
