@@ -138,7 +138,7 @@ async def measure(models: int, per_model: int) -> dict[str, Any]:
     async def no_touch(self: Reconciler, t: Any, token: int) -> bool:
         return True
 
-    Reconciler.touch = no_touch  # type: ignore[method-assign,assignment]  # no apiserver here: count registry calls only
+    Reconciler.touch = no_touch  # type: ignore[method-assign]  # no apiserver here: count registry calls only
     await rec.poll_once()
     touched_calls.update(mlflow.calls)
     await registry.aclose()
