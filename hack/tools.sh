@@ -94,9 +94,9 @@ fetch() { # fetch <package...>: download exactly the modules these packages impo
   go list -deps -f '' "$@" >/dev/null
 }
 
-# build <tool> <module> <version> <package> <ldflags>
+# build <tool> <module> <version> <package> <ldflags> [<build tags>]
 build() {
-  local tool="$1" module="$2" version="$3" pkg="$4" ldflags="$5"
+  local tool="$1" module="$2" version="$3" pkg="$4" ldflags="$5" tags="${6:-}"
   local mod="$root/src/$tool-$version" out
   out="$(binary_of "$tool")"
   mkdir -p "$mod" "$(dirname "$out")"
@@ -125,7 +125,7 @@ build() {
         ldflags+=" -X $pkg_var.k8sVersionMajor=1 -X $pkg_var.k8sVersionMinor=$k8s"
       done
     fi
-    step "build $tool $version" go build -trimpath -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
+    step "build $tool $version" go build -trimpath -tags="$tags" -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
   )
   mv -f "$out.tmp" "$out"
 }
@@ -145,7 +145,8 @@ for t in $todo; do
       prom_version="$((minor / 100)).$((minor % 100)).$patch"
       build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
         github.com/prometheus/prometheus/cmd/promtool \
-        "-X github.com/prometheus/common/version.Version=$prom_version -X github.com/prometheus/common/version.Branch=HEAD"
+        "-X github.com/prometheus/common/version.Version=$prom_version -X github.com/prometheus/common/version.Branch=HEAD" \
+        remove_all_sd # rule checks and tests need no service discovery: drops the cloud SDKs, most of the build
       "$(binary_of promtool)" --version | head -1
       ;;
   esac
