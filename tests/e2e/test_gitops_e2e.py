@@ -46,6 +46,7 @@ def assert_resolved(cluster: ControlPlane, docs: list[dict[str, Any]], catalog: 
         assert stored["metadata"]["labels"]["modelpin.io/managed"] == "true"
     isvc = live(cluster, docs[1])
     assert isvc["spec"]["predictor"]["sklearn"]["storageUri"] == catalog.location("fraud", "2")
+    assert isvc["spec"]["transformer"]["containers"][0]["env"][0]["value"].startswith("oci://quay.io/rhoai/jukebox:")
 
 
 def write(path: Path, docs: list[dict[str, Any]]) -> Path:
@@ -122,13 +123,17 @@ metadata:
     team: {{ .Values.team }}
 spec:
   predictor:
-    sklearn:
-      storageUri: models:/fraud/2
-  transformer:
     model:
       modelFormat:
-        name: custom
-      storageUri: '{{ "{{" }} mlflow.modelcar["jukebox@prod"] }}'
+        name: sklearn
+      storageUri: models:/fraud/2
+  transformer:
+    containers:
+      - name: transformer
+        image: example.com/jukebox-transformer:1
+        env:
+          - name: STORAGE_URI
+            value: '{{ "{{" }} mlflow.modelcar["jukebox@prod"] }}'
 """,
 }
 
@@ -151,8 +156,8 @@ def test_helm_upgrade_of_a_chart_with_a_templated_inference_service(
     def uris() -> dict[str, str]:
         spec = live(cluster, doc)["spec"]
         return {
-            "predictor": spec["predictor"]["sklearn"]["storageUri"],
-            "transformer": spec["transformer"]["model"]["storageUri"],
+            "predictor": spec["predictor"]["model"]["storageUri"],
+            "transformer": spec["transformer"]["containers"][0]["env"][0]["value"],
         }
 
     helm("install", "gitops", str(chart), "-n", NS)
