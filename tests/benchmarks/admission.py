@@ -246,7 +246,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for server, by_level in results.items():
-        levels = sorted(by_level)
+        levels = sorted(c for c in by_level if by_level[c]["rps"])  # not a level where nothing was answered
         ax1.plot(levels, [by_level[c]["p99_ms"] for c in levels], marker="o", label=server)
         ax2.plot(levels, [by_level[c]["rps"] for c in levels], marker="o", label=server)
     for ax, title in ((ax1, "p99 latency (ms)"), (ax2, "throughput (requests/s)")):
@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for server_process in servers.values():
             server_process.stop()
         mlflow.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
     shown = [s for s in (*ways, "naive") if results[s]]
     print(f"\nload driver: {args.driver}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import ssl
 import statistics
 import tempfile
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for server in servers.values():
             server.stop()
         mlflow.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
     report: dict[str, Any] = {"rounds": args.rounds, "per_round": args.per_round, "objects": {}}
     if args.baseline is not None:
