@@ -143,16 +143,25 @@ def test_with_the_webhook_up_every_declared_path_is_resolved(
     assert not problems, "\n".join(problems)
 
 
-def test_the_webhook_refuses_a_template_past_every_declared_path(
+def test_the_webhook_refuses_a_template_off_the_declared_paths(
     webhook: ModelpinServer, cluster: ControlPlane, schemas: dict[str, dict[str, Any]]
 ) -> None:
-    # A string field the schema holds but no template may use: the webhook refuses it, naming the field.
+    # A string field the schema holds but no template may use (container args): in an object that
+    # reaches the webhook, a template there is refused, naming the field.
     kind = next(k for k in KINDS if k.kind == "InferenceService")
-    obj = build(kind, schemas[kind.kind], FieldPath(("predictor", "model", "storageUri")), "s3://b/m", "off-path")
+    path = FieldPath(("predictor", "model", "storageUri"))
+    obj = build(kind, schemas[kind.kind], path, "models:/fraud@champion", "off-path")
     obj["spec"]["predictor"]["model"]["args"] = ["models:/iris demo1@champion"]
     code, _, stderr = dry_run(cluster, obj)
     assert code != 0
     assert "/spec/predictor/model/args/0" in stderr and "not in a field where modelpin resolves" in stderr, stderr
+    # Alone, it is no template: args are not a template-bearing field, so neither the
+    # matchConditions nor the guard look at it and it is stored as written.
+    obj = build(kind, schemas[kind.kind], path, "s3://bucket/model", "off-path-alone")
+    obj["spec"]["predictor"]["model"]["args"] = ["models:/iris demo1@champion"]
+    code, stdout, stderr = dry_run(cluster, obj)
+    assert code == 0, stderr
+    assert json.loads(stdout)["spec"]["predictor"]["model"]["args"] == ["models:/iris demo1@champion"]
 
 
 @pytest.fixture

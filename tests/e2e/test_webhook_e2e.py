@@ -71,7 +71,8 @@ def test_server_side_apply_of_an_inference_service(
     stored = get(cluster, "inferenceservices", "legacy")
     assert stored["spec"]["predictor"]["sklearn"]["storageUri"] == catalog.location("fraud", "2")
     commit = catalog.client.get_model_version("jukebox", "1").tags["git_commit"]
-    assert stored["spec"]["transformer"]["model"]["storageUri"] == f"oci://quay.io/rhoai/jukebox:{commit}"
+    env = stored["spec"]["transformer"]["containers"][0]["env"][0]
+    assert env["value"] == f"oci://quay.io/rhoai/jukebox:{commit}"
     # re-applying the templated manifest server-side keeps the resolution and changes nothing
     cluster.kubectl("apply", "--server-side", "--field-manager=e2e", "-f", "-", input=yaml.safe_dump(doc))
     assert (
