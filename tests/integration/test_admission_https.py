@@ -294,7 +294,8 @@ def test_hundred_concurrent_cold_reviews_make_one_registry_lookup(modelpin: Mode
 def test_paths_with_escaped_keys(modelpin: ModelpinServer, catalog: Catalog) -> None:
     obj = {
         "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
+        # a kind added by rule: templates anywhere under spec (the four kinds only on their declared fields)
+        "kind": "CustomServing",
         "metadata": {"name": "e"},
         "spec": {"predictor": {"annotations~/odd": {"a/b": "models:/fraud/1"}}},
     }
