@@ -177,11 +177,16 @@ def _unguarded(pointer: str, value: str, paths: KindPaths | None) -> str:
 
 
 def _not_before(refresh_ms: int, resolver: Resolver, out: Outcome) -> int:
-    """The refresh token, a future one treated as now so it cannot keep every admission off the cache."""
+    """The refresh token; one the reconciler cannot have written (past now plus the skew) is treated as now.
+
+    "Now" here is the skew's width back: a token of exactly now would still make every
+    admission miss an entry fetched a moment earlier, so a forged token could keep every
+    admission off the cache; this way it costs at most one lookup per reference per skew.
+    """
     now = resolver.clock_ms()
     if refresh_ms > now + REFRESH_SKEW_MS:
         out.warnings.append(f"{records.REFRESH} is in the future; treated as now")
-        return now
+        return now - REFRESH_SKEW_MS
     return refresh_ms
 
 
