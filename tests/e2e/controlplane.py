@@ -361,26 +361,6 @@ class ControlPlane:
 
         apiserver.wait_until(ready, self.start_timeout)
 
-    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
-        """Stop kube-apiserver and start it again on the same port with the same credentials; etcd keeps its data."""
-        (old,) = [p for p in self._procs if p.name == "kube-apiserver"]
-        argv = list(old.proc.args)  # type: ignore[arg-type]
-        old.stop()
-        self._procs.remove(old)
-        time.sleep(down_seconds)
-        log = self.workdir / "kube-apiserver.log"
-        log.rename(self.workdir / f"kube-apiserver.{int(time.time())}.log")
-        apiserver = _Process(argv, log)
-        self._procs.append(apiserver)
-
-        def ready() -> bool:
-            context = ssl.create_default_context(cafile=str(self.ca_file))
-            context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
-            with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=context) as resp:
-                return bool(resp.status == 200)
-
-        apiserver.wait_until(ready, self.start_timeout)
-
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:

@@ -356,7 +356,7 @@ class Reconciler:
                 continue
             try:
                 # under the registry's circuit, as the webhook's lookups are: a registry that is down is not polled
-                listed = await self.resolver.call(registry, lambda _client: search.search_registered_models())
+                listed = await self.resolver.call(registry, lambda _client, s=search: s.search_registered_models())
                 found = {m.name: m for m in listed}
                 self.errors.ok(("search", registry), f"registry {registry!r} search")
             except RegistryError as exc:
