@@ -126,6 +126,28 @@ async def test_only_objects_whose_version_moved_are_touched(
     assert int(patch["metadata"]["annotations"][records.REFRESH]) > 0
 
 
+async def test_a_compare_asks_the_resolver_once_per_reference(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not left to the resolver's cache: at scale a compare outlasts the floating TTL, and an
+    # entry fetched for the first object using a model had expired by the last one.
+    models = ["iris demo1", "iris demo2", "fraud"]
+    reconciler.index.replace_kind(
+        KIND, [await managed(live, f"o{i}", f"models:/{models[i % 3]}@champion") for i in range(30)]
+    )
+    registry.set_alias("fraud", "champion", 3)
+    asked: list[str] = []
+    resolve = live.resolve
+
+    async def counted(p: Any, **kwargs: Any) -> Any:
+        asked.append(p.reference.name)
+        return await resolve(p, **kwargs)
+
+    monkeypatch.setattr(live, "resolve", counted)
+    assert await reconciler.compare() == 10
+    assert sorted(asked) == sorted(models)
+
+
 async def test_paused_objects_are_never_touched(
     reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube
 ) -> None:
