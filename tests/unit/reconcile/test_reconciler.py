@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.fakes import FakeRegistry, apply_response, make_settings
 from webhook.admission.decision import admit
+from webhook.admission.review import AdmissionRequest
 from webhook.model import record_annotations as records
 from webhook.reconcile.kube import ApiException, Kind
 from webhook.reconcile.reconciler import Backoff, Reconciler, TokenBucket, WorkDied
@@ -96,7 +97,7 @@ async def managed(resolver: Resolver, name: str, uri: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "team"},
         "spec": {"predictor": {"model": {"storageUri": uri}}},
     }
-    request = {
+    request: AdmissionRequest = {
         "uid": str(uuid.uuid4()),
         "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
         "namespace": "team",
@@ -283,6 +284,29 @@ async def test_touches_are_rate_limited(live: Resolver, registry: FakeRegistry, 
     assert await rec.compare({"fraud"}) == 15
     # 5 at once, then 10 more at 50/s: at least 0.2 s
     assert time.monotonic() - started >= 0.19
+
+
+async def test_a_touch_waiting_for_the_rate_limit_serves_a_later_compare_with_its_token(
+    live: Resolver, registry: FakeRegistry, kube: FakeKube
+) -> None:
+    rec = Reconciler(live, kube, [KIND], bucket=TokenBucket(rate=5, burst=1))  # type: ignore[arg-type]
+    rec.index.replace_kind(KIND, [await managed(live, f"o{i}", "models:/fraud@champion") for i in range(4)])
+    registry.set_alias("fraud", "champion", 3)
+    first = asyncio.create_task(rec.compare({"fraud"}))
+    for _ in range(1000):  # one goes out at once, three queue 0.2 s apart
+        if kube.patches:
+            break
+        await asyncio.sleep(0.001)
+    assert await rec.compare({"fraud"}) == 4  # a second delivery for the same move
+    assert await first == 4
+    tokens: dict[str, list[int]] = {}
+    for name, patch in kube.patches:
+        tokens.setdefault(name, []).append(int(patch["metadata"]["annotations"][records.REFRESH]))
+    sent_first = kube.patches[0][0]
+    # the object already sent is touched again for the later compare; the queued ones once, with its token
+    assert len(kube.patches) == 5 and len(tokens[sent_first]) == 2
+    newest = max(tokens[sent_first])
+    assert all(t == [newest] for name, t in tokens.items() if name != sent_first)
 
 
 async def test_no_touch_once_leadership_may_have_passed(
