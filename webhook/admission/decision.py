@@ -63,12 +63,12 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
     """The answer to ``request`` (without its uid: the edge stamps it)."""
     started = time.perf_counter()
     if request["operation"] not in ("CREATE", "UPDATE"):
-        metrics.ADMISSIONS.labels("skipped").observe(time.perf_counter() - started)
+        metrics.ADMISSION_OUTCOME["skipped"].observe(time.perf_counter() - started)
         return allowed()
     obj = request["object"]
     malformed = _malformed(obj)
     if malformed is not None:
-        metrics.ADMISSIONS.labels("denied").observe(time.perf_counter() - started)
+        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(Cause.INVALID, f"modelpin cannot admit this object: {malformed}")
     namespace = request.get("namespace")
     if namespace is None:
@@ -84,10 +84,10 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
             detail += f"; and {len(outcome.errors) - len(shown)} more"
         noun = "template" if len(outcome.errors) == 1 else "templates"
         message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
-        metrics.ADMISSIONS.labels("denied").observe(time.perf_counter() - started)
+        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(outcome.errors[0][0], message, outcome.warnings)
     ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current)
-    metrics.ADMISSIONS.labels("patched" if ops else "unchanged").observe(time.perf_counter() - started)
+    metrics.ADMISSION_OUTCOME["patched" if ops else "unchanged"].observe(time.perf_counter() - started)
     return patched(ops, outcome.warnings)
 
 
@@ -149,7 +149,7 @@ async def decide(
         if not declared:
             if candidate:
                 out.errors.append((Cause.INVALID, _unguarded(pointer, value, paths)))
-                metrics.RESOLUTIONS.labels("invalid").inc()
+                metrics.RESOLUTION_RESULT["invalid"].inc()
             continue  # a recorded URI off the declared fields: its record is dropped
         out.current[pointer] = value
         if candidate:
@@ -207,12 +207,12 @@ def _template_job(
                 f"{pointer}: template {show(text)} does not parse: {exc.reason} at column {exc.column}",
             )
         )
-        metrics.RESOLUTIONS.labels("invalid").inc()
+        metrics.RESOLUTION_RESULT["invalid"].inc()
         return None
     same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
     if rec.paused and same_text:
         _keep(pointer, rec, out)
-        metrics.RESOLUTIONS.labels("paused").inc()
+        metrics.RESOLUTION_RESULT["paused"].inc()
         return None
     p = _plan(pointer, template, namespace, resolver, out)
     if p is None:
@@ -226,7 +226,7 @@ def _recorded_job(
     text = rec.templates[pointer]
     if rec.paused:
         _keep(pointer, rec, out)
-        metrics.RESOLUTIONS.labels("paused").inc()
+        metrics.RESOLUTION_RESULT["paused"].inc()
         return None
     try:
         template = parse(text)
@@ -250,7 +250,7 @@ def _plan(pointer: str, template: Template, namespace: str | None, resolver: Res
     except ResolutionError as exc:
         out.errors.append((exc.cause, f"{pointer}: template {show(template.text)}: {exc}"))
         if exc.cause is Cause.POLICY:
-            metrics.RESOLUTIONS.labels("policy").inc()
+            metrics.RESOLUTION_RESULT["policy"].inc()
         return None
 
 
@@ -268,7 +268,7 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
         else:
             by_key[key] = hit
     if by_key:
-        metrics.CACHE.labels("hit").inc(len(by_key))
+        metrics.CACHE_RESULT["hit"].inc(len(by_key))
     if misses:
         # only misses pay for tasks: a warm review never leaves this coroutine
         keys = list(misses)
@@ -292,7 +292,7 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
                 out.warnings.append(
                     f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
                 )
-                metrics.RESOLUTIONS.labels("recorded").inc()
+                metrics.RESOLUTION_RESULT["recorded"].inc()
             else:
                 out.errors.append((exc.cause, f"{job.pointer}: template {show(job.template.text)}: {exc}"))
             continue
@@ -312,4 +312,4 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
         }
         out.n_resolved += 1
     if out.n_resolved:
-        metrics.RESOLUTIONS.labels("resolved").inc(out.n_resolved)
+        metrics.RESOLUTION_RESULT["resolved"].inc(out.n_resolved)

@@ -117,22 +117,22 @@ def create_app(state: ServerState) -> FastAPI:
     async def mutate(request: Request) -> Response:
         if settings.tls_client_ca is not None and not _client_certified(request):
             # Answers carry artifact URIs and versions: only the apiserver may ask (README: trust model).
-            metrics.ADMISSIONS.labels("bad_request").observe(0)
+            metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
             return _error(403, "a client certificate signed by the configured client CA is required")
         body = await read_body(request, settings.max_body_bytes)
         if isinstance(body, Response):
-            metrics.ADMISSIONS.labels("bad_request").observe(0)
+            metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
             return body
         try:
             req = parse_review(body)
         except BadRequest as exc:
-            metrics.ADMISSIONS.labels("bad_request").observe(0)
+            metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
             return _error(400, str(exc))
         try:
             answer = await admit(req, resolver=state.resolver)
         except Exception as exc:  # never an HTTP 500 for a valid review: deny and say why
             log.exception("admission failed for uid %s", req["uid"])
-            metrics.ADMISSIONS.labels("internal_error").observe(0)
+            metrics.ADMISSION_OUTCOME["internal_error"].observe(0)
             answer = denied(Cause.INTERNAL, f"modelpin failed internally: {type(exc).__name__}")
         return Response(review(req["uid"], answer), media_type=JSON)
 

@@ -206,21 +206,20 @@ class Resolver:
         if entry is None:
             return None
         if count:
-            metrics.CACHE.labels("hit").inc()
+            metrics.CACHE_RESULT["hit"].inc()
         return Lookup(entry)
-
-    def _renew_at(self, p: Plan, entry: Resolution) -> float:
-        # REFRESH_AHEAD of the TTL: from then on the entry is served while renewed in the background
-        return entry.fetched_at_ms + self._ttl_ms(p.reference.selector) * REFRESH_AHEAD
 
     def _usable(self, p: Plan, not_before_ms: int, now: int) -> Resolution | None:
         """The cache entry for ``p`` if fresh and not older than ``not_before_ms``; renewed ahead of expiry."""
         entry = self._cache.get(p.key)
         if entry is None or entry.fetched_at_ms < not_before_ms:
             return None
-        if now - entry.fetched_at_ms >= self._ttl_ms(p.reference.selector):
+        # taken once: this runs for every reference of every review
+        age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
+        if age >= ttl:
             return None
-        if now >= self._renew_at(p, entry) and p.key not in self._flights and self._health[p.registry].allow():
+        # past REFRESH_AHEAD of the TTL the entry is still served, and renewed in the background
+        if age >= ttl * REFRESH_AHEAD and p.key not in self._flights and self._health[p.registry].allow():
             self._start_flight(p, now)
         return entry
 
@@ -245,7 +244,7 @@ class Resolver:
         now = self.clock_ms()
         cached = self._cache.get(key)
         fresh = cached is not None and now - cached.fetched_at_ms < self._ttl_ms(p.reference.selector)
-        metrics.CACHE.labels("bypass" if fresh else "miss").inc()
+        metrics.CACHE_RESULT["bypass" if fresh else "miss"].inc()
         flight = self._flights.get(key)
         if flight is None or flight.started_ms < not_before_ms:
             health = self._health[p.registry]
@@ -255,7 +254,7 @@ class Resolver:
                 return self._stale_or_raise(p, cached, _resting(health.snapshot()), not_before_ms)
             flight = self._start_flight(p, now)
         else:
-            metrics.CACHE.labels("joined").inc()
+            metrics.CACHE_RESULT["joined"].inc()
         if deadline is None:
             deadline = time.monotonic() + self.settings.lookup_deadline_seconds
         try:
@@ -268,10 +267,10 @@ class Resolver:
         except Unavailable as exc:
             return self._stale_or_raise(p, cached, str(exc), not_before_ms)
         except NotFound as exc:
-            metrics.RESOLUTIONS.labels("not_found").inc()
+            metrics.RESOLUTION_RESULT["not_found"].inc()
             raise ResolutionError(Cause.NOT_FOUND, str(exc)) from exc
         except RegistryError as exc:
-            metrics.RESOLUTIONS.labels("invalid").inc()
+            metrics.RESOLUTION_RESULT["invalid"].inc()
             raise ResolutionError(Cause.INVALID, str(exc)) from exc
 
     def _land(self, key: tuple[str, str, str], flight: _Flight, _task: object) -> None:
@@ -302,12 +301,12 @@ class Resolver:
         if cached is not None and cached.fetched_at_ms >= not_before_ms:
             age_s = (self.clock_ms() - cached.fetched_at_ms) / 1000
             if age_s <= self.settings.cache.max_stale_seconds:
-                metrics.RESOLUTIONS.labels("stale").inc()
+                metrics.RESOLUTION_RESULT["stale"].inc()
                 return Lookup(
                     cached,
                     f"{p.reference}: {reason}; serving version {cached.version.version} resolved {age_s:.0f}s ago",
                 )
-        metrics.RESOLUTIONS.labels("unavailable").inc()
+        metrics.RESOLUTION_RESULT["unavailable"].inc()
         raise ResolutionError(Cause.UNAVAILABLE, f"{reason}, and no usable cached resolution")
 
     async def _fetch(self, p: Plan, started_ms: int) -> Resolution:
@@ -333,7 +332,7 @@ class Resolver:
         try:
             uri = render(p.profile, resolution.fields(), flavor, self.settings.profiles, self.settings.rclone.remotes())
         except ProfileError as exc:
-            metrics.RESOLUTIONS.labels("invalid").inc()
+            metrics.RESOLUTION_RESULT["invalid"].inc()
             raise ResolutionError(Cause.INVALID, str(exc)) from exc
         resolution.rendered[memo_key] = uri
         return uri
