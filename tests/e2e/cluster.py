@@ -18,7 +18,8 @@ from tests.support.reviews import FIXTURES
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = Path(__file__).resolve().parent / "crds"
 # The real CRDs (CI always has them, .ci/run checks); the stand-ins in CRDS otherwise.
-UPSTREAM_CRDS = ROOT.parent / "shared" / "crds-upstream"
+# resolved: kubectl reads a directory given through a symlink as a file
+UPSTREAM_CRDS = (ROOT.parent / "shared" / "crds-upstream").resolve()
 NS = "e2e"
 
 
