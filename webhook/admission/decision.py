@@ -24,7 +24,7 @@ from webhook.model.uris import Flavor
 from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
 
 # A refresh token is the reconciler's clock reading of a registry change; one later
-# than this past the webhook's clock is not one the reconciler wrote (security issue 16).
+# than this past the webhook's clock is not one the reconciler wrote.
 REFRESH_SKEW_MS = 5_000
 # Denials name each field; past this many, the rest are counted, so a spec of
 # thousands of bad fields gets a message of bounded size.

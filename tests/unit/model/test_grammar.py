@@ -215,7 +215,7 @@ def test_non_ascii_digit_version_is_a_template_error() -> None:
         parse("models:/iris/²")
 
 
-# --- whitespace, sizes and the parse cache (issue 12) ----------------------------------
+# --- whitespace, sizes and the parse cache ----------------------------------
 
 
 def test_every_unicode_whitespace_before_a_template_makes_a_candidate() -> None:
