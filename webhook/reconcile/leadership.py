@@ -144,25 +144,25 @@ class LeaderLease:
             spec.update(acquireTime=_fmt(now), leaseTransitions=transitions + 1)
             if holder:
                 log.info("lease %s/%s: taking over from %s", self.namespace, self.name, holder)
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                # a compare-and-swap: a concurrent writer makes this a 409
-                "resourceVersion": lease.metadata.resource_version,
-            },
-            "spec": spec,
-        }
         try:
-            await self.kube.replace_lease(self.namespace, body, self._call_timeout())
+            await self.kube.replace_lease(
+                self.namespace, self._body(lease.metadata.resource_version, spec), self._call_timeout()
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return False
             raise
         self._observe(spec, started)
         return True
+
+    def _body(self, resource_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The Lease to write; its resourceVersion makes the write a compare-and-swap (a concurrent writer: 409)."""
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace, "resourceVersion": resource_version},
+            "spec": spec,
+        }
 
     def _observe(self, spec: dict[str, Any], at: float) -> None:
         # what we wrote is what we last observed; the tuple shape differs from a read one, which
@@ -179,23 +179,17 @@ class LeaderLease:
             lease = await self.kube.get_lease(self.namespace, self.name, self.timeout)
             if lease is None or lease.spec.holder_identity != self.identity:
                 return
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": self.name,
-                    "namespace": self.namespace,
-                    "resourceVersion": lease.metadata.resource_version,
-                },
-                "spec": {
-                    "holderIdentity": "",
-                    "leaseDurationSeconds": 1,
-                    "renewTime": _fmt(dt.datetime.now(dt.UTC)),
-                    "acquireTime": _fmt(dt.datetime.now(dt.UTC)),
-                    "leaseTransitions": lease.spec.lease_transitions or 0,
-                },
+            now = _fmt(dt.datetime.now(dt.UTC))
+            spec = {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "renewTime": now,
+                "acquireTime": now,
+                "leaseTransitions": lease.spec.lease_transitions or 0,
             }
-            await self.kube.replace_lease(self.namespace, body, self.timeout)
+            await self.kube.replace_lease(
+                self.namespace, self._body(lease.metadata.resource_version, spec), self.timeout
+            )
             log.info("released lease %s/%s", self.namespace, self.name)
         except KUBE_ERRORS as exc:
             log.warning("could not release lease %s/%s: %s", self.namespace, self.name, describe(exc))
