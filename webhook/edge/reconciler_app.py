@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from webhook.edge.bodies import TooLarge, read_within
 from webhook.edge.cert_reload import CertReloader
 from webhook.metrics import DELIVERIES
 from webhook.reconcile.deliveries import Change, Malformed, Refused, Verifier
@@ -70,8 +71,9 @@ def create_app(state: ReconcilerState) -> FastAPI:
         try:
             # headers first: an unsigned, stale or replayed delivery costs no body read
             state.verifier.check_headers(request.headers)
-            body = await _read_limited(request, state.max_body)
-            if body is None:
+            try:
+                body = await read_within(request, state.max_body)
+            except TooLarge:
                 DELIVERIES.labels("too_large").inc()
                 return reply(413, error=f"body larger than {state.max_body} bytes")
             change = state.verifier.verify(request.headers, body, remember=leader)
@@ -125,21 +127,6 @@ def create_app(state: ReconcilerState) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it exceeds ``limit`` (a declared length is trusted to refuse early)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _work_ended(state: ReconcilerState, task: asyncio.Task[None]) -> None:

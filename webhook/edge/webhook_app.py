@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 from webhook import metrics
 from webhook.admission.decision import admit
 from webhook.admission.review import BadRequest, denied, parse_review, review
+from webhook.edge.bodies import TooLarge, read_within
 from webhook.edge.cert_reload import CertReloader
 from webhook.model.causes import Cause
 from webhook.registry.resolver import Resolver
@@ -54,34 +55,14 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
 
 
 async def _read_body(request: Request, limit: int) -> bytes | Response:
-    ctype = length = b""
-    framed = True
-    # The raw ASGI header list (names arrive lower-cased): building a Headers
-    # mapping for two lookups costs more than this scan.
-    for name, value in request.scope["headers"]:
-        if name == b"content-type":
-            ctype = value
-        elif name == b"content-length":
-            length = value
-        elif name == b"transfer-encoding":
-            framed = False  # chunks decide the length, whatever Content-Length says
+    ctype = next((value for name, value in request.scope["headers"] if name == b"content-type"), b"")
     media = ctype.split(b";")[0].strip().lower().decode("latin-1")
     if media != JSON:
         return _error(400, f"Content-Type must be {JSON}, got {media or 'none'!r}")
-    if length.isdigit():
-        if int(length) > limit:
-            return _error(413, f"body of {length.decode()} bytes exceeds the {limit}-byte limit")
-        if framed:
-            # the server frames the body by Content-Length: it cannot grow past it
-            return await request.body()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _error(413, f"body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_within(request, limit)
+    except TooLarge as exc:
+        return _error(413, str(exc))
 
 
 def _client_certified(request: Request) -> bool:
