@@ -332,14 +332,13 @@ class ControlPlane:
             self.workdir / "kube-apiserver.log",
         )
         self._procs.append(apiserver)
+        apiserver.wait_until(self._ready, self.start_timeout)
 
-        def ready() -> bool:
-            context = ssl.create_default_context(cafile=str(self.ca_file))
-            context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
-            with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=context) as resp:
-                return bool(resp.status == 200)
-
-        apiserver.wait_until(ready, self.start_timeout)
+    def _ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
+        with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=context) as resp:
+            return bool(resp.status == 200)
 
     def restart_apiserver(self, down_seconds: float = 0.0) -> None:
         """Stop kube-apiserver and start it again on the same port with the same credentials; etcd keeps its data."""
@@ -352,14 +351,7 @@ class ControlPlane:
         log.rename(self.workdir / f"kube-apiserver.{int(time.time())}.log")
         apiserver = _Process(argv, log)
         self._procs.append(apiserver)
-
-        def ready() -> bool:
-            context = ssl.create_default_context(cafile=str(self.ca_file))
-            context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
-            with urllib.request.urlopen(f"{self.server}/readyz", timeout=5, context=context) as resp:
-                return bool(resp.status == 200)
-
-        apiserver.wait_until(ready, self.start_timeout)
+        apiserver.wait_until(self._ready, self.start_timeout)
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
