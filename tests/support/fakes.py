@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import os
 import ssl
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonpatch
 import orjson
 from prometheus_client import REGISTRY as PROMETHEUS
 
 from webhook.config import Settings
+from webhook.edge.webhook_app import ServerState, create_app
 from webhook.registry.clients import ModelVersion, NotFound
+from webhook.registry.resolver import Resolver
 
 AZURE_ROOT = "wasbs://artifacts@modelpinci.blob.core.windows.net/mlflow/10"
 SEED_MODELS = ("iris demo1", "iris demo2", "iris demo3", "iris demo4")
@@ -238,3 +243,13 @@ def bump_mtime(*paths: Path, seconds: int = 1) -> None:
     for path in paths:
         ns = path.stat().st_mtime_ns + seconds * 1_000_000_000
         os.utime(path, ns=(ns, ns))
+
+
+@contextlib.asynccontextmanager
+async def webhook_client(registry: FakeRegistry, max_body_bytes: int) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling the webhook's ASGI app in-process, over ``registry``."""
+    resolver = Resolver(make_settings(max_body_bytes=max_body_bytes), {"mlflow": registry})
+    app = create_app(ServerState(resolver=resolver))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://modelpin.test") as c:
+        yield c
+    await resolver.aclose()

@@ -22,12 +22,10 @@ import jsonpatch
 import orjson
 import pytest
 
-from tests.support.fakes import FakeRegistry, make_settings
+from tests.support.fakes import FakeRegistry, webhook_client
 from tests.support.reviews import fixture, request
-from webhook.edge.webhook_app import ServerState, create_app
 from webhook.model import record_annotations as records
 from webhook.model.grammar import MAX_NAME_CHARS, is_candidate
-from webhook.registry.resolver import Resolver
 
 SEED = int(os.environ.get("MODELPIN_FUZZ_SEED", "12"))
 REQUESTS = int(os.environ.get("MODELPIN_FUZZ_REQUESTS", "4000"))
@@ -206,11 +204,8 @@ def body_of(rng: random.Random, review: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 async def client(registry: FakeRegistry) -> AsyncIterator[httpx.AsyncClient]:
-    resolver = Resolver(make_settings(max_body_bytes=LIMIT), {"mlflow": registry})
-    app = create_app(ServerState(resolver=resolver))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://modelpin.test") as c:
+    async with webhook_client(registry, LIMIT) as c:
         yield c
-    await resolver.aclose()
 
 
 async def test_fuzzed_reviews_get_clear_answers(client: httpx.AsyncClient) -> None:

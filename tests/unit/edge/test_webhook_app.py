@@ -10,11 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.fakes import FakeRegistry, make_settings, seed_uri
+from tests.support.fakes import FakeRegistry, seed_uri, webhook_client
 from tests.support.reviews import DEMO1, fixture, request
 from webhook.edge import webhook_app as app_module
-from webhook.edge.webhook_app import ServerState, create_app
-from webhook.registry.resolver import Resolver
 
 LIMIT = 64 * 1024
 JSON = "application/json"
@@ -22,11 +20,8 @@ JSON = "application/json"
 
 @pytest.fixture
 async def client(registry: FakeRegistry) -> AsyncIterator[httpx.AsyncClient]:
-    resolver = Resolver(make_settings(max_body_bytes=LIMIT), {"mlflow": registry})
-    app = create_app(ServerState(resolver=resolver))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://modelpin.test") as c:
+    async with webhook_client(registry, LIMIT) as c:
         yield c
-    await resolver.aclose()
 
 
 def review_body(obj: dict[str, Any]) -> bytes:
