@@ -21,8 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from webhook.model.grammar import Selector, SelectorKind, TemplateError, parse_reference
-from webhook.model.uris import RcloneRemotes, check_remote_name
+from webhook.templating.grammar import Selector, SelectorKind, TemplateError, parse_reference
+from webhook.templating.uris import RcloneRemotes, check_remote_name
 
 BUILTIN_PROFILES = ("auto", "s3", "gcs", "blob")
 # The ``namespaces:`` key whose policy applies to every namespace without an entry of its own.

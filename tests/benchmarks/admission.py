@@ -60,7 +60,7 @@ from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc, modelpin_config
 from tests.support.processes import Process, free_port
 from tests.support.reviews import fixture, make_review
-from webhook.model.record_annotations import REFRESH
+from webhook.templating.record_annotations import REFRESH
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 

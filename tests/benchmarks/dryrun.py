@@ -43,7 +43,7 @@ from tests.support.baseline import describe, revision_server
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from webhook.model.record_annotations import MANAGED, REFRESH, RESOLVED, TEMPLATES
+from webhook.templating.record_annotations import MANAGED, REFRESH, RESOLVED, TEMPLATES
 
 LABEL = "modelpin.io/bench-webhook"
 PATH = f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices?dryRun=All"

@@ -41,7 +41,7 @@ from tests.support.faulty_proxy import FaultyProxy
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, isvc, modelpin_config
 from tests.support.reviews import apply, make_review
-from webhook.model.record_annotations import RESOLVED
+from webhook.templating.record_annotations import RESOLVED
 from webhook.tools import certs
 
 POINTER = "/spec/predictor/model/storageUri"

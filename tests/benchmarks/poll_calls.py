@@ -20,7 +20,7 @@ from kubernetes_asyncio import client as k8s
 
 from tests.support.fakes import make_settings
 from webhook.config import RegistryConfig
-from webhook.model import record_annotations as records
+from webhook.templating import record_annotations as records
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.reconciler import Reconciler
 from webhook.registry.clients import RestRegistry

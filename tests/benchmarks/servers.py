@@ -19,8 +19,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from webhook.admission.review import patched, review
-from webhook.model.grammar import SelectorKind, parse
-from webhook.model.spec_fields import find_candidates
+from webhook.templating.grammar import SelectorKind, parse
+from webhook.templating.spec_fields import find_candidates
 
 
 def _answer(uid: str, ops: list[dict[str, Any]]) -> Response:

@@ -24,8 +24,8 @@ from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from webhook.model.grammar import is_candidate
-from webhook.model.template_paths import ITEM, KINDS, FieldPath, KindPaths
+from webhook.templating.grammar import is_candidate
+from webhook.templating.template_paths import ITEM, KINDS, FieldPath, KindPaths
 
 pytestmark = pytest.mark.skipif(
     not UPSTREAM_CRDS.is_dir(), reason=f"{UPSTREAM_CRDS} absent (CI always has it: .ci/run fails without it)"

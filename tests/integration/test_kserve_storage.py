@@ -27,7 +27,7 @@ from tests.support.uri_table import (
     rows,
     seldon_remotes,
 )
-from webhook.model.uris import Flavor
+from webhook.templating.uris import Flavor
 
 REQUIRED = os.environ.get("MODELPIN_REQUIRE_KSERVE_STORAGE") == "1"
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.model.uris import Flavor, ProfileError, RcloneRemotes, VersionFields, render
+from webhook.templating.uris import Flavor, ProfileError, RcloneRemotes, VersionFields, render
 
 ACCOUNT = "modelpinci"
 LOCATIONS: list[tuple[str, str]] = [

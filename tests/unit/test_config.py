@@ -13,7 +13,7 @@ from webhook.config import (
     load_settings,
     parse_selector,
 )
-from webhook.model.grammar import Selector, SelectorKind
+from webhook.templating.grammar import Selector, SelectorKind
 
 
 def write_yaml(path: Path, data: object) -> Path:

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from webhook.config import RcloneConfig, load_settings
-from webhook.model.uris import SEED_REMOTES, Flavor, RcloneRemotes, VersionFields, render
+from webhook.templating.uris import SEED_REMOTES, Flavor, RcloneRemotes, VersionFields, render
 
 
 def test_defaults_are_the_seed_forms() -> None:

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from webhook.admission.review import Op
-from webhook.model import record_annotations as records
-from webhook.model.spec_fields import escape
+from webhook.templating import record_annotations as records
+from webhook.templating.spec_fields import escape
 
 
 def build_patch(

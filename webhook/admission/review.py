@@ -15,7 +15,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import orjson
 
-from webhook.model.causes import Cause
+from webhook.templating.causes import Cause
 
 API_VERSION = "admission.k8s.io/v1"
 

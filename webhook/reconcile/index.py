@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.model import record_annotations as records
+from webhook.templating import record_annotations as records
 from webhook.reconcile.kube import Kind
 
 Key = tuple[Kind, str, str]

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook.metrics import INDEX_SIZE, LAG, LEADER, LEADERSHIP, POLL, POLL_CHANGED, SYNCED, TOUCHES
-from webhook.model import record_annotations as records
-from webhook.model.causes import Cause
-from webhook.model.grammar import TemplateError, parse
-from webhook.model.uris import Flavor
+from webhook.templating import record_annotations as records
+from webhook.templating.causes import Cause
+from webhook.templating.grammar import TemplateError, parse
+from webhook.templating.uris import Flavor
 from webhook.reconcile.index import Index, Key, Tracked, VersionChange
 from webhook.reconcile.kube import KUBE_ERRORS, ApiException, Kind, Kube, describe
 from webhook.reconcile.leadership import LeaderLease

@@ -20,9 +20,9 @@ from tests.support.fakes import (
 )
 from tests.support.reviews import DEMO1, GRAPH, SEED_POINTERS, fixture, request
 from webhook.admission.decision import admit, decide
-from webhook.model import record_annotations as records
-from webhook.model.causes import Cause
-from webhook.model.uris import Flavor
+from webhook.templating import record_annotations as records
+from webhook.templating.causes import Cause
+from webhook.templating.uris import Flavor
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
 

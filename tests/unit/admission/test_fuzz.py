@@ -24,8 +24,8 @@ import pytest
 
 from tests.support.fakes import FakeRegistry, webhook_client
 from tests.support.reviews import fixture, request
-from webhook.model import record_annotations as records
-from webhook.model.grammar import MAX_NAME_CHARS, is_candidate
+from webhook.templating import record_annotations as records
+from webhook.templating.grammar import MAX_NAME_CHARS, is_candidate
 
 SEED = int(os.environ.get("MODELPIN_FUZZ_SEED", "12"))
 REQUESTS = int(os.environ.get("MODELPIN_FUZZ_REQUESTS", "4000"))

@@ -7,7 +7,7 @@ import jsonpatch
 import pytest
 
 from webhook.admission.patch import build_patch
-from webhook.model import record_annotations as records
+from webhook.templating import record_annotations as records
 
 TEMPLATE = "{{ mlflow.s3['fraud@champion'] }}"
 URI = "s3://mlflow/7/r2/artifacts/model"

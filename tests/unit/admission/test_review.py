@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from webhook.admission.review import API_VERSION, STATUS, BadRequest, allowed, denied, parse_review, patched, review
-from webhook.model.causes import Cause
+from webhook.templating.causes import Cause
 
 
 def body(**request: Any) -> bytes:

@@ -20,8 +20,8 @@ from tests.support.fakes import make_settings
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
-from webhook.model.causes import Cause
-from webhook.model.grammar import parse
+from webhook.templating.causes import Cause
+from webhook.templating.grammar import parse
 from webhook.registry.clients import LocalRegistry, NotFound, RestRegistry, Unavailable
 from webhook.registry.resolver import ResolutionError, Resolver, plan
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from webhook.model.template_paths import KINDS
+from webhook.templating.template_paths import KINDS
 from webhook.tools import admission_cel
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -13,7 +13,7 @@ This list is the one source for three things that must agree:
 
 The last two are generated from this module (``python -m webhook.tools.admission_cel``);
 tests/unit/tools/test_admission_cel.py fails when the committed manifests drift from it,
-and tests/unit/model/test_template_paths.py compares the list with the upstream CRDs'
+and tests/unit/templating/test_template_paths.py compares the list with the upstream CRDs'
 schemas (``../shared/crds-upstream``): every string field named ``storageUri`` or
 ``modelUri``, ``storageUris[].uri`` and ``env[].value``, at every depth the schema allows.
 

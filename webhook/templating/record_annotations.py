@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from webhook.model.grammar import is_candidate
+from webhook.templating.grammar import is_candidate
 
 PREFIX = "modelpin.io/"
 MANAGED = PREFIX + "managed"

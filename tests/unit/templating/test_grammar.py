@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.model.grammar import (
+from webhook.templating.grammar import (
     Reference,
     Selector,
     SelectorKind,
@@ -219,7 +219,7 @@ def test_non_ascii_digit_version_is_a_template_error() -> None:
 
 
 def test_every_unicode_whitespace_before_a_template_makes_a_candidate() -> None:
-    from webhook.model.grammar import WHITESPACE
+    from webhook.templating.grammar import WHITESPACE
 
     assert len(WHITESPACE) == 29  # White_Space (25) and U+001C..U+001F
     for ws in WHITESPACE:
@@ -231,7 +231,7 @@ def test_every_unicode_whitespace_before_a_template_makes_a_candidate() -> None:
 
 
 def test_mlflow_sized_names_and_aliases_parse_and_longer_ones_do_not() -> None:
-    from webhook.model.grammar import MAX_ALIAS_CHARS, MAX_NAME_CHARS
+    from webhook.templating.grammar import MAX_ALIAS_CHARS, MAX_NAME_CHARS
 
     name, alias = "\U0001d518" * MAX_NAME_CHARS, "\U0001d51e" * MAX_ALIAS_CHARS
     assert parse(f'{{{{ mlflow.blob["{name}@{alias}"] }}}}').reference.name == name
@@ -245,7 +245,7 @@ def test_mlflow_sized_names_and_aliases_parse_and_longer_ones_do_not() -> None:
 
 
 def test_a_template_past_the_byte_limit_is_refused_before_parsing() -> None:
-    from webhook.model.grammar import MAX_TEMPLATE_BYTES, PARSE_CACHE
+    from webhook.templating.grammar import MAX_TEMPLATE_BYTES, PARSE_CACHE
 
     before = len(PARSE_CACHE)
     with pytest.raises(TemplateError, match=f"longer than {MAX_TEMPLATE_BYTES} bytes") as err:
@@ -255,7 +255,7 @@ def test_a_template_past_the_byte_limit_is_refused_before_parsing() -> None:
 
 
 def test_the_parse_cache_is_bounded_in_characters() -> None:
-    from webhook.model.grammar import PARSE_CACHE
+    from webhook.templating.grammar import PARSE_CACHE
 
     for i in range(2000):
         # whitespace inside the braces is free: about 3,500 characters each

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.model.uris import (
+from webhook.templating.uris import (
     SEED_REMOTES,
     AzureLocation,
     Flavor,

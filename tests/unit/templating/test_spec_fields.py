@@ -4,7 +4,7 @@ from typing import Any
 
 import jsonpatch
 
-from webhook.model.spec_fields import escape, find_candidates, spec_strings, walk_strings
+from webhook.templating.spec_fields import escape, find_candidates, spec_strings, walk_strings
 
 
 def test_escape_order_is_tilde_first() -> None:
@@ -85,8 +85,8 @@ def test_walk_strings_on_a_bare_string() -> None:
 
 
 def test_interesting_strings_says_which_fields_are_declared() -> None:
-    from webhook.model.spec_fields import interesting_strings
-    from webhook.model.template_paths import SELDON_DEPLOYMENT
+    from webhook.templating.spec_fields import interesting_strings
+    from webhook.templating.template_paths import SELDON_DEPLOYMENT
 
     node: dict[str, object] = {"name": "n10", "modelUri": "models:/deepest/1"}
     for level in range(9, -1, -1):
@@ -115,7 +115,7 @@ def test_interesting_strings_says_which_fields_are_declared() -> None:
 
 
 def test_interesting_strings_walks_any_depth_without_recursion() -> None:
-    from webhook.model.spec_fields import interesting_strings
+    from webhook.templating.spec_fields import interesting_strings
 
     deep: dict[str, object] = {"v": "models:/m/1"}
     for _ in range(50_000):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from webhook.model.grammar import FIRST_CHARS, is_candidate
-from webhook.model.template_paths import ITEM, LEAF
+from webhook.templating.grammar import FIRST_CHARS, is_candidate
+from webhook.templating.template_paths import ITEM, LEAF
 
 
 def escape(token: str) -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import orjson
 
-from webhook.model import record_annotations as records
+from webhook.templating import record_annotations as records
 
 
 def test_dumps_is_sorted_and_compact() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.model import template_paths
-from webhook.model.template_paths import ITEM, KINDS, KindPaths
+from webhook.templating import template_paths
+from webhook.templating.template_paths import ITEM, KINDS, KindPaths
 
 UPSTREAM = Path(__file__).resolve().parents[3].parent / "shared" / "crds-upstream"
 FILES = {
