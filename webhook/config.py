@@ -44,6 +44,9 @@ class RegistryConfig(BaseModel):
     artifact_roots: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = 1.5
     verify_tls: bool | str = True
+    # Lookups in flight to this registry at once, kept below the client's connection pool
+    # (32) so a lookup never queues inside the pool, where waiting would count as a failure.
+    max_concurrent_lookups: int = Field(default=16, ge=1, le=32)
 
     def token(self) -> SecretStr | None:
         return _secret(self.token_env, self.token_file)
@@ -88,6 +91,9 @@ class CacheConfig(BaseModel):
     # How old a cached answer may be and still be served (with a warning)
     # when the registry cannot answer.
     max_stale_seconds: float = 600.0
+    # "No such model/alias/version" answers are kept this long, so a review naming
+    # many missing references cannot make every admission ask the registry again.
+    not_found_ttl_seconds: float = Field(default=5.0, ge=0)
     max_entries: int = 10000
 
 
@@ -226,6 +232,19 @@ class Settings(BaseSettings):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     registry_health: RegistryHealthConfig = Field(default_factory=RegistryHealthConfig)
     lookup_deadline_seconds: float = 2.0
+    # Distinct registry references one review may name; more is denied (422) naming the limit.
+    max_references_per_review: int = Field(default=100, ge=1)
+    # Request userInfo.username values whose modelpin.io/refresh changes are honoured;
+    # anyone else's token change is reverted to the old object's token.
+    reconciler_usernames: list[str] = Field(
+        default_factory=lambda: ["system:serviceaccount:modelpin-system:modelpin-reconciler"]
+    )
+    # With tls_client_ca: the client certificate must also name one of these (CN or DNS SAN);
+    # empty accepts any certificate the CA signed.
+    tls_client_names: list[str] = Field(default_factory=list)
+    # uvicorn's guards: connections served at once (503 above) and seconds to read a request.
+    limit_concurrency: int | None = Field(default=1000, ge=1)
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0)
     max_body_bytes: int = 3 * 1024 * 1024
     cert_reload_seconds: float = 5.0
     # With a CA, /mutate answers only callers presenting a certificate it signed (the apiserver,

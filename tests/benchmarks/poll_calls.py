@@ -20,11 +20,11 @@ from kubernetes_asyncio import client as k8s
 
 from tests.support.fakes import make_settings
 from webhook.config import RegistryConfig
-from webhook.templating import record_annotations as records
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.reconciler import Reconciler
 from webhook.registry.clients import RestRegistry
 from webhook.registry.resolver import Resolver
+from webhook.templating import record_annotations as records
 
 KIND = Kind.parse("serving.kserve.io/v1beta1/inferenceservices")
 

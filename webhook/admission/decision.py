@@ -15,13 +15,13 @@ from typing import Any
 from webhook import metrics
 from webhook.admission.patch import build_patch
 from webhook.admission.review import AdmissionRequest, Response, allowed, denied, patched
+from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Template, TemplateError, is_candidate, parse
 from webhook.templating.spec_fields import interesting_strings
 from webhook.templating.template_paths import SELDON_GRAPH_DEPTH, KindPaths, for_kind
 from webhook.templating.uris import Flavor
-from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
 
 # A refresh token is the reconciler's clock reading of a registry change; one later
 # than this past the webhook's clock is not one the reconciler wrote.

@@ -25,8 +25,8 @@ from webhook.admission.decision import admit
 from webhook.admission.review import BadRequest, denied, parse_review, review
 from webhook.edge.bodies import TooLarge, read_within
 from webhook.edge.cert_reload import CertReloader
-from webhook.templating.causes import Cause
 from webhook.registry.resolver import Resolver
+from webhook.templating.causes import Cause
 
 log = logging.getLogger("modelpin")
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.templating import record_annotations as records
 from webhook.reconcile.kube import Kind
+from webhook.templating import record_annotations as records
 
 Key = tuple[Kind, str, str]
 

@@ -17,24 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from webhook.metrics import INDEX_SIZE, LAG, LEADER, LEADERSHIP, POLL, POLL_CHANGED, SYNCED, TOUCHES
+from webhook.reconcile.index import Index, Key, Tracked, VersionChange
+from webhook.reconcile.kube import KUBE_ERRORS, ApiException, Kind, Kube, describe
+from webhook.reconcile.leadership import LeaderLease
+from webhook.registry.clients import RegisteredModel, Registry, RegistryError
+from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver, now_ms
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import TemplateError, parse
 from webhook.templating.uris import Flavor
-from webhook.reconcile.index import Index, Key, Tracked, VersionChange
-from webhook.reconcile.kube import KUBE_ERRORS, ApiException, Kind, Kube, describe
-from webhook.reconcile.leadership import LeaderLease
-from webhook.registry.clients import RegisteredModel, RegistryError
-from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver, now_ms
 
 log = logging.getLogger("modelpin.reconciler")
 
@@ -44,10 +43,6 @@ UNSERVED_RELIST_SECONDS = 60.0  # a kind whose CRD is not installed is listed ag
 
 class WorkDied(RuntimeError):
     """A watch or poll task ended on its own: a bug, not an outage; the process must restart."""
-
-
-class Searchable(Protocol):
-    async def search_registered_models(self, page_size: int = ...) -> list[RegisteredModel]: ...
 
 
 class Once:
@@ -382,14 +377,12 @@ class Reconciler:
         changed, self._retry = set(self._retry), set()
         fingerprints: dict[tuple[str, str], Hashable] = {}
         for registry, models in self._floating().items():
-            client = self.resolver.registries.get(registry)
-            search: Searchable | None = client if hasattr(client, "search_registered_models") else None  # type: ignore[assignment]
-            if search is None:
-                changed |= models  # a registry that cannot search is resolved in full
+            if registry not in self.resolver.registries:
+                changed |= models  # not configured: resolved in full, and denied there with the reason
                 continue
             try:
                 # under the registry's circuit, as the webhook's lookups are: a registry that is down is not polled
-                listed = await self.resolver.call(registry, functools.partial(_search_all, search))
+                listed = await self.resolver.call(registry, _search_all)
                 found = {m.name: m for m in listed}
                 self.errors.ok(("search", registry), f"registry {registry!r} search")
             except RegistryError as exc:
@@ -483,6 +476,6 @@ async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
             await task
 
 
-async def _search_all(search: Searchable, _client: object) -> list[RegisteredModel]:
+async def _search_all(client: Registry) -> list[RegisteredModel]:
     """``Resolver.call``'s operation for a poll: the registry's own listing of every model."""
-    return await search.search_registered_models()
+    return await client.search_registered_models()

@@ -18,11 +18,11 @@ from typing import TypeVar
 
 from webhook import metrics
 from webhook.config import Settings
+from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
+from webhook.registry.health import RegistryHealth, Snapshot
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, Template
 from webhook.templating.uris import Flavor, ProfileError, VersionFields, map_artifact_root, render
-from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
-from webhook.registry.health import RegistryHealth, Snapshot
 
 T = TypeVar("T")
 

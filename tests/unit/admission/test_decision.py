@@ -20,11 +20,11 @@ from tests.support.fakes import (
 )
 from tests.support.reviews import DEMO1, GRAPH, SEED_POINTERS, fixture, request
 from webhook.admission.decision import admit, decide
+from webhook.registry.clients import Unavailable
+from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
 from webhook.templating.uris import Flavor
-from webhook.registry.clients import Unavailable
-from webhook.registry.resolver import Resolver
 
 DOWN = "registry 'mlflow' answered 503: down"
 

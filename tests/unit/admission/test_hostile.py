@@ -13,9 +13,9 @@ import pytest
 from tests.support.fakes import Clock, FakeRegistry
 from tests.support.reviews import fixture, request
 from webhook.admission.decision import REFRESH_SKEW_MS, admit
+from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.grammar import MAX_TEMPLATE_BYTES
-from webhook.registry.resolver import Resolver
 
 URI = "s3://mlflow/7/r2/artifacts/model"
 

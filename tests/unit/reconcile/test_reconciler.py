@@ -19,11 +19,11 @@ import pytest
 from tests.support.fakes import FakeRegistry, apply_response, make_settings
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
-from webhook.templating import record_annotations as records
 from webhook.reconcile.kube import ApiException, Kind
 from webhook.reconcile.reconciler import Backoff, Reconciler, TokenBucket, WorkDied
 from webhook.registry.clients import RegisteredModel
 from webhook.registry.resolver import Resolver
+from webhook.templating import record_annotations as records
 
 KIND = Kind.parse("serving.kserve.io/v1beta1/inferenceservices")
 

@@ -20,10 +20,10 @@ from tests.support.fakes import make_settings
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
-from webhook.templating.causes import Cause
-from webhook.templating.grammar import parse
 from webhook.registry.clients import LocalRegistry, NotFound, RestRegistry, Unavailable
 from webhook.registry.resolver import ResolutionError, Resolver, plan
+from webhook.templating.causes import Cause
+from webhook.templating.grammar import parse
 
 SECRET = "postgresql://user:s3cret@db/mlflow"
 ALIAS_BODY = {

@@ -7,11 +7,11 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.fakes import AZURE_ROOT, Clock, FakeRegistry, lookups_metric, make_settings, seed_catalog
+from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
+from webhook.registry.resolver import Plan, ResolutionError, Resolver, artifact_location, plan, select_version
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, parse
 from webhook.templating.uris import Flavor
-from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
-from webhook.registry.resolver import Plan, ResolutionError, Resolver, artifact_location, plan, select_version
 
 DOWN = "registry 'mlflow' answered 503: down"
 

@@ -7,9 +7,9 @@ import pytest
 from tests.support.fakes import Clock, FakeRegistry, make_settings, seed_uri
 from tests.support.reviews import FIXTURES
 from webhook.admission.decision import admit
-from webhook.templating import record_annotations as records
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
+from webhook.templating import record_annotations as records
 from webhook.tools.render import (
     RenderError,
     dump_documents,
