@@ -12,6 +12,14 @@ same set the guard's CEL strips (``WHITESPACE_CLASS``). A candidate that does
 not parse is an error and is never passed through: a raw template must not
 reach storage.
 
+A bare reference of the form MLflow 3 gives logged models, ``m-`` followed by
+32 lowercase hex digits (``m-`` + ``uuid4().hex``: mlflow/store/tracking/
+sqlalchemy_store.py and file_store.py), is a logged model by id, as
+``mlflow.<flavor>.log_model`` returns it (``models:/m-<id>``): immutable, so a
+pin. A registered model whose name has that exact form is reached with a
+selector (``m-<id>@alias``, ``m-<id>/7``): a selector always means a registered
+model.
+
 Sizes are bounded before any parsing (``MAX_TEMPLATE_BYTES``) and the parse
 cache is bounded in bytes as well as entries, so no input grows memory
 without bound.
@@ -28,6 +36,9 @@ from enum import StrEnum
 MODELS_SCHEME = "models:/"
 STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived", "none": "None"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# MLflow 3's LoggedModel ids: "m-" + uuid4().hex. Exactly this form, so a registered
+# model called e.g. "m-demo" keeps meaning the registered model.
+LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
 
 # MLflow's SQL stores hold a registered model name and an alias in String(256)
 # columns and a version in an Integer (mlflow/store/model_registry/dbmodels/models.py):
@@ -51,6 +62,7 @@ class SelectorKind(StrEnum):
     STAGE = "stage"
     LATEST = "latest"
     DEFAULT = "default"
+    LOGGED_MODEL = "logged_model"  # MLflow 3: the reference is a LoggedModel id, not a registered model
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +73,14 @@ class Selector:
     def __str__(self) -> str:
         if self.kind is SelectorKind.ALIAS:
             return f"@{self.value}"
-        if self.kind is SelectorKind.DEFAULT:
+        if self.kind in (SelectorKind.DEFAULT, SelectorKind.LOGGED_MODEL):
             return ""
         return f"/{self.value}"
 
     @property
     def pinned(self) -> bool:
-        """A fixed version number never moves, so it may be cached long."""
-        return self.kind is SelectorKind.VERSION
+        """A fixed version number or a logged model id never moves, so it may be cached long."""
+        return self.kind in (SelectorKind.VERSION, SelectorKind.LOGGED_MODEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +201,7 @@ def _parse(text: str) -> Template:
 
 
 def parse_reference(text: str, start: int, ref: str) -> Reference:
-    """Parse ``name``, ``name@alias``, ``name/7``, ``name/Production``, ``name/latest``.
+    """Parse ``name``, ``name@alias``, ``name/7``, ``name/Production``, ``name/latest``, ``m-<id>``.
 
     ``start`` is the 0-based index of ``ref`` inside ``text`` for error columns.
     """
@@ -232,6 +244,8 @@ def parse_reference(text: str, start: int, ref: str) -> Reference:
             raise TemplateError(text, start + len(name) + 2, f"alias longer than MLflow's {MAX_ALIAS_CHARS} characters")
         return Reference(name, Selector(SelectorKind.ALIAS, alias))
     _check_name(text, start, ref)
+    if LOGGED_MODEL_ID.fullmatch(ref):
+        return Reference(ref, Selector(SelectorKind.LOGGED_MODEL, ref))
     return Reference(ref, Selector(SelectorKind.DEFAULT))
 
 

@@ -262,3 +262,50 @@ def test_the_parse_cache_is_bounded_in_characters() -> None:
         parse("{{ mlflow.blob['" + str(i) + "n" * 200 + "@" + "a" * 250 + "']" + " " * 3000 + "}}")
         assert PARSE_CACHE.chars <= PARSE_CACHE.max_chars
     assert len(PARSE_CACHE) < 2000 and PARSE_CACHE.chars > PARSE_CACHE.max_chars // 2
+
+
+# --- MLflow 3 logged models -----------------------------------------------------
+
+LOGGED = "m-074689226d3b40bfbbdf4c3ff35832cd"  # the form mlflow.<flavor>.log_model returns
+
+
+@pytest.mark.parametrize("text", [f"models:/{LOGGED}", f'{{{{ mlflow.s3["{LOGGED}"] }}}}', f"  models:/{LOGGED}"])
+def test_logged_model_id_is_a_pinned_logged_model_reference(text: str) -> None:
+    found = ref(text)
+    assert found == Reference(LOGGED, Selector(SelectorKind.LOGGED_MODEL, LOGGED))
+    assert found.selector.pinned
+    assert str(found) == LOGGED
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "m-demo",  # not hex
+        "m-074689226D3B40BFBBDF4C3FF35832CD",  # MLflow writes lowercase hex only
+        "m-074689226d3b40bfbbdf4c3ff35832c",  # 31 digits
+        "m-074689226d3b40bfbbdf4c3ff35832cd0",  # 33 digits
+        "M-074689226d3b40bfbbdf4c3ff35832cd",
+        "xm-074689226d3b40bfbbdf4c3ff35832cd",
+    ],
+)
+def test_names_not_of_the_exact_id_form_stay_registered_models(name: str) -> None:
+    assert ref(f"models:/{name}") == Reference(name, Selector(SelectorKind.DEFAULT))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "selector"),
+    [
+        ("/3", Selector(SelectorKind.VERSION, "3")),
+        ("@champion", Selector(SelectorKind.ALIAS, "champion")),
+        ("/latest", Selector(SelectorKind.LATEST, "latest")),
+        ("/Production", Selector(SelectorKind.STAGE, "Production")),
+    ],
+)
+def test_a_selector_makes_an_id_shaped_name_a_registered_model(suffix: str, selector: Selector) -> None:
+    # the way to reach a registered model literally named like a logged model id
+    assert ref(f"models:/{LOGGED}{suffix}") == Reference(LOGGED, selector)
+
+
+def test_only_versions_and_logged_models_are_pinned() -> None:
+    pinned = {kind for kind in SelectorKind if Selector(kind, "x").pinned}
+    assert pinned == {SelectorKind.VERSION, SelectorKind.LOGGED_MODEL}
