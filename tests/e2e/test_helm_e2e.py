@@ -74,7 +74,18 @@ def test_template_each_documented_values_file(helm: Helm, values: Path) -> None:
     chosen: dict[str, Any] = yaml.safe_load(values.read_text())
     kinds = {d["kind"] for d in rendered}
     mwc = one(rendered, "MutatingWebhookConfiguration")
-    hook = mwc["webhooks"][0]
+    hook, reconciler_hook = mwc["webhooks"]
+    # The reconciler's writes go to the same path and fail closed, whatever the other entry's policy.
+    user = "system:serviceaccount:modelpin-system:modelpin-reconciler"
+    assert reconciler_hook["clientConfig"] == hook["clientConfig"]
+    assert reconciler_hook["failurePolicy"] == "Fail"
+    assert reconciler_hook["matchConditions"] == [
+        {"name": "the-reconciler", "expression": f"request.userInfo.username == '{user}'"}
+    ]
+    assert hook["matchConditions"][-1] == {
+        "name": "not-the-reconciler",
+        "expression": f"request.userInfo.username != '{user}'",
+    }
     assert hook["clientConfig"]["service"] == {
         "name": "modelpin-webhook",
         "namespace": "modelpin-system",

@@ -220,6 +220,37 @@ def chart_document() -> dict[str, Any]:
     }
 
 
+# The reconciler's ServiceAccount in the Kustomize base (the chart derives it from its release).
+RECONCILER_USER = "system:serviceaccount:modelpin-system:modelpin-reconciler"
+
+
+def reconciler_condition(user: str, *, equal: bool) -> dict[str, str]:
+    """matchCondition selecting (``equal``) or excluding the reconciler's requests."""
+    if equal:
+        return {"name": "the-reconciler", "expression": f"request.userInfo.username == {_quote(user)}"}
+    return {"name": "not-the-reconciler", "expression": f"request.userInfo.username != {_quote(user)}"}
+
+
+def _entry(name: str, failure_policy: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {
+            "service": {
+                "name": "modelpin-webhook",
+                "namespace": "modelpin-system",
+                "path": "/mutate",
+                "port": 443,
+            }
+        },
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "reinvocationPolicy": "IfNeeded",
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+    }
+
+
 def base_webhook() -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -234,21 +265,7 @@ def base_webhook() -> dict[str, Any]:
         },
         "webhooks": [
             {
-                "name": "mutate.modelpin.io",
-                "admissionReviewVersions": ["v1"],
-                "clientConfig": {
-                    "service": {
-                        "name": "modelpin-webhook",
-                        "namespace": "modelpin-system",
-                        "path": "/mutate",
-                        "port": 443,
-                    }
-                },
-                "failurePolicy": "Ignore",
-                "matchPolicy": "Equivalent",
-                "reinvocationPolicy": "IfNeeded",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
+                **_entry("mutate.modelpin.io", "Ignore"),
                 "namespaceSelector": {
                     "matchExpressions": [
                         {
@@ -259,8 +276,19 @@ def base_webhook() -> dict[str, Any]:
                     ]
                 },
                 "rules": rules(),
-                "matchConditions": chart_document()["webhook"]["matchConditions"],
-            }
+                "matchConditions": [
+                    *chart_document()["webhook"]["matchConditions"],
+                    reconciler_condition(RECONCILER_USER, equal=False),
+                ],
+            },
+            {
+                # Every write by the reconciler, in every namespace and whatever the object
+                # holds, and failing closed: the webhook refuses its spec changes off the
+                # template fields, and that check must not be skipped by an outage.
+                **_entry("reconciler.mutate.modelpin.io", "Fail"),
+                "rules": rules(),
+                "matchConditions": [reconciler_condition(RECONCILER_USER, equal=True)],
+            },
         ],
     }
 
@@ -305,11 +333,16 @@ def _dump(*docs: Any, comment: str) -> str:
 
 
 _WEBHOOK_COMMENT = """\
-# The admission webhook. Exactly one entry, so that the self-signed overlay's
-# JSON6902 patch can add /webhooks/0/clientConfig/caBundle. failurePolicy is
-# Ignore: the guard (guard.yaml) refuses any object that still holds a template
-# when the webhook could not be reached. matchConditions send only objects
-# modelpin manages or with a template on a declared path.
+# The admission webhook, two entries on the same service (the self-signed
+# overlay's JSON6902 patch adds /webhooks/0 and /webhooks/1 clientConfig.caBundle).
+# 1. Everyone but the reconciler: failurePolicy Ignore, as the guard (guard.yaml)
+#    refuses any object that still holds a template when the webhook could not
+#    be reached; matchConditions send only objects modelpin manages or with a
+#    template on a declared path.
+# 2. The reconciler's ServiceAccount: failurePolicy Fail, every object. The
+#    webhook refuses any spec change of its outside the template fields, so a
+#    leaked reconciler token cannot change an image together with a refresh, and
+#    an unreachable webhook stops its writes instead of letting them through.
 """
 _GUARD_COMMENT = """\
 # The guard: refuse any object of the managed kinds that still holds a template

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from webhook.tools.admission_cel import base_webhook
 
 CA_DAYS = 3650
 SERVING_DAYS = 365
@@ -34,11 +37,15 @@ class Bundle:
 def _write(path: Path, data: bytes, private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    if private:
-        tmp.chmod(0o600)
+    # A leftover from an interrupted run keeps its mode under O_CREAT: start from a new file.
+    tmp.unlink(missing_ok=True)
+    # A private file is 0600 from its creation, so a key is never readable by others, not
+    # even between the write and a chmod (the umask can only narrow this further).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
     # rename is atomic, so a server watching the file never reads half of it
-    tmp.replace(path)
+    os.replace(tmp, path)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -154,7 +161,12 @@ def write_kustomize(bundle: Bundle, directory: Path, secret: str, namespace: str
             "ca.crt": b64(bundle.ca_cert),
         },
     }
-    patch = [{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": b64(bundle.ca_cert)}]
+    ca = b64(bundle.ca_cert)
+    # every entry of the base's MutatingWebhookConfiguration calls the same service
+    patch = [
+        {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca}
+        for i in range(len(base_webhook()["webhooks"]))
+    ]
     secret_path, patch_path = directory / "secret.yaml", directory / "cabundle-patch.yaml"
     _write(secret_path, yaml.safe_dump(manifest, sort_keys=False).encode(), private=True)
     _write(patch_path, yaml.safe_dump(patch, sort_keys=False).encode())

@@ -30,10 +30,10 @@ def test_check_fails_on_a_drifted_file_and_writing_repairs_it(tmp_path: Path) ->
 
 def test_base_and_chart_carry_the_same_cel() -> None:
     chart = yaml.safe_load((ROOT / admission_cel.CHART_FILE).read_text())
-    (hook,) = yaml.safe_load((ROOT / admission_cel.BASE_WEBHOOK).read_text())["webhooks"]
+    hook, reconciler = yaml.safe_load((ROOT / admission_cel.BASE_WEBHOOK).read_text())["webhooks"]
     policy, binding = yaml.safe_load_all((ROOT / admission_cel.BASE_GUARD).read_text())
-    assert hook["rules"] == chart["webhook"]["rules"]
-    assert hook["matchConditions"] == chart["webhook"]["matchConditions"]
+    assert hook["rules"] == reconciler["rules"] == chart["webhook"]["rules"]
+    assert hook["matchConditions"][:-1] == chart["webhook"]["matchConditions"]
     assert policy["spec"] == chart["guard"]
     assert binding["spec"]["validationActions"] == chart["guardBinding"]["validationActions"]
 
@@ -52,3 +52,21 @@ def test_the_match_condition_reaches_the_deepest_seldon_node() -> None:
     # one nested exists() per children level, below the graph
     assert expression.count("['children']") >= 10
     assert "['canary']" in expression and "['workerSpec']" in expression and "['initContainers']" in expression
+
+
+def test_the_reconciler_has_an_entry_of_its_own_that_fails_closed() -> None:
+    everyone, reconciler = admission_cel.base_webhook()["webhooks"]
+    user = "system:serviceaccount:modelpin-system:modelpin-reconciler"
+    assert everyone["failurePolicy"] == "Ignore"
+    assert everyone["matchConditions"][-1] == {
+        "name": "not-the-reconciler",
+        "expression": f"request.userInfo.username != '{user}'",
+    }
+    assert reconciler["failurePolicy"] == "Fail"
+    assert reconciler["matchConditions"] == [
+        {"name": "the-reconciler", "expression": f"request.userInfo.username == '{user}'"}
+    ]
+    # every namespace and every object: the check is not left to what the object holds
+    assert "namespaceSelector" not in reconciler and "objectSelector" not in reconciler
+    assert reconciler["clientConfig"] == everyone["clientConfig"]
+    assert reconciler["clientConfig"]["service"]["path"] == "/mutate"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+import os
 import ssl
 import stat
 from pathlib import Path
@@ -148,10 +149,33 @@ def test_write_kustomize(tmp_path: Path) -> None:
     assert base64.b64decode(secret["data"]["ca.crt"]) == bundle.ca_cert.read_bytes()
     assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
     patch = yaml.safe_load(patch_path.read_text())
+    ca = base64.b64encode(bundle.ca_cert.read_bytes()).decode()
+    # both entries: everyone's, and the reconciler's fail-closed one
     assert patch == [
-        {
-            "op": "add",
-            "path": "/webhooks/0/clientConfig/caBundle",
-            "value": base64.b64encode(bundle.ca_cert.read_bytes()).decode(),
-        }
+        {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ca},
+        {"op": "add", "path": "/webhooks/1/clientConfig/caBundle", "value": ca},
     ]
+
+
+def test_keys_are_private_from_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no umask and no chmod allowed, only a file created 0600 ends up 0600; a leftover
+    # temporary file from an interrupted run (0644) must not lend its mode to the key either.
+    (tmp_path / "tls.key.tmp").write_bytes(b"stale")
+    (tmp_path / "tls.key.tmp").chmod(0o644)
+
+    def no_chmod(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a key's mode is set at creation, not after its bytes are written")
+
+    monkeypatch.setattr(Path, "chmod", no_chmod)
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    monkeypatch.setattr(os, "fchmod", no_chmod)
+    old = os.umask(0)
+    try:
+        bundle = certs.issue(tmp_path, ["localhost"])
+        secret_path, _ = certs.write_kustomize(bundle, tmp_path / "overlay", "tls", "ns")
+    finally:
+        os.umask(old)
+    for private in (bundle.key, bundle.ca_key, secret_path):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(bundle.cert.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob("*.tmp"))

@@ -99,3 +99,22 @@ reaches the pod; the processes re-read it. */}}
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+{{/* admissionReviewVersions and clientConfig, shared by both webhook entries. */}}
+{{- define "modelpin.webhookEntry" -}}
+{{- $fullname := include "modelpin.fullname" . -}}
+admissionReviewVersions: [v1]
+clientConfig:
+  {{- if .Values.webhook.url }}
+  url: {{ .Values.webhook.url }}
+  {{- else }}
+  service:
+    name: {{ $fullname }}-webhook
+    namespace: {{ .Release.Namespace }}
+    path: /mutate
+    port: 443
+  {{- end }}
+  {{- if eq .Values.certs.source "secret" }}
+  caBundle: {{ .Values.certs.caBundle }}
+  {{- end }}
+{{- end }}
