@@ -79,7 +79,7 @@ def test_broken_pair_is_ignored_until_completed(tmp_path: Path, caplog: pytest.L
     replace_file(staged.cert, bundle.cert)  # half a rotation: the new certificate with the old key
     with caplog.at_level(logging.WARNING, logger="modelpin.tls"):
         assert reloader.check() is False
-    assert "serving certificate not reloaded: [X509: KEY_VALUES_MISMATCH]" in caplog.text
+    assert "serving certificate not reloaded: the key does not match the certificate" in caplog.text
     assert reload_count("error") - before == 1
     assert reloader.check() is False  # tried again on the next tick, still broken
     assert reload_count("error") - before == 2
@@ -150,3 +150,41 @@ def test_expiry_of_the_served_certificate_is_exported_and_follows_rotation(tmp_p
     rotated = x509.load_pem_x509_certificate(bundle.cert.read_bytes()).not_valid_after_utc.timestamp()
     assert rotated < first
     assert expiry_metric() == rotated
+
+
+def test_a_swap_between_loads_does_not_reach_the_live_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each file is read once: the files changing while the pair is being loaded (here, the next
+    # rotation's certificate arriving before its key) cannot mix two pairs in the live context.
+    context, reloader, bundle = server(tmp_path / "live")
+    rotated = certs.issue(tmp_path / "live", ["localhost"])
+    bump_mtime(rotated.cert, rotated.key)
+    wanted = serial_of(rotated.cert)
+    following = certs.issue(tmp_path / "following", ["localhost"])
+    original = ssl.SSLContext.load_cert_chain
+    swapped = []
+
+    def swap_after_first_load(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        if not swapped:
+            swapped.append(True)
+            replace_file(following.cert, bundle.cert)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", swap_after_first_load)
+    assert reloader.check() is True
+    monkeypatch.undo()
+    assert swapped
+    assert serial(served_certificate(context, bundle.ca_cert)) == wanted
+    # the half-rotated files are seen as a change, and refused, on the next tick
+    assert reloader.check() is False
+    assert serial(served_certificate(context, bundle.ca_cert)) == wanted
+
+
+def test_a_mismatched_pair_is_named(tmp_path: Path) -> None:
+    from webhook.edge.cert_reload import PairError, check_pair
+
+    one, other = certs.issue(tmp_path / "a", ["localhost"]), certs.issue(tmp_path / "b", ["localhost"])
+    assert check_pair(one.cert.read_bytes(), one.key.read_bytes()).serial_number == serial_of(one.cert)
+    with pytest.raises(PairError, match="does not match"):
+        check_pair(one.cert.read_bytes(), other.key.read_bytes())
+    with pytest.raises(PairError, match="unreadable"):
+        check_pair(b"not a certificate", one.key.read_bytes())
