@@ -22,6 +22,7 @@ from tests.support.fakes import make_settings
 from webhook.config import RegistryConfig
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.reconciler import Reconciler
+from webhook.reconcile.touching import Toucher
 from webhook.registry.clients import RestRegistry
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
@@ -127,19 +128,19 @@ async def measure(models: int, per_model: int) -> dict[str, Any]:
     mlflow.calls.clear()
     await rec.compare()
     before = sum(mlflow.calls.values())
-    await rec.poll_once()  # the first cycle learns every model's fingerprint (and compares all once)
+    await rec.poller.poll_once()  # the first cycle learns every model's fingerprint (and compares all once)
     mlflow.calls.clear()
-    await rec.poll_once()
+    await rec.poller.poll_once()
     quiet = dict(mlflow.calls)
     mlflow.alias[mlflow.names[0]] = "2"  # one alias moves
     mlflow.calls.clear()
     touched_calls = Counter[str]()
 
-    async def no_touch(self: Reconciler, t: Any, token: int) -> bool:
+    async def no_touch(self: Toucher, t: Any, token: int) -> bool:
         return True
 
-    Reconciler.touch = no_touch  # type: ignore[method-assign]  # no apiserver here: count registry calls only
-    await rec.poll_once()
+    Toucher.touch = no_touch  # type: ignore[method-assign]  # no apiserver here: count registry calls only
+    await rec.poller.poll_once()
     touched_calls.update(mlflow.calls)
     await registry.aclose()
     rss = rss_mb()

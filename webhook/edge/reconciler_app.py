@@ -24,7 +24,8 @@ from webhook.edge.cert_reload import CertReloader
 from webhook.metrics import DELIVERIES
 from webhook.reconcile.deliveries import Change, Malformed, Refused, Verifier
 from webhook.reconcile.leadership import LeaderLease
-from webhook.reconcile.reconciler import Reconciler, cancel_tasks
+from webhook.reconcile.loops import cancel_tasks
+from webhook.reconcile.reconciler import Reconciler
 
 log = logging.getLogger("modelpin.reconciler")
 

@@ -10,7 +10,7 @@ process's memory, and a secret the reconciler has no use for.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,18 +133,6 @@ class Index:
         for key in gone:
             del self._objects[key]
         return gone
-
-    def replace_kind(self, kind: Kind, objs: Iterable[Mapping[str, Any]]) -> list[tuple[Tracked, list[VersionChange]]]:
-        """The listed objects are all there is of this kind; returns the version changes seen."""
-        listed: set[Key] = set()
-        changed: list[tuple[Tracked, list[VersionChange]]] = []
-        for obj in objs:
-            tracked, changes = self.upsert(kind, obj)
-            listed.add(tracked.key)
-            if changes:
-                changed.append((tracked, changes))
-        self.retain(kind, listed)
-        return changed
 
     def using(self, models: set[str] | None) -> list[Tracked]:
         """Objects referencing any of ``models`` (all managed objects for None)."""

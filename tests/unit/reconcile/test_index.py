@@ -51,13 +51,6 @@ def test_index_by_model_and_version_changes() -> None:
     assert index.using({"iris"}) == []
 
 
-def test_relist_replaces_a_kind() -> None:
-    index = Index()
-    index.upsert(KIND, obj("gone", "iris", "1"))
-    index.replace_kind(KIND, [obj("kept", "iris", "1")])
-    assert [t.name for t in index.using(None)] == ["kept"]
-
-
 def test_kind_api_version() -> None:
     assert KIND.api_version == "serving.kserve.io/v1beta1"
     assert Kind("", "v1", "events").api_version == "v1"
