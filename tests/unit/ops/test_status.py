@@ -1,0 +1,162 @@
+"""Field states, serving readiness and the rows of ``modelpin status``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.support.fakes import FakeRegistry, make_settings
+from webhook.ops.status import Lookup, collect, decide, missing_tags, serving, summary
+from webhook.reconcile.kube import Kind
+from webhook.registry.clients import ModelVersion
+from webhook.registry.resolver import Resolver
+from webhook.templating.rollout_annotations import Hold
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+V3 = ModelVersion("iris", "3", "READY", "None", "s3://m/3", "r3", tags={"approved": "yes"})
+HELD = Hold("incident", since="2026-03-01T11:00:00Z", until="2026-03-01T13:00:00Z")
+EXPIRED = Hold("incident", since="2026-03-01T10:00:00Z", until="2026-03-01T11:00:00Z")
+
+
+def state(**changes: Any) -> str:
+    values: dict[str, Any] = {
+        "paused": False,
+        "hold": None,
+        "now": NOW,
+        "pinned": False,
+        "lookup": Lookup(V3),
+        "missing_tags": [],
+        "running_version": "3",
+    }
+    values.update(changes)
+    return decide(**values)[0]
+
+
+def test_states_in_order_of_precedence() -> None:
+    assert state() == "current"
+    assert state(running_version="2") == "behind"
+    assert state(running_version="2", missing_tags=["approved=yes"]) == "gated"
+    assert state(lookup=Lookup(None, "gone"), missing_tags=["approved=yes"]) == "unresolvable"
+    assert state(lookup=Lookup(None, "gone"), pinned=True) == "pinned"
+    assert state(pinned=True, hold=HELD) == "held"
+    assert state(pinned=True, hold=HELD, paused=True) == "paused"
+
+
+def test_an_expired_hold_no_longer_holds() -> None:
+    assert state(hold=EXPIRED, running_version="2") == "behind"
+
+
+def test_held_rows_carry_reason_and_expiry() -> None:
+    _, reason, until = decide(
+        paused=False, hold=HELD, now=NOW, pinned=False, lookup=Lookup(V3), missing_tags=[], running_version="3"
+    )
+    assert (reason, until) == ("incident", "2026-03-01T13:00:00Z")
+
+
+def test_missing_tags_name_key_and_value() -> None:
+    assert missing_tags(V3, {"approved": "yes"}) == []
+    assert missing_tags(V3, {"approved": "no", "scanned": "true"}) == ["approved=no", "scanned=true"]
+    assert missing_tags(V3, None) == [] and missing_tags(None, {"a": "b"}) == []
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (
+            {
+                "status": {
+                    "conditions": [{"type": "PredictorReady", "status": "True"}, {"type": "Ready", "status": "False"}]
+                }
+            },
+            "False",
+        ),
+        ({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, "True"),
+        ({"status": {"state": "Available"}}, "Available"),
+        ({"status": "weird"}, "unknown"),
+        ({}, "unknown"),
+    ],
+)
+def test_serving_readiness(obj: dict[str, Any], expected: str) -> None:
+    assert serving(obj) == expected
+
+
+class _Custom:
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        self.namespaces: list[str | None] = []
+
+    async def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.namespaces.append(args[2])
+        return {"items": [i for i in self.items if i["metadata"]["namespace"] == args[2]], "metadata": {}}
+
+    async def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.namespaces.append(None)
+        return {"items": self.items, "metadata": {}}
+
+
+class _Kube:
+    timeout = 5.0
+    page_size = 100
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.custom = _Custom(items)
+
+
+def managed(name: str, templates: dict[str, str], versions: dict[str, str], **annotations: str) -> dict[str, Any]:
+    resolved = {
+        p: {"registry": "mlflow", "model": "iris", "selector": "", "version": v, "run_id": "", "uri": f"s3://m/{v}"}
+        for p, v in versions.items()
+    }
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "prod",
+            "annotations": {
+                "modelpin.io/templates": orjson.dumps(templates).decode(),
+                "modelpin.io/resolved": orjson.dumps(resolved).decode(),
+                **annotations,
+            },
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+async def test_collect_makes_one_row_per_field_and_asks_the_registry_once_per_reference() -> None:
+    reg = FakeRegistry()
+    for v in (1, 2, 3):
+        reg.add("iris", v, f"s3://m/{v}")
+    reg.set_alias("iris", "champion", 3)
+    settings = make_settings()
+    resolver = Resolver(settings, {"mlflow": reg})
+    field = "/spec/predictor/model/storageUri"
+    items = [
+        managed("cur", {field: "models:/iris@champion"}, {field: "3"}),
+        managed("old", {field: "models:/iris@champion"}, {field: "2"}),
+        managed("pin", {field: "models:/iris/1"}, {field: "1"}),
+        managed("bad", {field: "models:/ghost@champion"}, {field: "1"}),
+        managed("typo", {field: "{{ mlflow.s3[iris] }}"}, {}),
+    ]
+    kube = _Kube(items)
+    rows = await collect(
+        kube, resolver, settings, [Kind("serving.kserve.io", "v1beta1", "inferenceservices")], "prod", NOW
+    )  # type: ignore[arg-type]
+    by_name = {r.name: r for r in rows}
+    assert {n: r.state for n, r in by_name.items()} == {
+        "cur": "current",
+        "old": "behind",
+        "pin": "pinned",
+        "bad": "unresolvable",
+        "typo": "unresolvable",
+    }
+    assert by_name["old"].registry_version == "3" and by_name["old"].running_version == "2"
+    assert by_name["cur"].serving == "True" and by_name["cur"].kind == "inferenceservice"
+    assert by_name["bad"].reason is not None and "ghost" in by_name["bad"].reason
+    assert by_name["typo"].reason is not None and "does not parse" in by_name["typo"].reason
+    assert kube.custom.namespaces == ["prod"]
+    # iris@champion for two objects, ghost@champion, iris/1: one lookup each; the typo none
+    assert (reg.calls["get_alias"], reg.calls["get_version"]) == (2, 1)
+    assert summary(rows) == {"pinned": 1, "unresolvable": 2, "behind": 1, "current": 1}
+    await resolver.aclose()
