@@ -49,13 +49,34 @@ def test_delete_and_connect_need_no_object(operation: str) -> None:
             "AdmissionReview has no request object",
         ),
         (body(uid=...), "request.uid is missing"),
-        (body(uid=""), "request.uid is missing"),
-        (body(uid=7), "request.uid is missing"),
+        (body(uid=""), "request.uid is '', expected a non-empty string"),
+        (body(uid=7), "request.uid is 7, expected a non-empty string"),
         (body(operation="PATCH"), "request.operation is 'PATCH'"),
+        (body(operation=["CREATE"]), "request.operation is ['CREATE'], expected one of CREATE, UPDATE"),
+        (body(operation={"a": 1}), "request.operation is {'a': 1}, expected one of"),
         (body(object=...), "request.object is missing for CREATE"),
         (body(operation="UPDATE", object=None), "request.object is missing for UPDATE"),
         (body(kind=...), "request.kind is missing"),
-        (body(kind={"group": "x"}), "request.kind is missing"),
+        (body(kind={"group": "x"}), "request.kind.kind is missing, expected a string"),
+        (body(kind=[]), "request.kind is [], expected an object"),
+        (body(kind={"kind": "Pod", "version": 1}), "request.kind.version is 1, expected a string"),
+        (body(name=5), "request.name is 5, expected a string"),
+        (body(resource="pods"), "request.resource is 'pods', expected an object"),
+        (body(resource={"resource": 1}), "request.resource.resource is 1, expected a string"),
+        (body(subResource=[]), "request.subResource is [], expected a string"),
+        (body(requestKind={"kind": []}), "request.requestKind.kind is [], expected a string"),
+        (body(requestResource=1.5), "request.requestResource is 1.5, expected an object"),
+        (body(requestSubResource={}), "request.requestSubResource is {}, expected a string"),
+        (body(userInfo="admin"), "request.userInfo is 'admin', expected an object"),
+        (body(userInfo={"username": ["a"]}), "request.userInfo.username is ['a'], expected a string"),
+        (body(userInfo={"groups": "a"}), "request.userInfo.groups is 'a', expected a list of strings"),
+        (body(userInfo={"groups": [1]}), "request.userInfo.groups is [1], expected a list of strings"),
+        (body(userInfo={"extra": {"a": "b"}}), "request.userInfo.extra is {'a': 'b'}, expected an object of"),
+        (body(userInfo={"uid": 3}), "request.userInfo.uid is 3, expected a string"),
+        (body(object=[]), "request.object is [], expected an object"),
+        (body(oldObject="x"), "request.oldObject is 'x', expected an object"),
+        (body(dryRun="true"), "request.dryRun is 'true', expected a boolean"),
+        (body(options=[]), "request.options is [], expected an object"),
     ],
 )
 def test_bad_requests(raw: bytes, message: str) -> None:
@@ -112,6 +133,31 @@ def test_review_envelope_stamps_the_uid() -> None:
 
 def test_kind_group_defaults_to_core_and_namespace_must_be_a_string() -> None:
     assert parse_review(body(kind={"kind": "Pod", "version": "v1"}))["kind"]["group"] == ""
-    with pytest.raises(BadRequest, match=r"request\.namespace is not a string"):
+    with pytest.raises(BadRequest, match=r"request\.namespace is \['a'\], expected a string"):
         parse_review(body(namespace=["a"]))
     assert "namespace" not in parse_review(body(namespace=None))
+
+
+def test_optional_fields_sent_as_null_are_dropped() -> None:
+    request = parse_review(body(name=None, userInfo=None, dryRun=None, options=None, oldObject=None))
+    assert "name" not in request and "userInfo" not in request and "dryRun" not in request
+    assert request.get("oldObject", "absent") is None  # null is what the apiserver sends on CREATE
+
+
+def test_a_full_apiserver_request_parses() -> None:
+    request = parse_review(
+        body(
+            operation="UPDATE",
+            name="m",
+            namespace="team",
+            resource={"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
+            requestKind={"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+            requestResource={"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
+            userInfo={"username": "alice", "uid": "1", "groups": ["system:authenticated"], "extra": {"k": ["v"]}},
+            oldObject={"spec": {}},
+            dryRun=False,
+            options={"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
+        )
+    )
+    assert request["userInfo"]["username"] == "alice"
+    assert request["operation"] == "UPDATE"
