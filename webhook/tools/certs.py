@@ -144,6 +144,38 @@ def issue(directory: Path, names: Iterable[str], days: int = SERVING_DAYS) -> Bu
     return bundle
 
 
+def issue_client(
+    directory: Path, common_name: str, dns_names: Iterable[str] = (), days: int = SERVING_DAYS, stem: str = "client"
+) -> tuple[Path, Path]:
+    """A client certificate (clientAuth) from the CA in ``directory``: ``<stem>.crt`` and ``<stem>.key``.
+
+    For the apiserver's AdmissionConfiguration kubeConfigFile when the webhook requires a client
+    certificate (tls_client_ca, tls_client_names): the CN and DNS names are what the webhook matches.
+    """
+    ca_cert, ca_key = ensure_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    sans = [x509.DNSName(n) for n in dns_names]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
 def write_kustomize(bundle: Bundle, directory: Path, secret: str, namespace: str) -> tuple[Path, Path]:
     """The self-signed overlay's generated Secret and caBundle patch."""
 
