@@ -67,16 +67,42 @@ def _secret(env: str | None, path: Path | None) -> SecretStr | None:
     return None
 
 
+# MLflow's limit on a tag key's length.
+MAX_TAG_KEY_CHARS = 250
+
+
 class NamespacePolicy(BaseModel):
+    """What one namespace may use. A field an entry does not set is the ``"*"`` entry's."""
+
+    # A misspelt key would otherwise be ignored, and the namespace left without the restriction meant.
+    model_config = {"extra": "forbid"}
+
     default_selector: str | None = None
     # None: any. Registries are matched by name, models by shell glob (fnmatch).
     registries: list[str] | None = None
     models: list[str] | None = None
+    # None: any version. Otherwise a version may run here only when it carries each tag with that value.
+    require_tags: dict[str, str] | None = None
 
     @field_validator("default_selector")
     @classmethod
     def _check_selector(cls, value: str | None) -> str | None:
         return _validate_selector(value)
+
+    @field_validator("require_tags")
+    @classmethod
+    def _check_tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            if not key.strip() or len(key) > MAX_TAG_KEY_CHARS:
+                raise ValueError(
+                    f"require_tags key {key!r}: expected a tag name of 1 to {MAX_TAG_KEY_CHARS} characters"
+                )
+        return value
+
+    def inheriting(self, default: NamespacePolicy) -> NamespacePolicy:
+        """This entry with every field it does not set taken from ``default``."""
+        unset = {name: getattr(default, name) for name in type(self).model_fields if name not in self.model_fields_set}
+        return self.model_copy(update=unset) if unset else self
 
     def allows_registry(self, registry: str) -> bool:
         return self.registries is None or registry in self.registries
@@ -258,6 +284,15 @@ class Settings(BaseSettings):
     def _check_selector(cls, value: str | None) -> str | None:
         return _validate_selector(value)
 
+    @field_validator("namespaces")
+    @classmethod
+    def _inherit_default_policy(cls, value: dict[str, NamespacePolicy]) -> dict[str, NamespacePolicy]:
+        # Merged once here, so that a lookup of a namespace's policy stays a dict access.
+        default = value.get(DEFAULT_NAMESPACE_POLICY)
+        if default is None:
+            return value
+        return {name: p if name == DEFAULT_NAMESPACE_POLICY else p.inheriting(default) for name, p in value.items()}
+
     @field_validator("profiles")
     @classmethod
     def _no_builtin_override(cls, value: dict[str, str]) -> dict[str, str]:
@@ -282,7 +317,7 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def policy(self, namespace: str | None) -> NamespacePolicy:
-        """The namespace's own entry, else the ``"*"`` entry, else no restriction."""
+        """The namespace's own entry (its unset fields the ``"*"`` entry's), else the ``"*"`` entry, else none."""
         if namespace and namespace in self.namespaces:
             return self.namespaces[namespace]
         return self.namespaces.get(DEFAULT_NAMESPACE_POLICY) or NamespacePolicy()

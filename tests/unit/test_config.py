@@ -260,3 +260,46 @@ def test_the_star_entry_applies_to_namespaces_without_their_own() -> None:
     assert not settings.policy("team-a").allows_model("iris")
     # without a "*" entry, a namespace without one is unrestricted, as before
     assert Settings().policy("elsewhere").allows_model("anything")
+
+
+def test_a_namespace_entry_inherits_what_it_does_not_set_from_the_star_entry(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        {
+            "namespaces": {
+                "*": {"registries": [], "models": [], "default_selector": "@champion", "require_tags": {"a": "1"}},
+                "staging": {"default_selector": "@staging"},
+                "open": {"models": None, "registries": ["mlflow"], "require_tags": {}},
+            }
+        },
+    )
+    s = load_settings(path)
+    staging = s.policy("staging")
+    assert staging.default_selector == "@staging"
+    assert not staging.allows_registry("mlflow") and not staging.allows_model("fraud")
+    assert staging.require_tags == {"a": "1"}
+    # a field set explicitly, even to null or empty, is the entry's own
+    opened = s.policy("open")
+    assert opened.allows_model("anything") and opened.allows_registry("mlflow")
+    assert opened.default_selector == "@champion"
+    assert opened.require_tags == {}
+
+
+def test_inheritance_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELPIN_NAMESPACES", '{"*": {"models": ["fraud*"]}, "team": {"registries": ["mlflow"]}}')
+    team = load_settings().policy("team")
+    assert team.models == ["fraud*"] and team.registries == ["mlflow"]
+
+
+def test_require_tags_loads_and_is_validated() -> None:
+    s = load_settings(namespaces={"prod": {"require_tags": {"validated": "true", "owner": "risk"}}})
+    assert s.policy("prod").require_tags == {"validated": "true", "owner": "risk"}
+    assert s.policy("elsewhere").require_tags is None
+    for bad in ({"": "x"}, {" ": "x"}, {"k" * 251: "x"}, {"k": 1}, ["validated"]):
+        with pytest.raises(ValidationError, match="require_tags"):
+            load_settings(namespaces={"prod": {"require_tags": bad}})
+
+
+def test_a_misspelt_namespace_policy_key_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="model"):
+        load_settings(namespaces={"prod": {"model": ["fraud*"]}})
