@@ -26,6 +26,7 @@ def make_review(
     old: dict[str, Any] | None = None,
     namespace: str = "default",
     dry_run: bool = False,
+    username: str | None = None,
 ) -> dict[str, Any]:
     group, _, version = str(obj["apiVersion"]).rpartition("/")
     request: dict[str, Any] = {
@@ -38,6 +39,8 @@ def make_review(
         "oldObject": old,
         "dryRun": dry_run,
     }
+    if username is not None:
+        request["userInfo"] = {"username": username, "groups": ["system:authenticated"]}
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
 
 
@@ -72,6 +75,8 @@ def request(
     namespace: str = "default",
     dry_run: bool = False,
     kind: dict[str, str] | None = None,
+    old: dict[str, Any] | None = None,
+    username: str | None = None,
 ) -> dict[str, Any]:
     if kind is None:
         assert obj is not None
@@ -86,4 +91,12 @@ def request(
     }
     if obj is not None:
         req["object"] = obj
+    if old is not None:
+        req["oldObject"] = old
+    if username is not None:
+        req["userInfo"] = {"username": username, "groups": ["system:authenticated"]}
     return req
+
+
+# The reconciler's identity in the default settings (Settings.reconciler_usernames).
+RECONCILER = "system:serviceaccount:modelpin-system:modelpin-reconciler"

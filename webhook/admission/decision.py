@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import metrics
-from webhook.admission.patch import build_patch
-from webhook.admission.review import AdmissionRequest, Response, allowed, denied, patched
+from webhook.admission.patch import annotations_after, annotations_size, build_patch
+from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
+from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
 from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
@@ -29,6 +30,8 @@ REFRESH_SKEW_MS = 5_000
 # Denials name each field; past this many, the rest are counted, so a spec of
 # thousands of bad fields gets a message of bounded size.
 MAX_ERRORS_SHOWN = 20
+# The apiserver's limit on the total size of metadata.annotations (keys and values, bytes).
+ANNOTATIONS_LIMIT_BYTES = 256 * 1024
 
 
 def show(text: str, limit: int = 120) -> str:
@@ -57,6 +60,10 @@ class Outcome:
     errors: list[tuple[Cause, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     n_resolved: int = 0  # fields resolved, as counted in the metrics
+    # annotations to set besides the records (None: removed)
+    annotations: dict[str, str | None] = field(default_factory=dict)
+    # a reason to refuse the object as a whole, before any field is resolved
+    refusal: tuple[Cause, str] | None = None
 
 
 async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
@@ -76,7 +83,20 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
         namespace = found if isinstance(found, str) else None
     flavor = Flavor.for_group(request["kind"]["group"], request["kind"]["kind"])
     paths = for_kind(request["kind"]["group"], request["kind"]["kind"])
-    outcome = await decide(obj, namespace=namespace, flavor=flavor, resolver=resolver, paths=paths)
+    old = request.get("oldObject") if request["operation"] == "UPDATE" else None
+    username = request.get("userInfo", {}).get("username")
+    by_reconciler = username is not None and username in resolver.settings.reconciler_usernames
+    if by_reconciler and request["operation"] == "UPDATE":
+        changed = changes_outside_templates(old, obj, paths)
+        if changed:
+            metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
+            return denied(Cause.POLICY, _reconciler_overreach(str(username), changed))
+    outcome = await decide(
+        obj, namespace=namespace, flavor=flavor, resolver=resolver, paths=paths, old=old, may_refresh=by_reconciler
+    )
+    if outcome.refusal is not None:
+        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
+        return denied(*outcome.refusal, outcome.warnings)
     if outcome.errors:
         shown = outcome.errors[:MAX_ERRORS_SHOWN]
         detail = "; ".join(message for _, message in shown)
@@ -86,9 +106,36 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
         message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
         metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(outcome.errors[0][0], message, outcome.warnings)
-    ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current)
+    ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current, outcome.annotations)
+    oversize = _oversize(obj, ops)
+    if oversize is not None:
+        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
+        return denied(Cause.INVALID, oversize, outcome.warnings)
     metrics.ADMISSION_OUTCOME["patched" if ops else "unchanged"].observe(time.perf_counter() - started)
     return patched(ops, outcome.warnings)
+
+
+def _reconciler_overreach(username: str, changed: list[str]) -> str:
+    shown = ", ".join(changed[:MAX_SHOWN])
+    more = f" and {len(changed) - MAX_SHOWN} more" if len(changed) > MAX_SHOWN else ""
+    return f"{username} may change only the template fields of spec; changed: {shown}{more}"
+
+
+def _oversize(obj: Mapping[str, Any], ops: list[Op]) -> str | None:
+    """Why the apiserver would refuse the patched object's annotations, if it would.
+
+    Said here, because the apiserver's own refusal of a patched object does not say
+    that the patch made it too large.
+    """
+    if not any(op["path"].startswith("/metadata/annotations") or op["path"] == "/metadata" for op in ops):
+        return None
+    size = annotations_size(annotations_after(obj, ops))
+    if size <= ANNOTATIONS_LIMIT_BYTES:
+        return None
+    return (
+        f"modelpin cannot admit this object: modelpin's records would make metadata.annotations {size} bytes, "
+        f"over the apiserver's {ANNOTATIONS_LIMIT_BYTES}-byte limit; split the object or use fewer templates"
+    )
 
 
 def _malformed(obj: Mapping[str, Any]) -> str | None:
@@ -118,12 +165,23 @@ def _json_type(value: object) -> str:
     return "an array" if isinstance(value, list) else "an object"
 
 
+def _records_of(obj: Mapping[str, Any]) -> records.Records:
+    metadata = obj.get("metadata")
+    return records.read(metadata if isinstance(metadata, dict) else {})
+
+
+def _raw_refresh(obj: Mapping[str, Any] | None) -> object:
+    """The refresh annotation's value as sent, whatever its type; None when absent."""
+    metadata = obj.get("metadata") if obj is not None else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations.get(records.REFRESH) if isinstance(annotations, dict) else None
+
+
 def _survey(
     obj: Mapping[str, Any], paths: KindPaths | None = None
 ) -> tuple[records.Records, list[tuple[str, str, bool]]]:
     """An object's records, and the spec strings admission acts on: candidates and recorded URIs."""
-    metadata = obj.get("metadata")
-    rec = records.read(metadata if isinstance(metadata, dict) else {})
+    rec = _records_of(obj)
     recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
     return rec, interesting_strings(dict(obj), recorded, None if paths is None else paths.trie)
 
@@ -135,14 +193,25 @@ async def decide(
     flavor: Flavor,
     resolver: Resolver,
     paths: KindPaths | None = None,
+    old: Mapping[str, Any] | None = None,
+    may_refresh: bool = True,
 ) -> Outcome:
     """What admission decides for ``obj``: new field values and records, or errors.
 
     With ``paths`` (a kind ``template_paths`` declares), templates are resolved only
     on its declared fields; one anywhere else is refused, naming the field.
+
+    ``old`` is the object as stored (UPDATE; None on CREATE). Only a record it holds
+    too is trusted to stand in for the registry (paused, or the registry unable to
+    answer): records on the object as sent are the sender's to write. Without
+    ``may_refresh``, a changed refresh token is set back to ``old``'s.
     """
     rec, found = _survey(obj, paths)
     out = Outcome(warnings=list(rec.problems))
+    old_rec = _records_of(old) if old is not None else None
+    refresh_ms = rec.refresh_ms
+    if not may_refresh:
+        refresh_ms = _refused_refresh(obj, old, old_rec, out, resolver)
     jobs: list[_Job] = []
     for pointer, value, declared in found:
         candidate = is_candidate(value)
@@ -152,19 +221,64 @@ async def decide(
                 metrics.RESOLUTION_RESULT["invalid"].inc()
             continue  # a recorded URI off the declared fields: its record is dropped
         out.current[pointer] = value
+        trusted = _trusted(pointer, rec, old_rec)
         if candidate:
-            job = _template_job(pointer, value, rec, namespace, resolver, out)
+            job = _template_job(pointer, value, rec, trusted, namespace, resolver, out)
         elif rec.recorded_uri(pointer) == value:
-            job = _recorded_job(pointer, rec, namespace, resolver, out)
+            job = _recorded_job(pointer, rec, trusted, namespace, resolver, out)
         else:
             # A literal the user wrote, or a field that never held a template:
             # any record for it is dropped by not carrying it over.
             continue
         if job is not None:
             jobs.append(job)
+    references = len({job.plan.key for job in jobs})
+    limit = resolver.settings.max_references_per_review
+    if references > limit:
+        out.refusal = (
+            Cause.INVALID,
+            f"modelpin cannot admit this object: it names {references} distinct registry references, over the "
+            f"limit of {limit} per object (setting max_references_per_review)",
+        )
+        return out
     if jobs:
-        await _run(jobs, _not_before(rec.refresh_ms, resolver, out), flavor, resolver, out)
+        await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out)
     return out
+
+
+def _trusted(pointer: str, rec: records.Records, old_rec: records.Records | None) -> bool:
+    """Whether the object's record for ``pointer`` is one the stored object already had."""
+    return (
+        old_rec is not None
+        and pointer in rec.resolved
+        and old_rec.templates.get(pointer) == rec.templates.get(pointer)
+        and old_rec.resolved.get(pointer) == rec.resolved[pointer]
+    )
+
+
+def _refused_refresh(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    old_rec: records.Records | None,
+    out: Outcome,
+    resolver: Resolver,
+) -> int:
+    """The refresh token in force when the sender may not change it: the old object's.
+
+    A token is the reconciler's word that the registry changed; anyone else's token
+    would only make admissions skip the cache. A changed one is set back by the patch.
+    """
+    sent, kept = _raw_refresh(obj), _raw_refresh(old)
+    if sent == kept:
+        return old_rec.refresh_ms if old_rec is not None else 0
+    writers = ", ".join(resolver.settings.reconciler_usernames) or "no one"
+    if isinstance(kept, str):
+        out.annotations[records.REFRESH] = kept
+        out.warnings.append(f"{records.REFRESH} is written only by {writers}: set back to {kept!r}")
+    else:
+        out.annotations[records.REFRESH] = None
+        out.warnings.append(f"{records.REFRESH} is written only by {writers}: removed")
+    return old_rec.refresh_ms if old_rec is not None else 0
 
 
 def _unguarded(pointer: str, value: str, paths: KindPaths | None) -> str:
@@ -194,6 +308,7 @@ def _template_job(
     pointer: str,
     text: str,
     rec: records.Records,
+    trusted: bool,
     namespace: str | None,
     resolver: Resolver,
     out: Outcome,
@@ -210,23 +325,19 @@ def _template_job(
         metrics.RESOLUTION_RESULT["invalid"].inc()
         return None
     same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
-    if rec.paused and same_text:
-        _keep(pointer, rec, out)
-        metrics.RESOLUTION_RESULT["paused"].inc()
+    if rec.paused and same_text and _kept(pointer, rec, trusted, out):
         return None
     p = _plan(pointer, template, namespace, resolver, out)
     if p is None:
         return None
-    return _Job(pointer, template, p, rec.resolved[pointer] if same_text else None)
+    return _Job(pointer, template, p, rec.resolved[pointer] if same_text and trusted else None)
 
 
 def _recorded_job(
-    pointer: str, rec: records.Records, namespace: str | None, resolver: Resolver, out: Outcome
+    pointer: str, rec: records.Records, trusted: bool, namespace: str | None, resolver: Resolver, out: Outcome
 ) -> _Job | None:
     text = rec.templates[pointer]
-    if rec.paused:
-        _keep(pointer, rec, out)
-        metrics.RESOLUTION_RESULT["paused"].inc()
+    if rec.paused and _kept(pointer, rec, trusted, out):
         return None
     try:
         template = parse(text)
@@ -235,7 +346,20 @@ def _recorded_job(
         out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {show(text)}")
         return None
     p = _plan(pointer, template, namespace, resolver, out)
-    return None if p is None else _Job(pointer, template, p, rec.resolved[pointer])
+    return None if p is None else _Job(pointer, template, p, rec.resolved[pointer] if trusted else None)
+
+
+def _kept(pointer: str, rec: records.Records, trusted: bool, out: Outcome) -> bool:
+    """Keep a paused field's recorded resolution, if the stored object has that record too."""
+    if not trusted:
+        out.warnings.append(
+            f"{pointer}: resolved although {records.PAUSED} is set: only a record the stored object "
+            "already holds is kept, and this one it does not"
+        )
+        return False
+    _keep(pointer, rec, out)
+    metrics.RESOLUTION_RESULT["paused"].inc()
+    return True
 
 
 def _keep(pointer: str, rec: records.Records, out: Outcome) -> None:

@@ -16,11 +16,13 @@ def build_patch(
     templates: Mapping[str, str],
     resolved: Mapping[str, Mapping[str, str]],
     current: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str | None] | None = None,
 ) -> list[Op]:
     """Ops that set field values and bring the label and records up to date.
 
     ``values`` maps pointers (which exist in ``obj``) to their new strings; ``current``
-    may give the values as admitted, saving a walk down each pointer.
+    may give the values as admitted, saving a walk down each pointer. ``annotations``
+    sets further annotations (None: removed), in the same ops as the records.
     Records for every managed field are rewritten whole: a field that is not
     in ``templates`` any more loses its record, and with no field left the
     label and records are removed.
@@ -32,20 +34,16 @@ def build_patch(
         if (known[pointer] if pointer in known else _get(obj, pointer)) != value
     ]
     metadata = obj.get("metadata") or {}
+    extra = annotations or {}
+    wanted = {key: value for key, value in extra.items() if value is not None}
+    absent = tuple(key for key, value in extra.items() if value is None)
     if templates:
         ops += _set_map(metadata, "labels", {records.MANAGED: "true"}, ())
-        ops += _set_map(
-            metadata,
-            "annotations",
-            {
-                records.TEMPLATES: records.dumps(templates),
-                records.RESOLVED: records.dumps(resolved),
-            },
-            (),
-        )
+        wanted |= {records.TEMPLATES: records.dumps(templates), records.RESOLVED: records.dumps(resolved)}
     else:
         ops += _set_map(metadata, "labels", {}, (records.MANAGED,))
-        ops += _set_map(metadata, "annotations", {}, (records.TEMPLATES, records.RESOLVED))
+        absent += (records.TEMPLATES, records.RESOLVED)
+    ops += _set_map(metadata, "annotations", wanted, absent)
     if ops and "metadata" not in obj:
         ops.insert(0, {"op": "add", "path": "/metadata", "value": {}})
     return ops
@@ -70,3 +68,35 @@ def _get(obj: Any, pointer: str) -> Any:
         token = raw.replace("~1", "/").replace("~0", "~")
         node = node[int(token)] if isinstance(node, list) else node[token]
     return node
+
+
+def annotations_after(obj: Mapping[str, Any], ops: list[Op]) -> dict[str, Any]:
+    """``obj``'s metadata.annotations as ``ops`` (from ``build_patch``) would leave them."""
+    metadata = obj.get("metadata")
+    found = metadata.get("annotations") if isinstance(metadata, dict) else None
+    result: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    prefix = "/metadata/annotations/"
+    for op in ops:
+        path = op["path"]
+        if path == "/metadata/annotations":
+            result = dict(op["value"])
+        elif path.startswith(prefix):
+            key = path[len(prefix) :].replace("~1", "/").replace("~0", "~")
+            if op["op"] == "remove":
+                result.pop(key, None)
+            else:
+                result[key] = op["value"]
+    return result
+
+
+def annotations_size(annotations: Mapping[str, Any]) -> int:
+    """Bytes the apiserver counts against its annotation limit: every key and value, UTF-8."""
+    return sum(
+        len(str(key).encode(errors="surrogatepass")) + len(_text(value).encode(errors="surrogatepass"))
+        for key, value in annotations.items()
+    )
+
+
+def _text(value: Any) -> str:
+    # the apiserver stores only strings; anything else fails its own validation, so any size will do
+    return value if isinstance(value, str) else ""

@@ -18,7 +18,7 @@ from tests.support.fakes import (
     make_settings,
     seed_uri,
 )
-from tests.support.reviews import DEMO1, GRAPH, SEED_POINTERS, fixture, request
+from tests.support.reviews import DEMO1, GRAPH, RECONCILER, SEED_POINTERS, fixture, request
 from webhook.admission.decision import admit, decide
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
@@ -259,12 +259,12 @@ async def test_paused_keeps_versions_although_the_alias_moved(
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(31)
     lookups = registry.lookups
-    response = await admit(request(out, "UPDATE"), resolver=resolver)
+    response = await admit(request(out, "UPDATE", old=out), resolver=resolver)
     assert response == {"allowed": True}
     # a re-apply from git brings the templates back: still the recorded versions
     reapplied = copy.deepcopy(seed)
     reapplied["metadata"] = copy.deepcopy(out["metadata"])
-    kept = await admitted(reapplied, resolver, operation="UPDATE")
+    kept = await admitted(reapplied, resolver, operation="UPDATE", old=out)
     assert at(kept, DEMO1) == seed_uri("iris demo1", 1)
     assert resolved_records(kept) == resolved_records(out)
     assert registry.lookups == lookups
@@ -280,7 +280,7 @@ async def test_paused_with_changed_template_text_resolves(
     clock.advance(31)
     changed = copy.deepcopy(out)
     jsonpatch.JsonPointer(DEMO1).set(changed, '{{ mlflow.blob["iris demo1@champion"] }}')
-    updated = await admitted(changed, resolver, operation="UPDATE")
+    updated = await admitted(changed, resolver, operation="UPDATE", old=out)
     assert at(updated, DEMO1) == seed_uri("iris demo1", 2)
     assert template_records(updated)[DEMO1] == '{{ mlflow.blob["iris demo1@champion"] }}'
     # the untouched, paused fields keep their versions
@@ -296,8 +296,9 @@ async def test_refresh_annotation_bypasses_the_cache(
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(1)  # well within the floating TTL
     assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver)
-    out["metadata"]["annotations"][records.REFRESH] = str(fetched + 500)
-    updated = await admitted(out, resolver, operation="UPDATE")
+    touched = copy.deepcopy(out)
+    touched["metadata"]["annotations"][records.REFRESH] = str(fetched + 500)
+    updated = await admitted(touched, resolver, operation="UPDATE", old=out, username=RECONCILER)
     assert at(updated, DEMO1) == seed_uri("iris demo1", 2)
     assert at(updated, f"{GRAPH}/modelUri") == seed_uri("iris demo4", 1)
     assert registry.lookups == 8
@@ -309,7 +310,7 @@ async def test_registry_down_keeps_recorded_values_with_warning(
     out = await admitted(seed, resolver)
     registry.fail_with(Unavailable(DOWN))
     cold = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)  # another replica: empty cache
-    response = await admit(request(out, "UPDATE"), resolver=cold)
+    response = await admit(request(out, "UPDATE", old=out), resolver=cold)
     assert response["allowed"] is True
     assert "patch" not in response
     # one per field, in the order the fields appear in the object
@@ -327,13 +328,13 @@ async def test_registry_down_with_template_equal_to_record_keeps_it(
     reapplied["metadata"] = copy.deepcopy(out["metadata"])
     registry.fail_with(Unavailable(DOWN))
     cold = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
-    response = await admit(request(reapplied, "UPDATE"), resolver=cold)
+    response = await admit(request(reapplied, "UPDATE", old=out), resolver=cold)
     kept = apply_response(reapplied, response)
     assert at(kept, DEMO1) == seed_uri("iris demo1", 1)
     assert len(response["warnings"]) == 4
     # a changed template has nothing recorded to fall back on
     jsonpatch.JsonPointer(DEMO1).set(reapplied, '{{ mlflow.blob["iris demo1/2"] }}')
-    response = await admit(request(reapplied, "UPDATE"), resolver=cold)
+    response = await admit(request(reapplied, "UPDATE", old=out), resolver=cold)
     assert response["allowed"] is False
     assert response["status"]["code"] == 503
     assert response["status"]["message"] == (

@@ -10,8 +10,8 @@ import jsonpatch
 import orjson
 import pytest
 
-from tests.support.fakes import Clock, FakeRegistry
-from tests.support.reviews import fixture, request
+from tests.support.fakes import Clock, FakeRegistry, make_settings
+from tests.support.reviews import RECONCILER, fixture, request
 from webhook.admission.decision import REFRESH_SKEW_MS, admit
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
@@ -147,19 +147,213 @@ async def test_a_refresh_token_in_the_future_is_treated_as_now(
     clock.advance(1)
     # a token a little ahead (clock skew) is honoured: the cached entry is older
     near = isvc("models:/fraud@champion", annotations={records.REFRESH: str(clock() + REFRESH_SKEW_MS - 1)})
-    applied(near, await admit(request(near), resolver=resolver))
+    applied(near, await admit(request(near, username=RECONCILER), resolver=resolver))
     assert registry.lookups == 2
     # one far ahead is treated as now, with a warning: not as "every cache entry is too old, forever"
     far = isvc("models:/fraud@champion", annotations={records.REFRESH: str(clock() + 10**12)})
-    response = await admit(request(far), resolver=resolver)
+    response = await admit(request(far, username=RECONCILER), resolver=resolver)
     applied(far, response)
     assert any("in the future" in w for w in response["warnings"])
     assert registry.lookups == 2  # served from the entry fetched a moment ago, not looked up again
     for _ in range(5):  # every admission with the forged token, a second apart: still cached
         clock.advance(1)
-        applied(far, await admit(request(far), resolver=resolver))
+        applied(far, await admit(request(far, username=RECONCILER), resolver=resolver))
     assert registry.lookups == 2
     clock.advance(REFRESH_SKEW_MS / 1000)  # past the skew: one fresh lookup, then cached again
     for _ in range(3):
-        applied(far, await admit(request(far), resolver=resolver))
+        applied(far, await admit(request(far, username=RECONCILER), resolver=resolver))
     assert registry.lookups == 3
+
+
+# --- how many references one review may name -------------------------------------
+
+
+async def test_references_past_the_limit_are_refused_before_any_lookup(registry: FakeRegistry, clock: Clock) -> None:
+    seed = fixture("seldon-seed.yaml")  # four distinct references
+    limited = Resolver(make_settings(max_references_per_review=3), {"mlflow": registry}, clock_ms=clock)
+    code, message = denial(await admit(request(seed), resolver=limited))
+    assert code == 422
+    assert message == (
+        "modelpin cannot admit this object: it names 4 distinct registry references, over the limit of 3 "
+        "per object (setting max_references_per_review)"
+    )
+    assert registry.lookups == 0
+    await limited.aclose()
+    enough = Resolver(make_settings(max_references_per_review=4), {"mlflow": registry}, clock_ms=clock)
+    assert (await admit(request(seed), resolver=enough))["allowed"] is True
+    await enough.aclose()
+
+
+async def test_the_limit_counts_distinct_references_not_fields(registry: FakeRegistry, clock: Clock) -> None:
+    obj = isvc("models:/fraud/2")
+    obj["spec"]["predictor"]["storageUris"] = [{"uri": "{{ mlflow.s3['fraud/2'] }}", "mountPath": "/mnt/a"}]
+    one = Resolver(make_settings(max_references_per_review=1), {"mlflow": registry}, clock_ms=clock)
+    assert (await admit(request(obj), resolver=one))["allowed"] is True
+    await one.aclose()
+
+
+# --- the refresh token is the reconciler's ----------------------------------------
+
+
+async def test_a_users_refresh_token_does_not_defeat_the_cache(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    stored = applied(
+        isvc("models:/fraud@champion"), await admit(request(isvc("models:/fraud@champion")), resolver=resolver)
+    )
+    assert registry.lookups == 1
+    for _ in range(10):
+        clock.advance(0.1)
+        touched = copy.deepcopy(stored)
+        touched["metadata"]["annotations"][records.REFRESH] = str(clock())
+        response = await admit(request(touched, "UPDATE", old=stored, username="alice"), resolver=resolver)
+        ops = orjson.loads(base64.b64decode(response["patch"]))
+        assert ops == [{"op": "remove", "path": "/metadata/annotations/modelpin.io~1refresh"}]
+        assert response["warnings"] == [f"{records.REFRESH} is written only by {RECONCILER}: removed"]
+    assert registry.lookups == 1
+    # the reconciler's token is honoured: the entry fetched before it is not used
+    clock.advance(0.1)
+    touched = copy.deepcopy(stored)
+    touched["metadata"]["annotations"][records.REFRESH] = str(clock())
+    response = await admit(request(touched, "UPDATE", old=stored, username=RECONCILER), resolver=resolver)
+    assert "warnings" not in response
+    assert registry.lookups == 2
+
+
+async def test_a_changed_token_is_set_back_to_the_old_one(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    old_token = str(clock() - 60_000)
+    stored = applied(
+        isvc("models:/fraud@champion", annotations={records.REFRESH: old_token}),
+        await admit(
+            request(isvc("models:/fraud@champion", annotations={records.REFRESH: old_token}), username=RECONCILER),
+            resolver=resolver,
+        ),
+    )
+    assert registry.lookups == 1
+    for sent in (str(clock()), None, "not a token"):
+        touched = copy.deepcopy(stored)
+        if sent is None:
+            del touched["metadata"]["annotations"][records.REFRESH]
+        else:
+            touched["metadata"]["annotations"][records.REFRESH] = sent
+        response = await admit(request(touched, "UPDATE", old=stored), resolver=resolver)
+        out = applied(touched, response)
+        assert out["metadata"]["annotations"][records.REFRESH] == old_token
+        assert f"{records.REFRESH} is written only by {RECONCILER}: set back to {old_token!r}" in response["warnings"]
+    assert registry.lookups == 1
+
+
+async def test_a_token_on_create_by_anyone_else_is_removed(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    obj = isvc(annotations={records.REFRESH: str(clock())})
+    out = applied(obj, await admit(request(obj), resolver=resolver))
+    assert records.REFRESH not in out["metadata"]["annotations"]
+
+
+async def test_an_unchanged_token_is_used_as_is(resolver: Resolver, registry: FakeRegistry, clock: Clock) -> None:
+    await admit(request(isvc("models:/fraud@champion")), resolver=resolver)
+    assert registry.lookups == 1
+    clock.advance(1)
+    obj = isvc("models:/fraud@champion", annotations={records.REFRESH: str(clock())})
+    response = await admit(request(obj, "UPDATE", old=copy.deepcopy(obj), username="alice"), resolver=resolver)
+    assert response["allowed"] and "warnings" not in response
+    assert registry.lookups == 2  # the token is newer than the cached entry: looked up again
+    assert records.REFRESH in applied(obj, response)["metadata"]["annotations"]
+
+
+# --- records are trusted only when the stored object has them --------------------
+
+POINTER = "/spec/predictor/model/storageUri"
+FORGED = "s3://forged/model"
+
+
+def forged(value: str, template: str = "models:/missing/1", **annotations: str) -> dict[str, Any]:
+    record = {"registry": "mlflow", "model": "missing", "selector": "/1", "version": "1", "run_id": "r", "uri": FORGED}
+    return isvc(
+        value,
+        annotations={
+            records.TEMPLATES: records.dumps({POINTER: template}),
+            records.RESOLVED: records.dumps({POINTER: record}),
+            **annotations,
+        },
+    )
+
+
+@pytest.mark.parametrize("value", [FORGED, "models:/missing/1"])
+async def test_a_create_cannot_carry_its_own_resolution_of_a_missing_model(resolver: Resolver, value: str) -> None:
+    code, message = denial(await admit(request(forged(value)), resolver=resolver))
+    assert code == 404 and "missing" in message
+
+
+async def test_an_update_falls_back_only_on_the_stored_objects_record(resolver: Resolver) -> None:
+    obj = forged(FORGED)
+    # the stored object has no such record: the one sent is not trusted
+    code, _ = denial(await admit(request(obj, "UPDATE", old=isvc(FORGED)), resolver=resolver))
+    assert code == 404
+    # a record the stored object holds too is the object's own: kept, with a warning
+    response = await admit(request(obj, "UPDATE", old=copy.deepcopy(obj)), resolver=resolver)
+    assert applied(obj, response)["spec"]["predictor"]["model"]["storageUri"] == FORGED
+    assert any("kept version 1 of 'missing'" in w for w in response["warnings"])
+    # the same template, but a different recorded entry than the stored one
+    other = forged(FORGED)
+    stored = copy.deepcopy(other)
+    stored["metadata"]["annotations"][records.RESOLVED] = records.dumps({POINTER: {"uri": FORGED, "version": "2"}})
+    code, _ = denial(await admit(request(other, "UPDATE", old=stored), resolver=resolver))
+    assert code == 404
+
+
+@pytest.mark.parametrize("value", [FORGED, "models:/fraud/2"])
+async def test_paused_keeps_only_the_stored_objects_record(resolver: Resolver, value: str) -> None:
+    obj = forged(value, "models:/fraud/2", **{records.PAUSED: "true"})
+    response = await admit(request(obj), resolver=resolver)
+    assert applied(obj, response)["spec"]["predictor"]["model"]["storageUri"] == URI
+    assert any(f"resolved although {records.PAUSED} is set" in w for w in response["warnings"])
+    # on UPDATE of an object that already held the record, paused keeps it
+    response = await admit(request(obj, "UPDATE", old=copy.deepcopy(obj)), resolver=resolver)
+    assert applied(obj, response)["spec"]["predictor"]["model"]["storageUri"] == FORGED
+
+
+# --- the apiserver's annotation limit ----------------------------------------------
+
+
+async def test_records_past_the_annotation_limit_are_refused(resolver: Resolver) -> None:
+    written = applied(isvc(), await admit(request(isvc()), resolver=resolver))["metadata"]["annotations"]
+    records_bytes = sum(len(k) + len(v) for k, v in written.items())
+    limit = 256 * 1024
+    # one byte over the limit with the records: refused, naming the size
+    obj = isvc(annotations={"notes": "x" * (limit - records_bytes - len("notes") + 1)})
+    code, message = denial(await admit(request(obj), resolver=resolver))
+    assert code == 422
+    assert message == (
+        f"modelpin cannot admit this object: modelpin's records would make metadata.annotations {limit + 1} bytes, "
+        "over the apiserver's 262144-byte limit; split the object or use fewer templates"
+    )
+    # exactly at the limit: admitted
+    at_limit = isvc(annotations={"notes": "x" * (limit - records_bytes - len("notes"))})
+    assert (await admit(request(at_limit), resolver=resolver))["allowed"] is True
+    # without records to write, the object is not modelpin's to refuse
+    plain = isvc("s3://literal", annotations={"notes": "x" * limit})
+    assert (await admit(request(plain), resolver=resolver)) == {"allowed": True}
+
+
+# --- the reconciler may only refresh -------------------------------------------------
+
+
+async def test_the_reconciler_may_change_only_template_fields(resolver: Resolver) -> None:
+    stored = applied(isvc(), await admit(request(isvc()), resolver=resolver))
+    changed = copy.deepcopy(stored)
+    changed["spec"]["predictor"]["containers"] = [{"name": "c", "image": "evil:1"}]
+    changed["spec"]["predictor"]["minReplicas"] = 0
+    code, message = denial(await admit(request(changed, "UPDATE", old=stored, username=RECONCILER), resolver=resolver))
+    assert code == 403
+    assert message.startswith(f"{RECONCILER} may change only the template fields of spec; changed: ")
+    assert "/spec/predictor/containers" in message and "/spec/predictor/minReplicas" in message
+    # anyone else may change the spec
+    assert (await admit(request(changed, "UPDATE", old=stored, username="alice"), resolver=resolver))["allowed"]
+    # and the reconciler its token, with the template fields re-resolved
+    touched = copy.deepcopy(stored)
+    touched["metadata"]["annotations"][records.REFRESH] = "1"
+    assert (await admit(request(touched, "UPDATE", old=stored, username=RECONCILER), resolver=resolver))["allowed"]
