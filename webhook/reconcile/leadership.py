@@ -69,7 +69,13 @@ class LeaderLease:
 
     def valid(self) -> bool:
         """True while this replica may act as leader: within the renew deadline of its last renewal."""
-        return self.leader and self.clock() - self.renewed_at < self.renew_deadline
+        return self.remaining() > 0
+
+    def remaining(self) -> float:
+        """Seconds this replica may still act as leader; 0 once it may not (no call it makes should outlive this)."""
+        if not self.leader:
+            return 0.0
+        return max(0.0, self.renewed_at + self.renew_deadline - self.clock())
 
     def _call_timeout(self) -> float:
         if not self.leader:
@@ -131,7 +137,10 @@ class LeaderLease:
             current.lease_transitions,
         )
         if record != self._observed:
-            self._observed, self._observed_at = record, started
+            # Stamped when the read returns, as client-go stamps observedTime when it sees the record:
+            # the record may have been written at any moment of a slow read, and the holder's lease runs
+            # from that write; stamped at the read's start, a standby could take over while it still leads.
+            self._observed, self._observed_at = record, self.clock()
         holder = current.holder_identity or ""
         self.holder = holder
         duration = current.lease_duration_seconds or self.duration

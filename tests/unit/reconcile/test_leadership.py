@@ -219,3 +219,52 @@ def test_times_are_written_as_microtime() -> None:
     from webhook.reconcile.leadership import _fmt
 
     assert _fmt(dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == "2025-01-02T03:04:05.000000Z"
+
+
+class SlowStore(LeaseStore):
+    """A read that takes ``delay`` seconds, during which ``during`` runs (the holder renewing, say)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.delay = 0.0
+        self.during: list[LeaderLease] = []
+
+    async def get_lease(self, namespace: str, name: str, deadline: float | None = None) -> k8s.V1Lease | None:
+        if self.delay:
+            delay, self.delay = self.delay, 0.0
+            self.clock.now += delay
+            for holder in self.during:
+                assert await acquire(holder)  # the record the slow read returns was written at its end
+        return await super().get_lease(namespace, name, deadline)
+
+
+async def test_a_slow_read_does_not_let_a_standby_take_over_early() -> None:
+    clock = Clock()
+    store = SlowStore(clock)
+    a, b = lease(store, "a", clock), lease(store, "b", clock)
+    assert await acquire(a)
+    store.delay, store.during = 3.0, [a]  # longer than the 0.53 s retry period
+    assert not await acquire(b)
+    # a renewed 3 s into b's read and then went silent (partitioned): it leads for its renew deadline,
+    # and a standby must wait a lease duration from when it saw that renewal, not from when it asked
+    renewed = clock.now
+    while a.valid():
+        assert a.remaining() > 0
+        assert not await acquire(b), f"b took over {clock.now - renewed:.1f} s after a's renewal while a leads"
+        clock.now += 0.1
+    clock.now = renewed + 3.95
+    assert not await acquire(b)
+    clock.now = renewed + 4.05
+    assert await acquire(b)
+
+
+async def test_remaining_is_what_is_left_of_the_renew_deadline(store: LeaseStore) -> None:
+    clock = Clock()
+    a = lease(store, "a", clock)
+    assert a.remaining() == 0  # not leading
+    assert await acquire(a)
+    clock.now += 1.0
+    assert a.remaining() == pytest.approx(4 * 2 / 3 - 1.0)
+    clock.now += 5
+    assert a.remaining() == 0 and not a.valid()
