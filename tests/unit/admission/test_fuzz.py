@@ -1,10 +1,11 @@
 """Seeded fuzzing of /mutate: hostile reviews, objects and modelpin annotations.
 
 Drives the real ASGI app in-process with the fake registry. For every answer:
-HTTP 200, 400 or 413; a 200 echoes the request's uid; a patch applies with
-jsonpatch; an allowed CREATE/UPDATE leaves no template anywhere under spec;
-a denial carries a 4xx code (the fake registry never fails, so every cause
-lies in the request). Bounded by a request count and a time budget.
+HTTP 200, 400 or 413; a 400 is JSON naming the field whose type was changed;
+a 200 echoes the request's uid; a patch applies with jsonpatch; an allowed
+CREATE/UPDATE leaves no template anywhere under spec; a denial carries a 4xx
+code (the fake registry never fails, so every cause lies in the request).
+Bounded by a request count and a time budget.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import orjson
 import pytest
 
 from tests.support.fakes import FakeRegistry, webhook_client
-from tests.support.reviews import fixture, request
+from tests.support.reviews import RECONCILER, fixture, request
 from webhook.templating import record_annotations as records
 from webhook.templating.grammar import MAX_NAME_CHARS, is_candidate
 
@@ -189,6 +190,61 @@ def m_review(rng: random.Random, review: dict[str, Any]) -> None:
         req.pop(rng.choice(["uid", "kind", "operation", "object"]))
 
 
+# Every field of an admission.k8s.io/v1 AdmissionRequest, with the fields inside those that are objects.
+REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
+    "uid": (),
+    "kind": ("group", "version", "kind"),
+    "resource": ("group", "version", "resource"),
+    "subResource": (),
+    "requestKind": ("group", "version", "kind"),
+    "requestResource": ("group", "version", "resource"),
+    "requestSubResource": (),
+    "name": (),
+    "namespace": (),
+    "operation": (),
+    "userInfo": ("username", "uid", "groups", "extra"),
+    "object": (),
+    "oldObject": (),
+    "dryRun": (),
+    "options": (),
+}
+
+
+def any_json(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value of a random type."""
+    kind = rng.randrange(8 if depth < 2 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 2**63, 7])
+    if kind == 3:
+        return rng.choice([1.5, -0.0, 1e300])
+    if kind == 4:
+        return rng.choice(["", "x", "CREATE", "UPDATE", "9" * 300])
+    if kind == 5:
+        return rng.choice([[], {}])
+    if kind == 6:
+        return [any_json(rng, depth + 1) for _ in range(rng.randrange(1, 3))]
+    return {rng.choice(["a", "kind", "username"]): any_json(rng, depth + 1) for _ in range(rng.randrange(1, 3))}
+
+
+def m_field_type(rng: random.Random, review: dict[str, Any]) -> str:
+    """Give one request field (or a field inside one) a value of a random JSON type; the field's name."""
+    req = review["request"]
+    name = rng.choice(list(REQUEST_FIELDS))
+    inner = REQUEST_FIELDS[name]
+    if inner and rng.random() < 0.5:
+        if not isinstance(req.get(name), dict):
+            req[name] = {}
+        child = rng.choice(inner)
+        req[name][child] = any_json(rng)
+        return f"request.{name}.{child}"
+    req[name] = any_json(rng)
+    return f"request.{name}"
+
+
 def deep_spec(depth: int) -> str:
     return '{"a":' * depth + '"models:/iris demo1@champion"' + "}" * depth
 
@@ -231,14 +287,23 @@ async def test_fuzzed_reviews_get_clear_answers(client: httpx.AsyncClient) -> No
     sent = 0
     while sent < REQUESTS and time.monotonic() - started < BUDGET_SECONDS:
         obj = copy.deepcopy(rng.choice(bases + admitted))
+        operation = rng.choice(["CREATE", "UPDATE"])
         review = {
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
-            "request": request(obj, rng.choice(["CREATE", "UPDATE"])),
+            "request": request(
+                obj,
+                operation,
+                old=copy.deepcopy(obj) if operation == "UPDATE" else None,
+                username=rng.choice([None, "alice", RECONCILER]),
+            ),
         }
         for _ in range(rng.choice([1, 1, 2, 3])):
             rng.choice(MUTATIONS)(rng, obj, review)
-        if rng.random() < 0.15:
+        retyped = None
+        if rng.random() < 0.2:
+            retyped = m_field_type(rng, review)
+        elif rng.random() < 0.1:
             m_review(rng, review)
         body = body_of(rng, review)
         r = await client.post("/mutate", content=body, headers={"Content-Type": "application/json"})
@@ -247,6 +312,10 @@ async def test_fuzzed_reviews_get_clear_answers(client: httpx.AsyncClient) -> No
         assert r.status_code in (200, 400, 413), (case, r.status_code, r.text[:500])
         if r.status_code != 200:
             counts[str(r.status_code)] = counts.get(str(r.status_code), 0) + 1
+            if r.status_code == 400 and retyped is not None and body == orjson.dumps(review):
+                # a whole body whose only fault can be the field given another type
+                assert retyped.split(".")[1] in r.json()["error"], (case, retyped, r.text)
+                counts["400 naming the field"] = counts.get("400 naming the field", 0) + 1
             continue
         answer = r.json()["response"]
         sent_review = orjson.loads(body)
@@ -268,3 +337,4 @@ async def test_fuzzed_reviews_get_clear_answers(client: httpx.AsyncClient) -> No
     print(f"fuzz: seed {SEED}, {sent} requests in {time.monotonic() - started:.1f}s: {sorted(counts.items())}")
     assert sent >= 500, "too few requests in the time budget to mean anything"
     assert counts.get("patched", 0) and any(k.startswith("denied") for k in counts) and counts.get("400")
+    assert counts.get("400 naming the field", 0) >= 50, counts
