@@ -14,7 +14,7 @@ import httpx
 import mlflow
 import numpy as np
 import pytest
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
@@ -39,7 +39,7 @@ SKLEARN_SERVER = Need("sklearn", "SKLEARN_SERVER", "/spec/predictors/0/graph/imp
 MLFLOW_SERVER = Need("python_function", "MLFLOW_SERVER", "/spec/predictors/0/graph/implementation")
 
 
-class Echo(PythonModel):  # type: ignore[misc]
+class Echo(PythonModel):
     def predict(self, context: object, model_input: list[str], params: object = None) -> list[str]:
         return model_input
 
