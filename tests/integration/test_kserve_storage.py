@@ -59,6 +59,10 @@ EXPECTED_BRANCH = {
     "oci": "_download_oci",
     "pvc": "_download_local",
     "hf": "_download_hf",
+    "modelscope": "_download_ms",
+    "https blob DNS zone": "_download_azure_blob",
+    "https Azure Files": "_download_azure_file_share",
+    "https git": "_download_git_repo",
 }
 TRAINED_MODEL_PREFIXES = ("s3://", "gs://", "http://", "https://")
 

@@ -39,6 +39,10 @@ LOCATIONS: list[tuple[str, str]] = [
     ("oci", "oci://quay.io/example/fraud:2"),
     ("pvc", "pvc://models/fraud/2"),
     ("hf", "hf://example/fraud"),
+    ("modelscope", "modelscope://example/fraud"),
+    ("https blob DNS zone", f"https://{ACCOUNT}.z12.blob.storage.azure.net/artifacts/10/r2/artifacts/model"),
+    ("https Azure Files", f"https://{ACCOUNT}.file.core.windows.net/share/10/r2/artifacts/model"),
+    ("https git", "https://github.com/example/fraud.git"),
     ("file", "file:///mlruns/7/r2/artifacts/model"),
     ("mlflow-artifacts (unmapped)", "mlflow-artifacts:/7/r2/artifacts/model"),
 ]

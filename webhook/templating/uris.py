@@ -4,10 +4,13 @@ Profiles are pure functions of the version's fields and the kind being
 admitted; all registry I/O happens before this module is reached. Each kind's
 fetcher accepts its own forms:
 
-- KServe's storage initializer (InferenceService): s3, gs, hdfs, webhdfs, hf,
-  oci, pvc (mounted by KServe's webhook), Azure Blob only as
-  ``https://<account>.blob.core.windows.net/...``, and any other http(s) URL
-  as one file or archive.
+- KServe's storage initializer (InferenceService; ``Storage.download`` of
+  kserve-storage 0.21): s3, gs, hdfs, webhdfs, hf, modelscope, oci, pvc
+  (mounted by KServe's webhook), Azure Blob only as
+  ``https://<account>.blob.core.windows.net/...`` (or a DNS-zone endpoint
+  ``https://<account>.z<NN>.blob.storage.azure.net/...``), Azure Files as
+  ``https://<account>.file.core.windows.net/<share>/...``, a git repository as
+  ``https://....git``, and any other http(s) URL as one file or archive.
 - KServe's model agent (TrainedModel): s3, gs, http, https; an http(s) URL is
   one GET of one file, so an Azure Blob folder cannot work.
 - rclone (Seldon v1's storage initializer, Seldon v2's agent):
@@ -84,6 +87,7 @@ PASSTHROUGH = (
     "hdfs://",
     "webhdfs://",
     "hf://",
+    "modelscope://",
 )
 # Spellings of one store that the fetchers know under one scheme only.
 ALIASES = {"s3a://": "s3://", "gcs://": "gs://"}
@@ -95,7 +99,8 @@ NOT_FETCHABLE_HINT = (
 ACCEPTS: Mapping[Flavor, str] = {
     Flavor.KSERVE: (
         "s3://, gs://, https://<account>.blob.core.windows.net/ (Azure Blob and ADLS Gen2), hdfs://, webhdfs://, "
-        "hf://, oci://, pvc://, other http(s):// URLs (one file or archive)"
+        "hf://, modelscope://, oci://, pvc://, Azure Files (https://<account>.file.core.windows.net/), git "
+        "repositories (https://....git), other http(s):// URLs (one file or archive)"
     ),
     Flavor.KSERVE_AGENT: "s3://, gs://, http(s):// (one file)",
     Flavor.SELDON: (

@@ -137,7 +137,18 @@ def test_parse_azure() -> None:
 
 # --- auto ------------------------------------------------------------------------
 
-KSERVE_ONLY = ["https://example.com/m", "http://h/m", "oci://q/i:t", "hdfs://nn:8020/p", "webhdfs://nn/p", "hf://org/m"]
+KSERVE_ONLY = [
+    "https://example.com/m",
+    "http://h/m",
+    "oci://q/i:t",
+    "hdfs://nn:8020/p",
+    "webhdfs://nn/p",
+    "hf://org/m",
+    "modelscope://org/m",  # kserve-storage 0.21's _download_ms
+    "https://acct.file.core.windows.net/share/m",  # Azure Files
+    "https://acct.z12.blob.storage.azure.net/c/m",  # Azure Blob DNS-zone endpoint
+    "https://github.com/org/m.git",  # git repository
+]
 
 
 @pytest.mark.parametrize("location", ["s3://b/p", "gs://b/p", "pvc://c/p", *KSERVE_ONLY])
@@ -151,7 +162,10 @@ def test_auto_passes_through_what_a_trained_model_fetches(location: str) -> None
     assert render("auto", fields(location), Flavor.KSERVE_AGENT, {}) == location
 
 
-@pytest.mark.parametrize(("location", "scheme"), [("pvc://c/p", "pvc"), ("oci://q/i:t", "oci"), ("hf://org/m", "hf")])
+@pytest.mark.parametrize(
+    ("location", "scheme"),
+    [("pvc://c/p", "pvc"), ("oci://q/i:t", "oci"), ("hf://org/m", "hf"), ("modelscope://org/m", "modelscope")],
+)
 def test_auto_denies_what_a_trained_model_cannot_fetch(location: str, scheme: str) -> None:
     with pytest.raises(ProfileError) as info:
         render("auto", fields(location), Flavor.KSERVE_AGENT, {})
