@@ -136,7 +136,7 @@ async def measure(models: int, per_model: int) -> dict[str, Any]:
     mlflow.calls.clear()
     touched_calls = Counter[str]()
 
-    async def no_touch(self: Toucher, t: Any, token: int) -> bool:
+    async def no_touch(self: Toucher, t: Any, token: int, stale: Any) -> bool:
         return True
 
     Toucher.touch = no_touch  # type: ignore[method-assign]  # no apiserver here: count registry calls only

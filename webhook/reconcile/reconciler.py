@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from webhook.metrics import INDEX_SIZE, LEADER, LEADERSHIP, POLL, SYNCED
 from webhook.reconcile.events import Events
-from webhook.reconcile.index import Index, Tracked
+from webhook.reconcile.index import Index, Key, Tracked
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.leadership import LeaderLease
 from webhook.reconcile.loops import Once, WorkDied, cancel_tasks
@@ -59,15 +59,6 @@ class Reconciler:
         rc = self.resolver.settings.reconciler
         bucket = self.bucket or TokenBucket(rc.touch_rate_per_second, rc.touch_burst)
         self.events = Events(self.kube, self.errors, rc.warning_interval_seconds)
-        self.watcher = Watcher(
-            self.kube,
-            self.index,
-            self.events,
-            self.errors,
-            self.synced,
-            compare=lambda kind: self.compare(kind=kind),
-            publish=self._publish,
-        )
         self.poller = Poller(
             self.resolver,
             self.index,
@@ -75,7 +66,17 @@ class Reconciler:
             compare_moving=lambda models: self.compare(models, moving_only=True),
             compare_all=self.compare,
         )
-        self.touches = Toucher(self.kube, bucket, self.errors, self.poller.retry)
+        self.touches = Toucher(self.kube, bucket, self.errors, self.poller.retry, recheck=self.recheck)
+        self.watcher = Watcher(
+            self.kube,
+            self.index,
+            self.events,
+            self.errors,
+            self.synced,
+            self.touches,
+            compare=lambda kind: self.compare(kind=kind),
+            publish=self._publish,
+        )
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -88,12 +89,22 @@ class Reconciler:
 
     # --- compare ---------------------------------------------------------------------------------
 
+    async def recheck(self, t: Tracked) -> int:
+        """Compare one object again, as it is indexed now (a touch that did not move it is retried so)."""
+        return await self.compare({r.model for r in t.refs}, only=t.key)
+
     async def compare(
-        self, models: set[str] | None = None, kind: Kind | None = None, *, moving_only: bool = False
+        self,
+        models: set[str] | None = None,
+        kind: Kind | None = None,
+        *,
+        moving_only: bool = False,
+        only: Key | None = None,
     ) -> int:
         """Touch every unpaused object whose recorded URI is no longer what the registry says.
 
         ``moving_only``: skip pinned references (name/7), as a poll does: their version cannot move.
+        ``only``: this object alone.
         """
         started = time.monotonic()
         # The token is when the change was noticed, never earlier than the change itself:
@@ -103,7 +114,11 @@ class Reconciler:
         # the token is the next millisecond, and lookups start once it has come.
         token = now_ms() + 1
         await asyncio.sleep(max(0.0, token / 1000 - time.time()))
-        targets = [t for t in self.index.using(models) if not t.paused and (kind is None or t.kind == kind)]
+        targets = [
+            t
+            for t in self.index.using(models)
+            if not t.paused and (kind is None or t.kind == kind) and (only is None or t.key == only)
+        ]
         settings = self.resolver.settings.reconciler
         limit = asyncio.Semaphore(settings.concurrency)
         # One lookup per distinct reference in this compare. The resolver's cache is not enough:
@@ -134,11 +149,19 @@ class Reconciler:
 
         async def check(t: Tracked) -> bool:
             uris = await asyncio.gather(*(current(t, r.pointer, r.template) for r in t.refs))
-            stale = any(u is not None and u != r.record.get("uri") for u, r in zip(uris, t.refs, strict=True))
-            return stale and await self.touches.touch(t, token)
+            stale = {
+                r.pointer: r.record.get("uri", "")
+                for u, r in zip(uris, t.refs, strict=True)
+                if u is not None and u != r.record.get("uri")
+            }
+            if not stale:
+                if None not in uris:
+                    self.touches.current(t.key)
+                return False
+            return await self.touches.touch(t, token, stale)
 
         touched = sum(await asyncio.gather(*(check(t) for t in targets)))
-        if models is None and kind is None:
+        if models is None and kind is None and only is None:
             POLL.observe(time.monotonic() - started)
         self.events.prune(self.index)
         return touched
@@ -151,7 +174,7 @@ class Reconciler:
         Returns only by cancellation; raises WorkDied when a work task ends on its own.
         """
         work: list[asyncio.Task[None]] = []
-        self.touches.fence = lease.valid
+        self.touches.validity = lease.remaining
         try:
             while True:
                 held = await lease.try_acquire_or_renew()
@@ -189,6 +212,7 @@ class Reconciler:
     async def _stand_down(self, work: list[asyncio.Task[None]]) -> None:
         """Stop all work; a new term starts from a relist of every kind."""
         await cancel_tasks(work)
+        await self.touches.stop()
         self.leading = False
         self.synced.clear()
         LEADER.set(0)

@@ -2,24 +2,39 @@
 
 Touches go out at a client-side rate (a mass move cannot flood the apiserver); a
 touch still waiting for the rate limit serves a later compare of the same object
-with the newer token; none goes out once leadership may have passed.
+with the newer token; none goes out once leadership may have passed, and none
+outlives it (each PATCH's deadline is what is left of the lease).
+
+An accepted PATCH is not yet a moved object: with the webhook unreachable and
+failurePolicy Ignore, the apiserver stores the token and keeps the old URI. A
+touch is done when the watch shows the object's recorded URI changed; when it
+shows the token stored with the old URI, or shows nothing in time, or the PATCH
+is refused while the webhook is down (failurePolicy Fail), the object is compared
+again after a jittered, capped backoff, and touched again if still stale.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from webhook.metrics import TOUCHES
 from webhook.reconcile.index import Key, Tracked
 from webhook.reconcile.kube import KUBE_ERRORS, ApiException, Kube, describe
-from webhook.reconcile.loops import Backoff, Once
+from webhook.reconcile.loops import Backoff, Once, cancel_tasks
 from webhook.templating import record_annotations as records
 
 log = logging.getLogger("modelpin.reconciler")
+
+CONFIRM_SECONDS = 30.0  # how long a touch waits for the watch to show its object re-admitted
+RETRIES = 8  # rounds of compare-and-touch for one object before it is left to the next poll
+
+Outcome = Literal["confirmed", "unconfirmed", "gone", "superseded"]
 
 
 class TokenBucket:
@@ -46,15 +61,34 @@ class TokenBucket:
 
 
 @dataclass(slots=True)
+class Pending:
+    """A touch sent and not yet seen through: the stale fields' old URIs, and the token written."""
+
+    stale: Mapping[str, str]  # pointer -> the URI recorded before the touch
+    token: int
+    outcome: asyncio.Future[Outcome]
+
+
+@dataclass(slots=True)
 class Toucher:
     kube: Kube
     bucket: TokenBucket
     errors: Once
     retry: set[str]  # models the next poll compares again (shared with the poller)
-    fence: Callable[[], bool] = lambda: True  # False once leadership may have passed: no more touches
+    # this object compared again (and touched if still stale); returns the touches made
+    recheck: Callable[[Tracked], Awaitable[int]]
+    # seconds of leadership left; 0 once it may have passed: no more touches
+    validity: Callable[[], float] = lambda: math.inf
+    confirm_seconds: float = CONFIRM_SECONDS
+    retry_first: float = 1.0  # the first wait before touching an unconfirmed object again
+    retry_cap: float = 60.0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # confirmations and retries in flight
     _queued: dict[Key, list[int]] = field(default_factory=dict)  # touches waiting for the rate limit: [token]
+    _pending: dict[Key, Pending] = field(default_factory=dict)
+    _backoffs: dict[Key, Backoff] = field(default_factory=dict)  # objects being retried, and how often
 
-    async def touch(self, t: Tracked, token: int) -> bool:
+    async def touch(self, t: Tracked, token: int, stale: Mapping[str, str]) -> bool:
+        """Have ``t`` re-admitted; ``stale``: the pointers whose recorded URI the registry no longer names."""
         queued = self._queued.get(t.key)
         if queued is not None:
             # MLflow sends two deliveries for a version created and aliased at once, and each
@@ -65,12 +99,12 @@ class Toucher:
             return True
         box = self._queued[t.key] = [token]
         try:
-            return await self._touch(t, box)
+            return await self._touch(t, box, stale)
         finally:
             if self._queued.get(t.key) is box:
                 del self._queued[t.key]
 
-    async def _touch(self, t: Tracked, box: list[int]) -> bool:
+    async def _touch(self, t: Tracked, box: list[int], stale: Mapping[str, str]) -> bool:
         backoff = Backoff(0.2, 5.0)
         for _ in range(5):
             await self.bucket.take()
@@ -79,17 +113,18 @@ class Toucher:
                 del self._queued[t.key]
             token = box[0]
             patch = {"metadata": {"annotations": {records.REFRESH: str(token)}}}
-            if not self.fence():
+            left = self.validity()
+            if left <= 0:
                 # leadership may already have passed to another replica: it relists and compares
                 TOUCHES.labels("not_leading").inc()
                 return False
+            # expected before the PATCH is sent: the watch may show the result before the answer comes
+            pending = self._expect(t.key, stale, token)
             try:
-                await self.kube.merge_patch(t.kind, t.namespace, t.name, patch)
-                TOUCHES.labels("ok").inc()
-                self.errors.ok("touch", "touches")
-                log.info("touched %s (refresh %d)", t.describe(), token)
-                return True
+                # a touch must not outlive leadership: the deadline is what is left of it
+                await self.kube.merge_patch(t.kind, t.namespace, t.name, patch, deadline=min(self.kube.timeout, left))
             except ApiException as exc:
+                self._settle(t.key, pending, "superseded")
                 if exc.status == 404:
                     TOUCHES.labels("gone").inc()
                     return False
@@ -98,10 +133,108 @@ class Toucher:
                     TOUCHES.labels("refused").inc()
                     log.warning("touch of %s refused: %s", t.describe(), describe(exc))
                     return False
+                # 5xx: among others, the webhook unreachable under failurePolicy Fail
                 self.errors.failed("touch", "touches failing", describe(exc))
             except KUBE_ERRORS as exc:
+                self._settle(t.key, pending, "superseded")
                 self.errors.failed("touch", "touches failing", describe(exc))
+            else:
+                TOUCHES.labels("ok").inc()
+                self.errors.ok("touch", "touches")
+                log.info("touched %s (refresh %d)", t.describe(), token)
+                self._spawn(self._confirm(t, pending), f"confirm {t.describe()}")
+                return True
             await asyncio.sleep(backoff.next_delay())
         TOUCHES.labels("error").inc()
-        self.retry.update(r.model for r in t.refs)  # the next poll tries again
+        self._spawn(self._again(t), f"retry {t.describe()}")
         return False
+
+    # --- confirmation ----------------------------------------------------------------------------
+
+    def _expect(self, key: Key, stale: Mapping[str, str], token: int) -> Pending:
+        earlier = self._pending.get(key)
+        if earlier is not None:
+            self._settle(key, earlier, "superseded")  # a newer touch of the same object takes over
+        pending = self._pending[key] = Pending(stale, token, asyncio.get_running_loop().create_future())
+        return pending
+
+    def _settle(self, key: Key, pending: Pending, outcome: Outcome) -> None:
+        if not pending.outcome.done():
+            pending.outcome.set_result(outcome)
+        if self._pending.get(key) is pending:
+            del self._pending[key]
+
+    def seen(self, t: Tracked) -> None:
+        """The watch (or a relist) shows ``t`` as stored now: settles a touch waiting for it."""
+        pending = self._pending.get(t.key)
+        if pending is None:
+            return
+        recorded = {r.pointer: r.record.get("uri") for r in t.refs}
+        if t.paused or all(recorded.get(pointer) != old for pointer, old in pending.stale.items()):
+            self._settle(t.key, pending, "confirmed")
+        elif t.refresh_ms >= pending.token:
+            # admitted with the token and without a new URI: the webhook did not see it
+            self._settle(t.key, pending, "unconfirmed")
+        # else an event from before the touch: keep waiting
+
+    def gone(self, key: Key) -> None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            self._settle(key, pending, "gone")
+        self._backoffs.pop(key, None)
+
+    async def _confirm(self, t: Tracked, pending: Pending) -> None:
+        try:
+            outcome: Outcome = await asyncio.wait_for(asyncio.shield(pending.outcome), self.confirm_seconds)
+        except TimeoutError:
+            outcome = "unconfirmed"
+        self._settle(t.key, pending, outcome)
+        if outcome == "confirmed":
+            TOUCHES.labels("confirmed").inc()
+            self._backoffs.pop(t.key, None)
+            self.errors.ok("confirm", "touched objects re-admitted")
+        elif outcome == "unconfirmed":
+            TOUCHES.labels("unconfirmed").inc()
+            self.errors.failed(
+                "confirm",
+                "touched objects not re-admitted with a new version (is the webhook reachable?)",
+                f"{t.describe()}: still at its old URI after refresh {pending.token}",
+            )
+            await self._again(t)
+
+    async def _again(self, t: Tracked) -> None:
+        """Compare ``t`` again after a jittered, capped backoff; after ``RETRIES`` rounds, leave it to the next poll."""
+        backoff = self._backoffs.setdefault(t.key, Backoff(self.retry_first, self.retry_cap))
+        if backoff.attempt >= RETRIES:
+            del self._backoffs[t.key]
+            TOUCHES.labels("abandoned").inc()
+            log.warning("%s: not re-admitted after %d touches; the next poll tries again", t.describe(), RETRIES)
+            self.retry.update(r.model for r in t.refs)
+            return
+        await asyncio.sleep(backoff.next_delay())
+        TOUCHES.labels("retried").inc()
+        await self.recheck(t)
+
+    def current(self, key: Key) -> None:
+        """A compare found the object at the registry's version: whatever retries it had are over."""
+        self._backoffs.pop(key, None)
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(self._guarded(work))
+        task.set_name(name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:  # one object's retry must not take the others down
+            log.exception("touch follow-up failed")
+
+    async def stop(self) -> None:
+        """Leadership ends: drop every confirmation and retry; the next term compares everything."""
+        await cancel_tasks(list(self.tasks))
+        for key, pending in list(self._pending.items()):
+            self._settle(key, pending, "superseded")
+        self._backoffs.clear()
+        self._queued.clear()

@@ -18,6 +18,7 @@ from webhook.reconcile.events import Events
 from webhook.reconcile.index import Index, Key, Tracked, VersionChange
 from webhook.reconcile.kube import KUBE_ERRORS, ApiException, Kind, Kube, describe
 from webhook.reconcile.loops import Backoff, Once
+from webhook.reconcile.touching import Toucher
 from webhook.registry.resolver import now_ms
 from webhook.templating import record_annotations as records
 
@@ -34,12 +35,14 @@ class Watcher:
     events: Events
     errors: Once
     synced: set[Kind]  # kinds listed and compared since the last loss
+    touches: Toucher  # told what the watch shows, so a touch is known to have moved its object
     compare: Callable[[Kind], Awaitable[int]]  # the kind's compare after each (re)list
     publish: Callable[[], None]  # the synced and index-size gauges
 
     async def observe(self, kind: Kind, obj: Mapping[str, Any]) -> None:
         tracked, changes = self.index.upsert(kind, obj)
         INDEX_SIZE.set(len(self.index))
+        self.touches.seen(tracked)
         await self._report(tracked, changes)
 
     async def _report(self, tracked: Tracked, changes: list[VersionChange]) -> None:
@@ -59,12 +62,14 @@ class Watcher:
                 for obj in items:
                     tracked, changes = self.index.upsert(kind, obj)
                     listed.add(tracked.key)
+                    self.touches.seen(tracked)
                     await self._report(tracked, changes)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        self.index.retain(kind, listed)
+        for key in self.index.retain(kind, listed):
+            self.touches.gone(key)
         self.publish()
         return version
 
@@ -77,7 +82,8 @@ class Watcher:
             if kind_of_event in ("ADDED", "MODIFIED"):
                 await self.observe(kind, obj)
             elif kind_of_event == "DELETED":
-                self.index.remove(kind, obj)
+                key = self.index.remove(kind, obj)
+                self.touches.gone(key)
                 INDEX_SIZE.set(len(self.index))
         return version
 

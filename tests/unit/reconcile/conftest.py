@@ -7,6 +7,7 @@ the records admission really writes.
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from webhook.reconcile.index import Index, Key
 from webhook.reconcile.kube import Kind
 from webhook.reconcile.reconciler import Reconciler
 from webhook.registry.resolver import Resolver
+from webhook.templating import record_annotations as records
 
 KIND = Kind.parse("serving.kserve.io/v1beta1/inferenceservices")
 
@@ -27,8 +29,11 @@ KIND = Kind.parse("serving.kserve.io/v1beta1/inferenceservices")
 class FakeKube:
     """merge_patch and event recorded, list and watch scripted; failures are the library's real exceptions."""
 
+    timeout = 5.0
+
     def __init__(self) -> None:
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.deadlines: list[float | None] = []
         self.events: list[tuple[str, str, str, str]] = []
         self.failures: list[BaseException] = []
         self.attempts = 0
@@ -42,6 +47,7 @@ class FakeKube:
         self, kind: Kind, namespace: str, name: str, patch: dict[str, Any], deadline: float | None = None
     ) -> dict[str, Any]:
         self.attempts += 1
+        self.deadlines.append(deadline)
         if self.failures:
             raise self.failures.pop(0)
         self.patches.append((name, patch))
@@ -82,8 +88,10 @@ async def live(registry: FakeRegistry) -> Resolver:
 
 
 @pytest.fixture
-def reconciler(live: Resolver, kube: FakeKube) -> Reconciler:
-    return Reconciler(live, kube, [KIND])  # type: ignore[arg-type]
+async def reconciler(live: Resolver, kube: FakeKube) -> AsyncIterator[Reconciler]:
+    rec = Reconciler(live, kube, [KIND])  # type: ignore[arg-type]
+    yield rec
+    await rec.touches.stop()  # touches still waiting for the watch to confirm them
 
 
 async def managed(resolver: Resolver, name: str, uri: str) -> dict[str, Any]:
@@ -101,6 +109,17 @@ async def managed(resolver: Resolver, name: str, uri: str) -> dict[str, Any]:
         "object": obj,
     }
     return apply_response(obj, await admit(request, resolver=resolver))
+
+
+def refreshed(obj: Mapping[str, Any], token: int) -> dict[str, Any]:
+    """The object as stored after a touch the webhook never saw (failurePolicy Ignore): the token, the old URI."""
+    stored = copy.deepcopy(dict(obj))
+    stored["metadata"]["annotations"][records.REFRESH] = str(token)
+    return stored
+
+
+def token_of(patch: Mapping[str, Any]) -> int:
+    return int(patch["metadata"]["annotations"][records.REFRESH])
 
 
 def load(index: Index, objs: Iterable[Mapping[str, Any]]) -> None:

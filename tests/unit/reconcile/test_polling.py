@@ -47,6 +47,7 @@ async def test_a_poll_resolves_only_models_whose_search_entry_changed(registry: 
     assert await rec.poller.poll_once() == 1 and kube.touched() == {"moving"}
     # the search, then one lookup for the moved alias (the pinned reference is not looked up)
     assert searching.calls["search_registered_models"] == 2 and searching.lookups == 1
+    await rec.touches.stop()
 
 
 async def test_models_left_to_retry_are_compared_by_the_next_poll(registry: FakeRegistry, kube: FakeKube) -> None:

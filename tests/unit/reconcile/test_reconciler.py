@@ -113,6 +113,9 @@ class ScriptedLease:
     def valid(self) -> bool:
         return self.leader and bool(self.answers)
 
+    def remaining(self) -> float:
+        return 1.0 if self.valid() else 0.0
+
     async def release(self) -> None:
         self.released = True
 
