@@ -124,11 +124,40 @@ def test_template_each_documented_values_file(helm: Helm, values: Path) -> None:
         assert ingress[0]["from"] == chosen["networkPolicy"]["webhook"]["from"]
         mlflow = policies["modelpin-reconciler"]["spec"]["ingress"][0]["from"][0]
         assert mlflow["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "mlflow"}
+        # egress: DNS and the registry for both, the Kubernetes API for the reconciler alone
+        egress = chosen["networkPolicy"]["egress"]
+        for name in policies:
+            assert policies[name]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+            dns, registry, *rest = policies[name]["spec"]["egress"]
+            assert {p["port"] for p in dns["ports"]} == {53}
+            assert [p["port"] for p in registry["ports"]] == egress["registry"]["ports"]
+            assert registry["to"] == egress["registry"]["to"]
+            if name == "modelpin-webhook":
+                assert rest == []
+            else:
+                assert rest == [{"ports": [{"port": 6443, "protocol": "TCP"}], "to": egress["apiServer"]["to"]}]
     else:
         assert policies == {}
-    config = yaml.safe_load(one(rendered, "ConfigMap")["data"]["config.yaml"])
-    assert config["registries"]["mlflow"]["tracking_uri"] == "http://mlflow.mlflow.svc:5000"
+    config = yaml.safe_load(named(rendered, "ConfigMap", "modelpin-config")["data"]["config.yaml"])
+    assert config["registries"]["mlflow"]["tracking_uri"] == "https://mlflow.mlflow.svc:5000"
     assert config["reconciler"]["lease_name"] == "modelpin-reconciler"
+    # the registry token only, in both pods: the delivery HMAC key reaches the reconciler by env alone
+    for deployment in by_kind(rendered, "Deployment"):
+        (credentials,) = [
+            v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "mlflow-credentials"
+        ]
+        assert credentials["secret"]["items"] == [{"key": "mlflow-token", "path": "mlflow-token"}]
+    webhook = named(rendered, "Deployment", "modelpin-webhook")["spec"]["template"]["spec"]
+    mutual = chosen.get("mutualTLS", {})
+    if mutual.get("clientCA"):
+        assert "--client-ca=/client-ca/ca.crt" in webhook["containers"][0]["args"]
+        assert (
+            named(rendered, "ConfigMap", "modelpin-client-ca")["data"]["ca.crt"].strip() == mutual["clientCA"].strip()
+        )
+        assert config["tls_client_names"] == mutual["clientNames"]
+    else:
+        assert not any(a.startswith("--client-ca") for a in webhook["containers"][0]["args"])
+        assert "tls_client_names" not in config
 
 
 def test_unsafe_or_incomplete_choices_are_refused(helm: Helm) -> None:
@@ -136,6 +165,13 @@ def test_unsafe_or_incomplete_choices_are_refused(helm: Helm) -> None:
     assert guardless.returncode != 0 and "failurePolicy=Fail" in guardless.stderr
     no_ca = helm("template", "modelpin", str(CHART), "--set", "certs.source=secret", check=False)
     assert no_ca.returncode != 0 and "certs.caBundle" in no_ca.stderr
+    plain = "config.registries.mlflow.tracking_uri=http://mlflow.mlflow.svc:5000"
+    in_clear = helm("template", "modelpin", str(CHART), "--set", plain, check=False)
+    assert in_clear.returncode != 0 and "token would cross the network in clear" in in_clear.stderr
+    allowed = helm("template", "modelpin", str(CHART), "--set", plain, "--set", "allowPlaintextToken=true", check=False)
+    assert allowed.returncode == 0, allowed.stderr
+    names_alone = helm("template", "modelpin", str(CHART), "--set", "mutualTLS.clientNames={a}", check=False)
+    assert names_alone.returncode != 0 and "mutualTLS.clientNames needs mutualTLS.clientCA" in names_alone.stderr
 
 
 def test_chart_and_kustomize_base_share_their_admission_cel(helm: Helm) -> None:
@@ -394,6 +430,11 @@ def test_network_policy_component_as_documented_is_accepted(cluster: ControlPlan
     assert policies["modelpin-reconciler"]["ingress"][0]["from"][0]["podSelector"] == {
         "matchLabels": {"app": "mlflow-server"}
     }
+    # egress: DNS, then the registry (narrowed by the README's patch for the webhook)
+    assert policies["modelpin-webhook"]["egress"][1]["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ml-platform"}}}
+    ]
+    assert [p["port"] for p in policies["modelpin-reconciler"]["egress"][2]["ports"]] == [443, 6443]
     out = cluster.kubectl("apply", "--dry-run=server", "-k", str(overlay), "-o", "name")
     assert "networkpolicy.networking.k8s.io/modelpin-webhook" in out.stdout
     assert "networkpolicy.networking.k8s.io/modelpin-reconciler" in out.stdout

@@ -161,7 +161,7 @@ def test_a_swap_between_loads_does_not_reach_the_live_context(tmp_path: Path, mo
     wanted = serial_of(rotated.cert)
     following = certs.issue(tmp_path / "following", ["localhost"])
     original = ssl.SSLContext.load_cert_chain
-    swapped = []
+    swapped: list[bool] = []
 
     def swap_after_first_load(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
         original(self, *args, **kwargs)  # type: ignore[arg-type]

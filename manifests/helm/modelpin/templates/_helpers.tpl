@@ -79,6 +79,11 @@ seccompProfile:
     secretName: {{ .Values.mlflowSecret }}
     optional: true
     defaultMode: 0440
+    # only the registry token: the HMAC key MLflow signs deliveries with
+    # reaches the reconciler alone, through its environment
+    items:
+      - key: mlflow-token
+        path: mlflow-token
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
@@ -99,6 +104,35 @@ reaches the pod; the processes re-read it. */}}
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+{{/* Egress both pods need: DNS, and the registry (MLflow) on its ports. */}}
+{{- define "modelpin.egressDNSAndRegistry" -}}
+{{- $egress := .Values.networkPolicy.egress -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ $egress.dns.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml $egress.dns.podLabels | nindent 10 }}
+- ports:
+    {{- range $egress.registry.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with $egress.registry.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- with $egress.extraTo }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
 
 {{/* admissionReviewVersions and clientConfig, shared by both webhook entries. */}}
 {{- define "modelpin.webhookEntry" -}}
