@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint unit integration e2e controlplane tools bench clean
+.PHONY: run demo test lint unit integration e2e controlplane tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/modelpin serve
+
+# The README's tour: a local control plane, the webhook, the reconciler and a demo registry, until Ctrl-C.
+demo: $(STAMP) controlplane
+	$(PY) -m webhook.tools.demo up
 
 lint: $(STAMP)
 	$(PY) -m ruff check webhook tests
@@ -50,4 +54,4 @@ bench: $(STAMP) controlplane
 	$(PY) -m tests.benchmarks.scale
 
 clean:
-	rm -rf $(VENV) modelpin-data
+	rm -rf $(VENV) modelpin-data modelpin-demo
