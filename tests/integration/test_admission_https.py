@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.catalog import PROXIED_ROOT, Catalog
 from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc
-from tests.support.reviews import apply, at, fixture, make_review, patch_of
+from tests.support.reviews import RECONCILER, apply, at, fixture, make_review, patch_of
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +190,7 @@ def test_update_semantics_refresh_override_and_pause(modelpin: ModelpinServer, c
     # ...and the reconciler's refresh token bypasses it.
     touched = copy.deepcopy(first)
     touched["metadata"]["annotations"]["modelpin.io/refresh"] = str(catalog_now_ms())
-    refreshed = apply(touched, modelpin.review(make_review(touched, "UPDATE", first)))
+    refreshed = apply(touched, modelpin.review(make_review(touched, "UPDATE", first, username=RECONCILER)))
     assert at(refreshed, ptr) == catalog.location(name, v2)
     assert json.loads(refreshed["metadata"]["annotations"]["modelpin.io/resolved"])[ptr]["version"] == v2
 
@@ -200,7 +200,7 @@ def test_update_semantics_refresh_override_and_pause(modelpin: ModelpinServer, c
     paused = copy.deepcopy(refreshed)
     paused["metadata"]["annotations"]["modelpin.io/paused"] = "true"
     paused["metadata"]["annotations"]["modelpin.io/refresh"] = str(catalog_now_ms())
-    assert patch_of(modelpin.review(make_review(paused, "UPDATE", refreshed))) == []
+    assert patch_of(modelpin.review(make_review(paused, "UPDATE", refreshed, username=RECONCILER))) == []
     # Re-applying the template text from git while paused keeps the recorded version too.
     reapplied = copy.deepcopy(paused)
     reapplied["spec"]["predictor"]["model"]["storageUri"] = f"models:/{name}@champion"
@@ -245,6 +245,62 @@ def test_bad_requests_get_400_and_413(modelpin: ModelpinServer) -> None:
     huge["request"]["object"]["spec"]["padding"] = "x" * (4 * 1024 * 1024)
     r = c.post("/mutate", content=orjson.dumps(huge), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("operation", ["CREATE"]),
+        ("operation", {"op": "CREATE"}),
+        ("uid", 7),
+        ("kind", "InferenceService"),
+        ("userInfo", {"username": ["system:masters"]}),
+        ("oldObject", "x"),
+        ("dryRun", "yes"),
+        ("options", []),
+        ("requestKind", {"kind": 1}),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_400_naming_it(modelpin: ModelpinServer, field: str, value: object) -> None:
+    bad = make_review(isvc("models:/fraud@champion"))
+    bad["request"][field] = value
+    r = modelpin.client.post("/mutate", content=orjson.dumps(bad), headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert f"request.{field}" in r.json()["error"]
+
+
+def test_a_user_cannot_refresh_and_a_create_cannot_forge_records(modelpin: ModelpinServer) -> None:
+    obj = isvc("models:/fraud@champion")
+    first = apply(obj, modelpin.review(make_review(obj)))
+    # a token written by someone other than the reconciler is set back, with a warning
+    touched = copy.deepcopy(first)
+    touched["metadata"]["annotations"]["modelpin.io/refresh"] = str(catalog_now_ms())
+    answer = modelpin.review(make_review(touched, "UPDATE", first, username="alice"))["response"]
+    assert answer["allowed"] is True
+    assert "modelpin.io/refresh" not in apply(touched, {"response": answer})["metadata"]["annotations"]
+    assert any("modelpin.io/refresh is written only by" in w for w in answer["warnings"])
+    # a CREATE carrying its own record of a model the registry does not have is refused
+    ptr = "/spec/predictor/model/storageUri"
+    forged = isvc("s3://forged/model")
+    forged["metadata"]["annotations"] = {
+        "modelpin.io/templates": json.dumps({ptr: "models:/no-such-model-anywhere/1"}),
+        "modelpin.io/resolved": json.dumps({ptr: {"uri": "s3://forged/model", "version": "1"}}),
+    }
+    denied = modelpin.review(make_review(forged))["response"]
+    assert denied["allowed"] is False and denied["status"]["code"] == 404
+    assert "no-such-model-anywhere" in denied["status"]["message"]
+
+
+def test_the_reconciler_may_change_only_template_fields(modelpin: ModelpinServer) -> None:
+    obj = isvc("models:/fraud@champion")
+    first = apply(obj, modelpin.review(make_review(obj)))
+    changed = copy.deepcopy(first)
+    changed["spec"]["predictor"]["minReplicas"] = 5
+    answer = modelpin.review(make_review(changed, "UPDATE", first, username=RECONCILER))["response"]
+    assert answer["allowed"] is False and answer["status"]["code"] == 403
+    assert answer["status"]["message"] == (
+        f"{RECONCILER} may change only the template fields of spec; changed: /spec/predictor/minReplicas"
+    )
 
 
 def test_health_ready_and_metrics(modelpin: ModelpinServer) -> None:
