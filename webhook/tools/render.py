@@ -16,6 +16,7 @@ import yaml
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
 from webhook.registry.resolver import Resolver
+from webhook.templating.grammar import MODELS_SCHEME, SelectorKind, Template, TemplateError, is_candidate, parse
 
 
 class RenderError(Exception):
@@ -60,7 +61,45 @@ async def render_documents(
         patch = response.get("patch")
         ops = orjson.loads(base64.b64decode(patch)) if patch else []
         out.append(jsonpatch.apply_patch(doc, ops) if ops else doc)
-    return out, errors, warnings
+    return out, errors, warnings + stage_hints(docs)
+
+
+def stage_hints(docs: Iterable[Any]) -> list[str]:
+    """One hint per distinct template that selects by stage: MLflow deprecated stages in favour of aliases."""
+    seen: dict[str, str] = {}
+    for doc in docs:
+        if isinstance(doc, dict):
+            for text in _candidates(doc.get("spec")):
+                if text in seen:
+                    continue
+                try:
+                    template = parse(text)
+                except TemplateError:
+                    continue  # the admission answer names it
+                if template.reference.selector.kind is SelectorKind.STAGE:
+                    alias = _as_alias(template)
+                    seen[text] = f"{text.strip()} uses a stage; MLflow deprecated stages: prefer an alias ({alias})"
+    return list(seen.values())
+
+
+def _as_alias(template: Template) -> str:
+    ref = f"{template.reference.name}@{template.reference.selector.value.lower()}"
+    if template.registry is None:
+        return MODELS_SCHEME + ref
+    return f'{{{{ {template.registry}.{template.profile}["{ref}"] }}}}'
+
+
+def _candidates(node: Any) -> Iterable[str]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if is_candidate(item):
+                yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

@@ -260,3 +260,38 @@ async def test_render_names_the_configured_rclone_remote(registry: FakeRegistry,
     assert errors == []
     graph = out[0]["spec"]["predictors"][0]["graph"]
     assert graph["modelUri"] == "azure-ci://artifacts/mlflow/10/run-4-1/artifacts/model"
+
+
+STAGED = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: a}
+spec:
+  predictor:
+    model: {storageUri: models:/iris/Production}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: b}
+spec:
+  predictor:
+    model: {storageUri: models:/iris/Production}
+  transformer:
+    containers:
+      - env:
+          - {name: STORAGE_URI, value: '{{ mlflow.s3["fraud/staging"] }}'}
+          - {name: OTHER, value: models:/fraud@champion}
+          - {name: BROKEN, value: '{{ nope'}
+metadata2: models:/outside/Production
+"""
+
+
+def test_stage_hints_once_per_template() -> None:
+    from webhook.tools.render import stage_hints
+
+    assert stage_hints(load_documents(STAGED)) == [
+        "models:/iris/Production uses a stage; MLflow deprecated stages: prefer an alias (models:/iris@production)",
+        '{{ mlflow.s3["fraud/staging"] }} uses a stage; MLflow deprecated stages: prefer an alias '
+        '({{ mlflow.s3["fraud@staging"] }})',
+    ]
+    assert stage_hints(load_documents(MULTI)) == []
