@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel
 
+from webhook import metrics
 from webhook.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -78,6 +81,17 @@ def test_an_undocumented_key_is_caught() -> None:
     assert missing == ["a_key_nobody_wrote_down"]
     # a row in the wrong section does not count: `enabled` is documented under `registry_health` only
     assert not documented("cache.enabled", text)
+
+
+def metric_names() -> list[str]:
+    """Every metric modelpin exports, as scraped (counters with ``_total``)."""
+    found = [v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)]
+    return sorted(f"{m._name}_total" if m._type == "counter" else m._name for m in found)
+
+
+@pytest.mark.parametrize("name", metric_names())
+def test_every_metric_is_documented(name: str) -> None:
+    assert f"| `{name}" in OPERATIONS.read_text(), f"{name} is not a row in docs/operations.md"
 
 
 def _anchors(page: Path) -> set[str]:
