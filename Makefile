@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make run    serve the webhook on embedded defaults (local sqlite MLflow registry, self-signed certs)
 #   make test   lint, type-check and run the whole test suite (real mlflow server, real TLS, real kube-apiserver)
+# and README's tour: make demo (a local kube-apiserver with the webhook, the reconciler and a demo registry)
 
 PYTHON ?= python3
 VENV ?= .venv
