@@ -393,13 +393,13 @@ async def test_unknown_model_is_404(resolver: Resolver) -> None:
     text = '{{ mlflow.s3["nope@champion"] }}'
     response = await admit(request(one_field(text)), resolver=resolver)
     assert response["allowed"] is False
-    assert response["status"] == {
-        "code": 404,
-        "reason": "NotFound",
-        "message": "modelpin could not resolve 1 template: /spec/predictor/model/storageUri: template "
-        "'{{ mlflow.s3[\"nope@champion\"] }}': model 'nope' has no alias 'champion': "
-        "INVALID_PARAMETER_VALUE: alias champion not found",
-    }
+    status = response["status"]
+    assert (status["code"], status["reason"]) == (404, "NotFound")
+    # the registry's own words may follow the cause; the field, template and cause come first
+    assert status["message"].startswith(
+        "modelpin could not resolve 1 template: /spec/predictor/model/storageUri: template "
+        "'{{ mlflow.s3[\"nope@champion\"] }}': model 'nope' has no alias 'champion'"
+    )
     assert "patch" not in response
 
 
