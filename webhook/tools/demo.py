@@ -355,27 +355,26 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def up(directory: Path) -> int:
     demo = Demo(directory)
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # SIGTERM as Ctrl-C, at any point of the start too: whatever has started is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         demo.start()
-        rel = os.path.relpath(demo.env_file)
         print(f"KUBECONFIG={demo.kubeconfig}", flush=True)
-        print(f"ready: in another shell, from this folder: source {rel}   (then follow README.md's tour)", flush=True)
-        print("Ctrl-C stops the demo", flush=True)
-        while not stopping:
+        print(f"ready: in another shell, from this folder: source {os.path.relpath(demo.env_file)}", flush=True)
+        print("then follow README.md's tour; Ctrl-C stops the demo", flush=True)
+        while True:
             for child in demo.children:
                 if child.proc.poll() is not None:
                     say(f"{child.name} exited with {child.proc.returncode}; see {child.log}")
                     return 1
             time.sleep(0.5)
+    except KeyboardInterrupt:
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         say(f"demo: {exc}")
