@@ -21,7 +21,8 @@ RESOLUTIONS = Counter(
 CACHE = Counter(
     "modelpin_cache_total",
     "Resolution cache lookups: hit, miss, bypass (a fresh entry older than the object's refresh token), "
-    "joined (a miss that waited on a lookup already in flight)",
+    "joined (a miss that waited on a lookup already in flight), not_found (a recent 'no such model, "
+    "alias or version' answered again without asking the registry)",
     ["result"],
 )
 REGISTRY_LATENCY = Histogram(
@@ -30,10 +31,31 @@ REGISTRY_LATENCY = Histogram(
     ["registry", "operation"],
     buckets=_FAST,
 )
-REGISTRY_ERRORS = Counter("modelpin_registry_errors_total", "Failed registry calls", ["registry", "kind"])
+REGISTRY_ERRORS = Counter(
+    "modelpin_registry_errors_total",
+    "Failed registry calls, by kind: timeout, connection, server_error, refused_credentials, bad_response, "
+    "unexpected; not_found and rejected are answers, and do not count toward the circuit",
+    ["registry", "kind"],
+)
 REGISTRY_LOOKUPS = Counter(
     "modelpin_registry_lookups_total",
     "Resolutions that went to the registry (one per reference, however many calls it took)",
+    ["registry"],
+)
+REGISTRY_WAITING = Gauge(
+    "modelpin_registry_lookups_waiting",
+    "Lookups waiting for one of the registry's max_concurrent_lookups slots",
+    ["registry"],
+)
+REGISTRY_WAIT = Histogram(
+    "modelpin_registry_lookup_wait_seconds",
+    "Time a lookup waited for a slot before its first registry call (waiting is never a registry failure)",
+    ["registry"],
+    buckets=_FAST,
+)
+REGISTRY_ABANDONED = Counter(
+    "modelpin_registry_lookups_abandoned_total",
+    "Lookups dropped while waiting for a slot, because every review waiting on them had passed its deadline",
     ["registry"],
 )
 REGISTRY_UP = Gauge("modelpin_registry_up", "1 while the registry's circuit is closed, else 0", ["registry"])
@@ -67,7 +89,7 @@ RESOLUTION_RESULT = {
     r: RESOLUTIONS.labels(r)
     for r in ("resolved", "recorded", "paused", "stale", "not_found", "unavailable", "invalid", "policy")
 }
-CACHE_RESULT = {r: CACHE.labels(r) for r in ("hit", "miss", "bypass", "joined")}
+CACHE_RESULT = {r: CACHE.labels(r) for r in ("hit", "miss", "bypass", "joined", "not_found")}
 
 # The reconciler's
 TOUCHES = Counter("modelpin_reconciler_touches_total", "Objects touched for re-admission", ["result"])

@@ -17,7 +17,7 @@ def test_known_labels_are_exported_from_the_start() -> None:
         assert f'modelpin_admission_seconds_count{{outcome="{outcome}"}}' in text
     for result in ("resolved", "recorded", "paused", "stale", "not_found", "unavailable", "invalid", "policy"):
         assert f'modelpin_resolutions_total{{result="{result}"}}' in text
-    for result in ("hit", "miss", "bypass", "joined"):
+    for result in ("hit", "miss", "bypass", "joined", "not_found"):
         assert f'modelpin_cache_total{{result="{result}"}}' in text
 
 

@@ -9,11 +9,14 @@ the embedded ``sqlite:///`` default.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -41,7 +44,10 @@ class ModelVersion:
 
 
 class RegistryError(Exception):
-    """The registry answered, or failed to, in a way that stops a resolution."""
+    """The registry answered, or failed to, in a way that stops a resolution.
+
+    Its text is what users read: never the registry's own error text (that goes to the log).
+    """
 
 
 class NotFound(RegistryError):
@@ -59,7 +65,8 @@ class Unavailable(RegistryError):
 
     def __init__(self, message: str, kind: str = "unavailable") -> None:
         super().__init__(message)
-        self.kind = kind  # modelpin_registry_errors_total's label: timeout, connection, server_error, ...
+        # modelpin_registry_errors_total's label: timeout, connection, server_error, refused_credentials, ...
+        self.kind = kind
 
 
 def _failed(registry: str, kind: str, message: str, detail: object) -> Unavailable:
@@ -145,6 +152,57 @@ def version_from_json(data: Mapping[str, Any]) -> ModelVersion:
     )
 
 
+class _SecretFile:
+    """A mounted secret, read again when the file changes (a Secret volume swaps a symlink)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._value: str | None = None
+
+    def read(self) -> str | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self._value  # mid-swap, or gone: the last value read until a new one appears
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            try:
+                self._value = self.path.read_text().strip() or None
+            except OSError:
+                return self._value
+            self._stamp = stamp
+        return self._value
+
+
+class _Credentials(httpx.Auth):
+    """Bearer token or basic auth, from the environment or files re-read when they change.
+
+    One stat per request and file: a rotated token is used without a restart.
+    """
+
+    def __init__(self, config: RegistryConfig) -> None:
+        self._env_token = os.environ.get(config.token_env) if config.token_env else None
+        self._token_file = _SecretFile(config.token_file) if config.token_file else None
+        self._user = config.username or (os.environ.get(config.username_env) if config.username_env else None)
+        self._env_password = os.environ.get(config.password_env) if config.password_env else None
+        self._password_file = _SecretFile(config.password_file) if config.password_file else None
+
+    def header(self) -> str | None:
+        password = self._env_password or (self._password_file.read() if self._password_file else None)
+        if self._user and password:
+            # basic auth wins when both are configured, as it always has
+            return "Basic " + base64.b64encode(f"{self._user}:{password}".encode()).decode("ascii")
+        token = self._env_token or (self._token_file.read() if self._token_file else None)
+        return f"Bearer {token}" if token else None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        header = self.header()
+        if header is not None:
+            request.headers["Authorization"] = header
+        yield request
+
+
 class RestRegistry:
     """MLflow REST API over httpx; one connection pool per registry."""
 
@@ -155,16 +213,10 @@ class RestRegistry:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
-        headers = {"Accept": "application/json"}
-        token = config.token()
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        basic = config.basic_auth()
-        auth = httpx.BasicAuth(basic[0], basic[1].get_secret_value()) if basic else None
         self._client = httpx.AsyncClient(
             base_url=config.tracking_uri.rstrip("/") + "/api/2.0/mlflow",
-            headers=headers,
-            auth=auth,
+            headers={"Accept": "application/json"},
+            auth=_Credentials(config),
             timeout=config.timeout_seconds,
             verify=_verify(config.verify_tls),
             transport=transport,
@@ -190,15 +242,26 @@ class RestRegistry:
             if not isinstance(body, dict):
                 raise _failed(self.name, "bad_response", f"registry {self.name!r} answered unexpectedly", body)
             return body
+        # The body is the registry's text, which may quote its store URI: the log gets it, users the status.
+        status = response.status_code
         message = _error_message(response)
-        if response.status_code == 404 or _means_missing(message):
+        if status == 404 or _means_missing(message):
             metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
-            raise NotFound(message)
-        if response.status_code >= 500 or response.status_code == 429:
-            # a 5xx body may quote the server's store URI: the log gets it, users get the status
-            raise _failed(self.name, "server_error", f"registry {self.name!r} answered {response.status_code}", message)
+            log.debug("registry %r: not found (%d): %s", self.name, status, message)
+            raise NotFound(f"registry {self.name!r} has no such {_THINGS.get(op, op)}")
+        if status in (401, 403):
+            # modelpin's credentials, not the user's object: the registry is unavailable to modelpin
+            raise _failed(
+                self.name,
+                "refused_credentials",
+                f"registry {self.name!r} refused modelpin's credentials ({status})",
+                message,
+            )
+        if status >= 500 or status == 429:
+            raise _failed(self.name, "server_error", f"registry {self.name!r} answered {status}", message)
         metrics.REGISTRY_ERRORS.labels(self.name, "rejected").inc()
-        raise RegistryError(f"registry {self.name!r} answered {response.status_code}: {message}")
+        log.warning("registry %r rejected a call (%d): %s", self.name, status, message)
+        raise RegistryError(f"registry {self.name!r} rejected the lookup ({status}; details in modelpin's log)")
 
     def _read(self, body: dict[str, Any], read: Callable[[dict[str, Any]], R]) -> R:
         """``read(body)``; a 200 without the fields modelpin reads is the registry failing, not modelpin."""
@@ -259,6 +322,15 @@ class RestRegistry:
         await self._client.aclose()
 
 
+# what a not-found on each REST resource is missing, in words
+_THINGS = {
+    "model-versions": "model version",
+    "registered-models": "model or alias",
+    "runs": "run",
+    "logged-models": "logged model",
+}
+
+
 def _means_missing(message: str) -> bool:
     # MLflow answers a missing alias with INVALID_PARAMETER_VALUE "... not found",
     # not RESOURCE_DOES_NOT_EXIST.
@@ -303,7 +375,8 @@ class LocalRegistry:
         except MlflowException as exc:
             if _means_missing(f"{exc.error_code} {exc.message}"):
                 metrics.REGISTRY_ERRORS.labels(self.name, "not_found").inc()
-                raise NotFound(exc.message) from exc
+                log.debug("registry %r: not found: %s", self.name, exc.message)
+                raise NotFound(f"registry {self.name!r} has no such {_THINGS.get(op, op)}") from exc
             raise _failed(
                 self.name, "server_error", f"registry {self.name!r} failed ({exc.error_code})", repr(exc)
             ) from exc

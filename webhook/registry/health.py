@@ -5,7 +5,10 @@ opens: no call goes to the registry for an interval, and callers answer from
 the cache or with 503 at once. When the interval ends, the first caller is let
 through as a probe (half-open) while the others keep answering without it; the
 probe's success closes the circuit, its failure opens it again for a longer
-interval. Intervals grow by ``backoff_multiplier`` up to ``max_open_seconds``
+interval. Callers that find the probe out may wait for its verdict (``settled``)
+rather than fail at once. Each opening starts a new epoch: a call's verdict counts
+for the circuit only if the call started in the current epoch, so a success from
+before the outage cannot close it. Intervals grow by ``backoff_multiplier`` up to ``max_open_seconds``
 and are jittered, so replicas that saw the same outage do not probe in step.
 The streak of intervals only resets once the registry has stayed healthy for
 ``max_open_seconds``: a registry that flaps keeps being given room.
@@ -13,6 +16,7 @@ The streak of intervals only resets once the registry has stayed healthy for
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -78,6 +82,8 @@ class RegistryHealth:
         self._probe_started = 0.0
         self._streak = 0  # intervals opened since the registry was last healthy for a while
         self._closed_at = -float("inf")
+        self.epoch = 0  # openings so far: calls remember it, and only current-epoch verdicts move the circuit
+        self._verdict: asyncio.Future[None] | None = None  # set when the probe out now settles
         self._publish()
 
     def allow(self) -> bool:
@@ -104,17 +110,31 @@ class RegistryHealth:
             return now >= self._retry_at
         return now - self._probe_started >= self.config.max_open_seconds
 
-    def success(self) -> None:
-        """The registry answered (a not-found or a refusal is an answer too)."""
+    async def settled(self) -> None:
+        """Return once the probe out now has a verdict (the caller bounds the wait)."""
+        if self._verdict is None:
+            self._verdict = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._verdict)
+
+    def success(self, epoch: int | None = None) -> None:
+        """The registry answered (a not-found is an answer too) to a call started in ``epoch``.
+
+        A call started before the circuit last opened says nothing about the registry now.
+        """
+        if epoch is not None and epoch != self.epoch:
+            return
         self.failures = 0
         if self.state is not State.CLOSED:
             log.warning("registry %r answers again; circuit closed", self.name)
             self.state = State.CLOSED
             self._closed_at = self._clock()
             self._publish()
+            self._settle()
 
-    def failure(self, kind: str) -> None:
-        """A call failed: no answer, a 5xx, or anything else that is not the registry's word."""
+    def failure(self, kind: str, epoch: int | None = None) -> None:
+        """A call failed: no answer, a 5xx, refused credentials: anything that is not the registry's word."""
+        if epoch is not None and epoch != self.epoch:
+            return  # a call from before the last opening: its outage was already counted
         self.failures += 1
         self.last_failure = kind
         if not self.config.enabled:
@@ -124,12 +144,19 @@ class RegistryHealth:
         ):
             self._open()
 
-    def release(self) -> None:
-        """A probe ended without a verdict (cancelled): let the next caller probe."""
-        if self.state is State.HALF_OPEN:
+    def release(self, epoch: int | None = None) -> None:
+        """A call ended without a verdict (cancelled); if it was the probe, let the next caller probe."""
+        if self.state is State.HALF_OPEN and (epoch is None or epoch == self.epoch):
             self.state = State.OPEN
             self._retry_at = self._clock()
             self._publish()
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._verdict is not None:
+            if not self._verdict.done():
+                self._verdict.set_result(None)
+            self._verdict = None
 
     def snapshot(self) -> Snapshot:
         wait = max(0.0, self._retry_at - self._clock()) if self.state is State.OPEN else 0.0
@@ -145,6 +172,7 @@ class RegistryHealth:
         interval *= 1 + cfg.jitter * (2 * self._rng() - 1)
         self._retry_at = now + interval
         self.state = State.OPEN
+        self.epoch += 1
         metrics.REGISTRY_CIRCUIT_OPENS.labels(self.name).inc()
         log.warning(
             "registry %r: %d consecutive failures (last: %s); circuit open, next try in %.1fs",
@@ -154,6 +182,7 @@ class RegistryHealth:
             interval,
         )
         self._publish()
+        self._settle()
 
     def _publish(self) -> None:
         metrics.REGISTRY_UP.labels(self.name).set(1 if self.state is State.CLOSED else 0)

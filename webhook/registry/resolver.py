@@ -5,6 +5,12 @@ the serving side is ``profiles``. The cache is what keeps admission fast: a
 warm hit costs a dict lookup, concurrent misses for one reference share one
 registry round trip, and when the registry fails a recent answer is served
 with a warning instead of blocking every write in the cluster.
+
+Lookups to one registry run at most ``max_concurrent_lookups`` at a time, below the
+client's connection pool, so no call queues where waiting would look like the registry
+timing out. Waiting lookups take turns by review (round robin over the callers'
+deadlines), so one review naming a thousand references cannot hold the slots against
+everyone else; a lookup nobody waits for any more is dropped before it starts.
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from webhook import metrics
 from webhook.config import Settings
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
-from webhook.registry.health import RegistryHealth, Snapshot
+from webhook.registry.health import RegistryHealth, Snapshot, State
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, Template
 from webhook.templating.uris import Flavor, ProfileError, VersionFields, map_artifact_root, render
@@ -57,7 +64,8 @@ class Resolution:
     selector: str
     version: ModelVersion
     location: str
-    fetched_at_ms: int
+    fetched_at_ms: int  # wall clock: compared with refresh tokens, which are wall-clock ms
+    fetched_mono: float  # time.monotonic() at fetch: ages and TTLs, which a clock step must not stretch
     # URIs already written from this resolution, by (profile, flavor)
     rendered: dict[tuple[str, Flavor], str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -117,12 +125,12 @@ async def select_version(registry: Registry, ref: Reference) -> ModelVersion:
         try:
             found = await registry.get_alias(ref.name, sel.value)
         except NotFound as exc:
-            raise NotFound(f"model {ref.name!r} has no alias {sel.value!r}: {exc}") from exc
+            raise NotFound(f"model {ref.name!r} has no alias {sel.value!r}") from exc
     elif sel.kind is SelectorKind.VERSION:
         try:
             found = await registry.get_version(ref.name, sel.value)
         except NotFound as exc:
-            raise NotFound(f"model {ref.name!r} has no version {sel.value}: {exc}") from exc
+            raise NotFound(f"model {ref.name!r} has no version {sel.value}") from exc
     else:
         versions = [v for v in await registry.search_versions(ref.name) if v.status == "READY"]
         if sel.kind is SelectorKind.STAGE:
@@ -153,10 +161,74 @@ async def artifact_location(registry: Registry, version: ModelVersion) -> str:
     return uri
 
 
+class Slots:
+    """At most ``limit`` lookups at once to one registry; waiters served round robin by group.
+
+    A group is one review (its deadline) or one outside call. Waiting here is not the
+    registry's doing and never counts toward its circuit.
+    """
+
+    def __init__(self, registry: str, limit: int) -> None:
+        self._free = limit
+        # group -> its waiters; dict order is the rotation
+        self._queues: dict[Hashable, deque[asyncio.Future[None]]] = {}
+        self._waiting = metrics.REGISTRY_WAITING.labels(registry)
+        self._wait = metrics.REGISTRY_WAIT.labels(registry)
+
+    async def acquire(self, group: Hashable) -> None:
+        if self._free > 0 and not self._queues:
+            self._free -= 1
+            self._wait.observe(0)
+            return
+        started = time.monotonic()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues.setdefault(group, deque())
+        queue.append(waiter)
+        self._waiting.inc()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            elif self._queues.get(group) is queue:
+                queue.remove(waiter)
+                if not queue:
+                    del self._queues[group]
+            raise
+        finally:
+            self._waiting.dec()
+        self._wait.observe(time.monotonic() - started)
+
+    def release(self) -> None:
+        while self._queues:
+            group = next(iter(self._queues))
+            queue = self._queues.pop(group)
+            waiter = queue.popleft()
+            if queue:
+                self._queues[group] = queue  # to the back of the rotation
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 @dataclass(slots=True)
 class _Flight:
     started_ms: int
-    task: asyncio.Task[Resolution]
+    started_mono: float
+    epoch: int  # the registry circuit's epoch when the lookup started
+    waiters: int = 0  # callers awaiting it now
+    started: bool = False  # it holds a slot: its outcome is the registry's
+    task: asyncio.Task[Resolution] = field(init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Missing:
+    """A recent "no such model, alias or version": answered again without asking, briefly."""
+
+    fetched_at_ms: int
+    fetched_mono: float
+    message: str
 
 
 class Resolver:
@@ -166,18 +238,28 @@ class Resolver:
         registries: Mapping[str, Registry],
         clock_ms: Callable[[], int] = now_ms,
         health_clock: Callable[[], float] = time.monotonic,
+        mono_clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.registries = registries
         self.clock_ms = clock_ms
+        if mono_clock is None:
+            # a hand-moved wall clock (tests) moves cache ages too; otherwise ages are monotonic
+            mono_clock = time.monotonic if clock_ms is now_ms else (lambda: clock_ms() / 1000)
+        self.mono_clock = mono_clock
         self._health = {name: RegistryHealth(name, settings.registry_health, health_clock) for name in registries}
+        self._slots = {
+            name: Slots(name, settings.registries[name].max_concurrent_lookups if name in settings.registries else 16)
+            for name in registries
+        }
         self._cache: dict[tuple[str, str, str], Resolution] = {}
+        self._missing: dict[tuple[str, str, str], _Missing] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
         self._plans: dict[tuple[str, str | None], Plan] = {}
         self._plan_chars = 0
         # read per field of every review; settings do not change while serving
-        self._ttl_pinned_ms = settings.cache.pinned_ttl_seconds * 1000
-        self._ttl_floating_ms = settings.cache.floating_ttl_seconds * 1000
+        self._ttl_pinned = settings.cache.pinned_ttl_seconds
+        self._ttl_floating = settings.cache.floating_ttl_seconds
 
     def plan(self, template: Template, namespace: str | None) -> Plan:
         # Settings do not change while serving, so a plan is a pure function of its inputs.
@@ -202,35 +284,44 @@ class Resolver:
         background lookup renews it: steady traffic never waits on the registry.
         ``count=False`` leaves the hit to the caller to count (in a batch).
         """
-        entry = self._usable(p, not_before_ms, self.clock_ms())
+        entry = self._usable(p, not_before_ms)
         if entry is None:
             return None
         if count:
             metrics.CACHE_RESULT["hit"].inc()
         return Lookup(entry)
 
-    def _usable(self, p: Plan, not_before_ms: int, now: int) -> Resolution | None:
+    def _usable(self, p: Plan, not_before_ms: int) -> Resolution | None:
         """The cache entry for ``p`` if fresh and not older than ``not_before_ms``; renewed ahead of expiry."""
         entry = self._cache.get(p.key)
         if entry is None or entry.fetched_at_ms < not_before_ms:
             return None
         # taken once: this runs for every reference of every review
-        age, ttl = now - entry.fetched_at_ms, self._ttl_ms(p.reference.selector)
+        age, ttl = self.mono_clock() - entry.fetched_mono, self._ttl(p.reference.selector)
         if age >= ttl:
             return None
         # past REFRESH_AHEAD of the TTL the entry is still served, and renewed in the background
         if age >= ttl * REFRESH_AHEAD and p.key not in self._flights and self._health[p.registry].allow():
-            self._start_flight(p, now)
+            self._start_flight(p, self.clock_ms(), object())
         return entry
 
-    def _start_flight(self, p: Plan, now: int) -> _Flight:
-        flight = _Flight(now, asyncio.get_running_loop().create_task(self._fetch(p, now)))
+    def _start_flight(self, p: Plan, now: int, group: Hashable) -> _Flight:
+        flight = _Flight(now, self.mono_clock(), self._health[p.registry].epoch)
+        flight.task = asyncio.get_running_loop().create_task(self._fetch(p, flight, group))
         self._flights[p.key] = flight
         flight.task.add_done_callback(functools.partial(self._land, p.key, flight))
         return flight
 
-    def _ttl_ms(self, selector: Selector) -> float:
-        return self._ttl_pinned_ms if selector.pinned else self._ttl_floating_ms
+    def _ttl(self, selector: Selector) -> float:
+        return self._ttl_pinned if selector.pinned else self._ttl_floating
+
+    def _known_missing(self, p: Plan, not_before_ms: int) -> _Missing | None:
+        miss = self._missing.get(p.key)
+        if miss is None or miss.fetched_at_ms < not_before_ms:
+            return None  # a refresh token newer than the answer asks again, as for a found one
+        if self.mono_clock() - miss.fetched_mono >= self.settings.cache.not_found_ttl_seconds:
+            return None
+        return miss
 
     async def resolve(self, p: Plan, *, not_before_ms: int = 0, deadline: float | None = None) -> Lookup:
         """Resolve ``p``; ``not_before_ms`` rejects cache entries fetched earlier.
@@ -241,28 +332,53 @@ class Resolver:
         if hit is not None:
             return hit
         key = p.key
-        now = self.clock_ms()
+        missing = self._known_missing(p, not_before_ms)
+        if missing is not None:
+            metrics.CACHE_RESULT["not_found"].inc()
+            metrics.RESOLUTION_RESULT["not_found"].inc()
+            raise ResolutionError(Cause.NOT_FOUND, missing.message)
         cached = self._cache.get(key)
-        fresh = cached is not None and now - cached.fetched_at_ms < self._ttl_ms(p.reference.selector)
+        fresh = cached is not None and self.mono_clock() - cached.fetched_mono < self._ttl(p.reference.selector)
         metrics.CACHE_RESULT["bypass" if fresh else "miss"].inc()
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.lookup_deadline_seconds
         flight = self._flights.get(key)
         if flight is None or flight.started_ms < not_before_ms:
             health = self._health[p.registry]
-            if not health.allow():
+            while not health.allow():
+                if health.state is State.HALF_OPEN and time.monotonic() < deadline:
+                    # a probe is out: its verdict, not the last outage, decides (within this deadline)
+                    try:
+                        async with asyncio.timeout_at(_loop_deadline(deadline)):
+                            await health.settled()
+                        continue
+                    except TimeoutError:
+                        pass
                 # the registry is resting: answer now, from the cache or with 503, without asking it
                 metrics.REGISTRY_SKIPPED.labels(p.registry).inc()
                 return self._stale_or_raise(p, cached, _resting(health.snapshot()), not_before_ms)
-            flight = self._start_flight(p, now)
+            flight = self._flights.get(key)
+            if flight is None or flight.started_ms < not_before_ms:
+                # the caller's deadline groups its lookups: one per review, for the slots' turns
+                flight = self._start_flight(p, self.clock_ms(), deadline)
+            else:
+                health.release(health.epoch)  # another caller started it while this one waited
         else:
             metrics.CACHE_RESULT["joined"].inc()
-        if deadline is None:
-            deadline = time.monotonic() + self.settings.lookup_deadline_seconds
+        flight.waiters += 1
         try:
             async with asyncio.timeout_at(_loop_deadline(deadline)):
                 # shield: one caller's deadline must not cancel the lookup others wait on.
                 return Lookup(await asyncio.shield(flight.task))
         except TimeoutError:
-            reason = f"registry {p.registry!r} did not answer within the lookup deadline"
+            if flight.started:
+                reason = f"registry {p.registry!r} did not answer within the lookup deadline"
+            else:
+                reason = (
+                    f"the lookup did not start within the lookup deadline: registry {p.registry!r} takes "
+                    f"{self.settings.registries[p.registry].max_concurrent_lookups} lookups at a time, and too "
+                    "many were waiting"
+                )
             return self._stale_or_raise(p, cached, reason, not_before_ms)
         except Unavailable as exc:
             return self._stale_or_raise(p, cached, str(exc), not_before_ms)
@@ -272,34 +388,53 @@ class Resolver:
         except RegistryError as exc:
             metrics.RESOLUTION_RESULT["invalid"].inc()
             raise ResolutionError(Cause.INVALID, str(exc)) from exc
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.started and not flight.task.done():
+                # nobody waits for it any more and it never reached the registry: drop it
+                metrics.REGISTRY_ABANDONED.labels(p.registry).inc()
+                flight.task.cancel()
 
     def _land(self, key: tuple[str, str, str], flight: _Flight, _task: object) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
         health = self._health[key[0]]
         if flight.task.cancelled():
-            health.release()
+            health.release(flight.epoch)
             return
         error = flight.task.exception()
         if isinstance(error, Unavailable):
-            health.failure(error.kind)
+            health.failure(error.kind, flight.epoch)
         elif error is None or isinstance(error, RegistryError):
-            health.success()  # a not-found is an answer: the registry is up
+            health.success(flight.epoch)  # a not-found is an answer: the registry is up
         else:
-            health.release()  # modelpin's own fault says nothing about the registry
+            health.release(flight.epoch)  # modelpin's own fault says nothing about the registry
+        if isinstance(error, NotFound):
+            self._remember_missing(key, flight, str(error))
         if error is not None:
             return
         result = flight.task.result()
         current = self._cache.get(key)
         if current is None or current.fetched_at_ms <= result.fetched_at_ms:
             self._cache[key] = result
+            self._missing.pop(key, None)
             if len(self._cache) > self.settings.cache.max_entries:
                 del self._cache[next(iter(self._cache))]
+
+    def _remember_missing(self, key: tuple[str, str, str], flight: _Flight, message: str) -> None:
+        if self.settings.cache.not_found_ttl_seconds <= 0:
+            return
+        current = self._cache.get(key)
+        if current is not None and current.fetched_at_ms <= flight.started_ms:
+            del self._cache[key]  # the registry no longer has what it named: not served again
+        self._missing[key] = _Missing(flight.started_ms, flight.started_mono, message)
+        if len(self._missing) > self.settings.cache.max_entries:
+            del self._missing[next(iter(self._missing))]
 
     def _stale_or_raise(self, p: Plan, cached: Resolution | None, reason: str, not_before_ms: int) -> Lookup:
         # An entry older than the object's refresh token is never used (DESIGN.md section 4).
         if cached is not None and cached.fetched_at_ms >= not_before_ms:
-            age_s = (self.clock_ms() - cached.fetched_at_ms) / 1000
+            age_s = self.mono_clock() - cached.fetched_mono
             if age_s <= self.settings.cache.max_stale_seconds:
                 metrics.RESOLUTION_RESULT["stale"].inc()
                 return Lookup(
@@ -309,11 +444,17 @@ class Resolver:
         metrics.RESOLUTION_RESULT["unavailable"].inc()
         raise ResolutionError(Cause.UNAVAILABLE, f"{reason}, and no usable cached resolution")
 
-    async def _fetch(self, p: Plan, started_ms: int) -> Resolution:
+    async def _fetch(self, p: Plan, flight: _Flight, group: Hashable) -> Resolution:
         registry = self.registries[p.registry]
-        metrics.REGISTRY_LOOKUPS.labels(p.registry).inc()
-        version = await select_version(registry, p.reference)
-        location = await artifact_location(registry, version)
+        slots = self._slots[p.registry]
+        await slots.acquire(group)
+        try:
+            flight.started = True
+            metrics.REGISTRY_LOOKUPS.labels(p.registry).inc()
+            version = await select_version(registry, p.reference)
+            location = await artifact_location(registry, version)
+        finally:
+            slots.release()
         roots = self.settings.registries[p.registry].artifact_roots
         return Resolution(
             registry=p.registry,
@@ -321,7 +462,8 @@ class Resolver:
             selector=str(p.reference.selector),
             version=version,
             location=map_artifact_root(location, roots),
-            fetched_at_ms=started_ms,
+            fetched_at_ms=flight.started_ms,
+            fetched_mono=flight.started_mono,
         )
 
     def uri(self, p: Plan, resolution: Resolution, flavor: Flavor) -> str:
@@ -361,18 +503,27 @@ class Resolver:
         if not health.allow():
             metrics.REGISTRY_SKIPPED.labels(registry).inc()
             raise Unavailable(_resting(health.snapshot()), "circuit_open")
+        epoch = health.epoch
+        slots = self._slots[registry]
+        try:
+            await slots.acquire(object())
+        except BaseException:
+            health.release(epoch)
+            raise
         try:
             result = await op(self.registries[registry])
         except Unavailable as exc:
-            health.failure(exc.kind)
+            health.failure(exc.kind, epoch)
             raise
         except RegistryError:
-            health.success()
+            health.success(epoch)
             raise
         except BaseException:
-            health.release()
+            health.release(epoch)
             raise
-        health.success()
+        finally:
+            slots.release()
+        health.success(epoch)
         return result
 
     async def aclose(self) -> None:
@@ -385,8 +536,9 @@ class Resolver:
 def _resting(health: Snapshot) -> str:
     """What users read while a registry's circuit is open: the state, never an exception's text."""
     failures = "failure" if health.consecutive_failures == 1 else "failures"
+    last = f", last: {health.last_failure}" if health.last_failure else ""
     return (
-        f"registry {health.registry!r} is unavailable ({health.consecutive_failures} consecutive {failures}; "
+        f"registry {health.registry!r} is unavailable ({health.consecutive_failures} consecutive {failures}{last}; "
         f"next try in {max(health.retry_in_seconds, 0.1):.1f}s)"
     )
 

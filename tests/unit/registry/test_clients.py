@@ -8,6 +8,7 @@ local client runs a real ``MlflowClient`` whose store raises.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.support.fakes import make_settings
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
-from webhook.registry.clients import LocalRegistry, NotFound, RestRegistry, Unavailable
+from webhook.registry.clients import LocalRegistry, NotFound, RegistryError, RestRegistry, Unavailable
 from webhook.registry.resolver import ResolutionError, Resolver, plan
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import parse
@@ -137,6 +138,78 @@ async def test_missing_and_refused_are_not_unavailable() -> None:
     with pytest.raises(NotFound):
         await client.get_alias("fraud", "x")
     assert (await client.get_version("fraud", "2")).version == "2"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_credentials_are_unavailable_with_their_own_kind(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"error_code": "PERMISSION_DENIED", "message": f"token for {SECRET} expired"}
+    client = rest(httpx.MockTransport(lambda request: httpx.Response(status, json=body)), "creds-test")
+    before = errors("creds-test", "refused_credentials")
+    with caplog.at_level(logging.WARNING, "modelpin.registry"), pytest.raises(Unavailable) as info:
+        await client.get_alias("fraud", "champion")
+    assert (str(info.value), info.value.kind) == (
+        f"registry 'creds-test' refused modelpin's credentials ({status})",
+        "refused_credentials",
+    )
+    assert errors("creds-test", "refused_credentials") == before + 1
+    assert SECRET in caplog.text and SECRET not in str(info.value)
+    await client.aclose()
+
+
+async def test_other_4xx_text_goes_to_the_log_not_the_message(caplog: pytest.LogCaptureFixture) -> None:
+    body = {"error_code": "BAD_REQUEST", "message": f"malformed, see {SECRET}"}
+    client = rest(httpx.MockTransport(lambda request: httpx.Response(400, json=body)))
+    with caplog.at_level(logging.WARNING, "modelpin.registry"), pytest.raises(RegistryError) as info:
+        await client.get_version("fraud", "2")
+    assert not isinstance(info.value, Unavailable)
+    assert SECRET not in str(info.value) and SECRET in caplog.text
+    await client.aclose()
+
+
+async def test_a_rotated_token_file_is_used_without_restart(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(200, json=ALIAS_BODY)
+
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    config = RegistryConfig(tracking_uri="http://mlflow.invalid", token_file=token)
+    client = RestRegistry("mlflow", config, httpx.MockTransport(handler))
+    await client.get_version("fraud", "2")
+    # a Secret volume swaps the file for a new one
+    fresh = tmp_path / "token.new"
+    fresh.write_text("second-token\n")
+    fresh.replace(token)
+    await client.get_version("fraud", "2")
+    token.unlink()  # mid-swap: the last token read is still used
+    await client.get_version("fraud", "2")
+    assert seen == ["Bearer first", "Bearer second-token", "Bearer second-token"]
+    await client.aclose()
+
+
+async def test_a_rotated_password_file_is_used_without_restart(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(200, json=ALIAS_BODY)
+
+    password = tmp_path / "password"
+    password.write_text("one")
+    config = RegistryConfig(tracking_uri="http://mlflow.invalid", username="modelpin", password_file=password)
+    client = RestRegistry("mlflow", config, httpx.MockTransport(handler))
+    await client.get_version("fraud", "2")
+    password.write_text("two-longer")
+    await client.get_version("fraud", "2")
+    assert seen == [
+        "Basic " + base64.b64encode(b"modelpin:one").decode(),
+        "Basic " + base64.b64encode(b"modelpin:two-longer").decode(),
+    ]
+    await client.aclose()
 
 
 def _review(uri: str) -> AdmissionRequest:

@@ -138,3 +138,43 @@ def test_disabled_never_opens() -> None:
         h.failure("timeout")
     assert h.allow() and h.available() and h.state is State.CLOSED
     assert h.snapshot().consecutive_failures == 10
+
+
+# --- epochs: only a call started since the last opening moves the circuit --------------------
+
+
+def test_a_success_from_before_the_opening_does_not_close_it() -> None:
+    clock = Seconds()
+    h = breaker(clock, name="epoch-test")
+    before = h.epoch
+    for _ in range(3):
+        h.failure("timeout", h.epoch)
+    assert h.snapshot().state is State.OPEN and h.epoch == before + 1
+    h.success(before)  # a slow call sent before the outage answers late
+    assert h.snapshot().state is State.OPEN
+    clock.now += 1.0
+    assert h.allow()  # the probe
+    probe = h.epoch
+    h.failure("timeout", before)  # a late failure from before neither reopens nor counts
+    assert h.snapshot().state is State.HALF_OPEN and h.snapshot().consecutive_failures == 3
+    h.release(before)  # nor does a late cancellation give the probe away
+    assert h.snapshot().state is State.HALF_OPEN
+    h.success(probe)
+    assert h.snapshot().state is State.CLOSED
+
+
+async def test_settled_returns_on_the_probes_verdict() -> None:
+    import asyncio
+
+    clock = Seconds()
+    h = breaker(clock, name="settle-test")
+    for _ in range(3):
+        h.failure("timeout")
+    clock.now += 1.0
+    assert h.allow() and not h.allow()  # the probe is out; a second caller is not let through
+    waiting = asyncio.create_task(h.settled())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    h.success(h.epoch)
+    await asyncio.wait_for(waiting, 1)
+    assert h.allow()

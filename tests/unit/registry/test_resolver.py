@@ -3,8 +3,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY as PROMETHEUS
 
 from tests.support.fakes import AZURE_ROOT, Clock, FakeRegistry, lookups_metric, make_settings, seed_catalog
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
@@ -14,6 +16,10 @@ from webhook.templating.grammar import Reference, Selector, SelectorKind, parse
 from webhook.templating.uris import Flavor
 
 DOWN = "registry 'mlflow' answered 503: down"
+
+
+def metric(name: str, **labels: str) -> float:
+    return PROMETHEUS.get_sample_value(name, labels) or 0.0
 
 
 def p(text: str, namespace: str | None = "default", resolver: Resolver | None = None) -> Plan:
@@ -127,10 +133,11 @@ async def test_alias_or_version_that_is_not_ready(registry: FakeRegistry) -> Non
 async def test_missing_alias_and_version_messages(registry: FakeRegistry) -> None:
     with pytest.raises(NotFound) as info:
         await select_version(registry, parse("models:/fraud@gone").reference)
-    assert str(info.value) == "model 'fraud' has no alias 'gone': INVALID_PARAMETER_VALUE: alias gone not found"
+    # the registry's own text goes to the log, never into what users read
+    assert str(info.value) == "model 'fraud' has no alias 'gone'"
     with pytest.raises(NotFound) as info:
         await select_version(registry, parse("models:/fraud/99").reference)
-    assert str(info.value) == "model 'fraud' has no version 99: RESOURCE_DOES_NOT_EXIST: fraud v99"
+    assert str(info.value) == "model 'fraud' has no version 99"
 
 
 # --- artifact location -----------------------------------------------------------
@@ -344,9 +351,10 @@ async def test_not_found_is_never_served_stale(resolver: Resolver, registry: Fak
     with pytest.raises(ResolutionError) as info:
         await resolver.resolve(plan_)
     assert info.value.cause is Cause.NOT_FOUND
-    assert str(info.value) == "model 'fraud' has no alias 'champion': INVALID_PARAMETER_VALUE: alias champion not found"
+    assert str(info.value) == "model 'fraud' has no alias 'champion'"
     # a refresh sees the deletion even within the TTL
     registry.set_alias("fraud", "champion", 2)
+    clock.advance(5)  # past the not-found TTL: asked again
     await resolver.resolve(plan_)
     registry.fail_with(NotFound("RESOURCE_DOES_NOT_EXIST: gone"))
     with pytest.raises(ResolutionError) as info:
@@ -551,7 +559,8 @@ async def test_an_open_circuit_answers_from_cache_or_503_without_calling(registr
         lookup = await resolver.resolve(cached)
         assert lookup.resolution.version.version == "2"
         assert lookup.warning == (
-            "fraud@champion: registry 'mlflow' is unavailable (3 consecutive failures; next try in 1.0s); "
+            "fraud@champion: registry 'mlflow' is unavailable (3 consecutive failures, last: server_error; "
+            "next try in 1.0s); "
             "serving version 2 resolved 31s ago"
         )
         with pytest.raises(ResolutionError) as info:
@@ -579,9 +588,9 @@ async def test_an_open_circuit_answers_from_cache_or_503_without_calling(registr
 
 async def test_not_found_counts_as_an_answer(registry: FakeRegistry, clock: Clock) -> None:
     resolver = resting_resolver(registry, clock)
-    for _ in range(5):
+    for i in range(5):
         with pytest.raises(ResolutionError) as info:
-            await resolver.resolve(p("models:/nope@champion"))
+            await resolver.resolve(p(f"models:/nope@a{i}"))
         assert info.value.cause is Cause.NOT_FOUND
     assert resolver.health("mlflow").up
     assert registry.lookups == 5
@@ -621,7 +630,10 @@ async def test_call_runs_other_registry_calls_under_the_circuit(registry: FakeRe
     with pytest.raises(Unavailable) as info:
         await resolver.call("mlflow", search)
     assert info.value.kind == "circuit_open"
-    assert str(info.value) == "registry 'mlflow' is unavailable (3 consecutive failures; next try in 1.0s)"
+    assert str(info.value) == (
+        "registry 'mlflow' is unavailable (3 consecutive failures, last: timeout; next try in 1.0s)"
+    )
+    assert resolver.health("mlflow").last_failure == "timeout"  # /readyz says the same
     assert registry.calls["search_versions"] == calls
     # resolutions see the same circuit
     with pytest.raises(ResolutionError):
@@ -640,3 +652,168 @@ async def test_modelpins_own_errors_are_not_the_registrys(registry: FakeRegistry
         with pytest.raises(ZeroDivisionError):
             await resolver.resolve(p("models:/fraud/3"))
     assert resolver.health("mlflow").up  # a bug never opens the circuit
+
+
+# --- not-found answers, cached briefly -------------------------------------------------------
+
+
+async def test_not_found_is_remembered_briefly(resolver: Resolver, registry: FakeRegistry, clock: Clock) -> None:
+    missing = p("models:/nope@champion")
+    for _ in range(3):
+        with pytest.raises(ResolutionError) as info:
+            await resolver.resolve(missing)
+        assert info.value.cause is Cause.NOT_FOUND
+        assert str(info.value) == "model 'nope' has no alias 'champion'"
+    assert registry.lookups == 1
+    # a refresh token newer than the answer asks again, as it does for a found one
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(missing, not_before_ms=clock.ms + 1)
+    assert registry.lookups == 2
+    clock.advance(5)  # not_found_ttl_seconds
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(missing)
+    assert registry.lookups == 3
+
+
+async def test_not_found_entries_are_bounded(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = Resolver(make_settings(cache={"max_entries": 3}), {"mlflow": registry}, clock_ms=clock)
+    for i in range(10):
+        with pytest.raises(ResolutionError):
+            await resolver.resolve(p(f"models:/nope@a{i}"))
+    assert len(resolver._missing) == 3
+    with pytest.raises(ResolutionError):
+        await resolver.resolve(p("models:/nope@a0"))  # the oldest was dropped: asked again
+    assert registry.lookups == 11
+
+
+# --- ages on a monotonic clock ----------------------------------------------------------------
+
+
+async def test_a_wall_clock_step_back_does_not_extend_the_ttl(registry: FakeRegistry, clock: Clock) -> None:
+    mono = [100.0]
+    resolver = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock, mono_clock=lambda: mono[0])
+    floating = p("models:/fraud@champion")
+    await resolver.resolve(floating)
+    clock.advance(-3600)  # the wall clock is stepped back an hour
+    mono[0] += 31  # past the floating TTL of 30 s
+    assert resolver.cached(floating) is None
+    await resolver.resolve(floating)
+    assert registry.lookups == 2
+    # and stale-if-error judges age the same way
+    registry.fail_with(Unavailable(DOWN, "server_error"))
+    mono[0] += 601  # past max_stale_seconds, whatever the wall clock says
+    clock.advance(-3600)
+    with pytest.raises(ResolutionError) as info:
+        await resolver.resolve(floating)
+    assert info.value.cause is Cause.UNAVAILABLE
+
+
+# --- slots: a bounded number of lookups per registry, shared fairly --------------------------
+
+
+def slotted(registry: FakeRegistry, clock: Clock, limit: int, **overrides: Any) -> Resolver:
+    settings = make_settings(**overrides)
+    settings.registries["mlflow"].max_concurrent_lookups = limit
+    return Resolver(settings, {"mlflow": registry}, clock_ms=clock)
+
+
+async def test_lookups_run_at_most_the_limit_at_once_and_take_turns_by_review(
+    registry: FakeRegistry, clock: Clock
+) -> None:
+    resolver = slotted(registry, clock, 2)
+    order: list[str] = []
+    get_alias, get_version = registry.get_alias, registry.get_version
+
+    async def alias(model: str, name: str) -> ModelVersion:
+        order.append(model)
+        return await get_alias(model, name)
+
+    async def version(model: str, number: str) -> ModelVersion:
+        order.append(model)
+        return await get_version(model, number)
+
+    registry.get_alias, registry.get_version = alias, version  # type: ignore[method-assign]
+    gate = registry.hang()
+    flood_deadline = time.monotonic() + 5
+    flood = [asyncio.create_task(resolver.resolve(p(f"models:/nope@a{i}"), deadline=flood_deadline)) for i in range(50)]
+    await asyncio.sleep(0.01)
+    assert registry.lookups == 2  # two in flight, 48 waiting for a slot
+    other = asyncio.create_task(resolver.resolve(p("models:/fraud/1"), deadline=time.monotonic() + 5))
+    await asyncio.sleep(0.01)
+    # release one slot at a time: the other review's lookup is served next, not after the 48
+    registry.gate = None
+    gate.set()
+    lookup = await asyncio.wait_for(other, 1)
+    assert lookup.resolution.version.version == "1"
+    # the 2 sent first, then one more of the flood's before the rotation reaches the other review
+    assert order.index("fraud") <= 3, order[:5]
+    results = await asyncio.gather(*flood, return_exceptions=True)
+    assert all(isinstance(r, ResolutionError) and r.cause is Cause.NOT_FOUND for r in results)
+    await resolver.aclose()
+
+
+async def test_waiting_for_a_slot_is_not_a_registry_failure(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = slotted(
+        registry, clock, 1, registry_health={"failure_threshold": 1, "open_seconds": 1.0}, lookup_deadline_seconds=0.05
+    )
+    gate = registry.hang()
+    abandoned = metric("modelpin_registry_lookups_abandoned_total", registry="mlflow")
+    results = await asyncio.gather(
+        *(resolver.resolve(p(f"models:/fraud/{v}")) for v in (1, 2, 3)), return_exceptions=True
+    )
+    assert all(isinstance(r, ResolutionError) and r.cause is Cause.UNAVAILABLE for r in results)
+    assert "did not start within the lookup deadline" in str(results[2])
+    assert registry.lookups == 1  # the two that never got a slot were dropped, never sent
+    assert metric("modelpin_registry_lookups_abandoned_total", registry="mlflow") == abandoned + 2
+    # the one that was sent is still the registry's to answer; the waiting ones are nobody's failure
+    assert resolver.health("mlflow").up
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert resolver.health("mlflow").up
+    await resolver.aclose()
+
+
+# --- epochs and the half-open probe ----------------------------------------------------------
+
+
+async def test_a_success_started_before_the_circuit_opened_does_not_close_it(
+    registry: FakeRegistry, clock: Clock
+) -> None:
+    resolver = resting_resolver(registry, clock)
+    gate = registry.hang()
+    slow = asyncio.create_task(resolver.resolve(p("models:/fraud/1"), deadline=time.monotonic() + 5))
+    await asyncio.sleep(0)
+    health = resolver._health["mlflow"]
+    for _ in range(3):
+        health.failure("timeout", health.epoch)  # the outage, seen by other calls
+    assert resolver.health("mlflow").state.value == "open"
+    registry.gate = None
+    gate.set()
+    await slow  # answered, but it was sent before the circuit opened
+    assert resolver.health("mlflow").state.value == "open"
+
+
+async def test_reviews_wait_for_the_half_open_probe_instead_of_failing(registry: FakeRegistry, clock: Clock) -> None:
+    resolver = resting_resolver(registry, clock)
+    registry.fail_with(Unavailable(DOWN, "timeout"))
+    for v in (1, 2, 3):
+        with pytest.raises(ResolutionError):
+            await resolver.resolve(p(f"models:/fraud/{v}"))
+    assert resolver.health("mlflow").state.value == "open"
+    registry.fail_with(None)
+    clock.advance(1)
+    gate = registry.hang()
+    deadline = time.monotonic() + 2
+    probe = asyncio.create_task(resolver.resolve(p("models:/fraud/1"), deadline=deadline))
+    await asyncio.sleep(0.01)
+    others = [
+        asyncio.create_task(resolver.resolve(p(text), deadline=deadline))
+        for text in ("models:/fraud/2", "models:/fraud/3", "models:/iris demo1@champion")
+    ]
+    await asyncio.sleep(0.01)
+    assert not any(o.done() for o in others)  # waiting for the probe, not denied at once
+    registry.gate = None
+    gate.set()
+    answers = await asyncio.gather(probe, *others)
+    assert all(a.warning is None for a in answers)
+    assert resolver.health("mlflow").up
