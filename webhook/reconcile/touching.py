@@ -61,6 +61,14 @@ class TokenBucket:
 
 
 @dataclass(slots=True)
+class Queued:
+    """A touch waiting for the rate limit: later compares of the object raise its token and add their fields."""
+
+    token: int
+    stale: dict[str, str]
+
+
+@dataclass(slots=True)
 class Pending:
     """A touch sent and not yet seen through: the stale fields' old URIs, and the token written."""
 
@@ -83,7 +91,7 @@ class Toucher:
     retry_first: float = 1.0  # the first wait before touching an unconfirmed object again
     retry_cap: float = 60.0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # confirmations and retries in flight
-    _queued: dict[Key, list[int]] = field(default_factory=dict)  # touches waiting for the rate limit: [token]
+    _queued: dict[Key, Queued] = field(default_factory=dict)  # touches waiting for the rate limit
     _pending: dict[Key, Pending] = field(default_factory=dict)
     _backoffs: dict[Key, Backoff] = field(default_factory=dict)  # objects being retried, and how often
 
@@ -94,24 +102,25 @@ class Toucher:
             # MLflow sends two deliveries for a version created and aliased at once, and each
             # compare finds the same objects stale: one PATCH, with the newer token, serves both
             # (a mass move otherwise takes twice as long through the rate limit).
-            queued[0] = max(queued[0], token)
+            queued.token = max(queued.token, token)
+            queued.stale.update(stale)
             TOUCHES.labels("coalesced").inc()
             return True
-        box = self._queued[t.key] = [token]
+        box = self._queued[t.key] = Queued(token, dict(stale))
         try:
-            return await self._touch(t, box, stale)
+            return await self._touch(t, box)
         finally:
             if self._queued.get(t.key) is box:
                 del self._queued[t.key]
 
-    async def _touch(self, t: Tracked, box: list[int], stale: Mapping[str, str]) -> bool:
+    async def _touch(self, t: Tracked, box: Queued) -> bool:
         backoff = Backoff(0.2, 5.0)
         for _ in range(5):
             await self.bucket.take()
             if self._queued.get(t.key) is box:
                 # from here a newer compare touches on its own: this PATCH may already be on its way
                 del self._queued[t.key]
-            token = box[0]
+            token = box.token
             patch = {"metadata": {"annotations": {records.REFRESH: str(token)}}}
             left = self.validity()
             if left <= 0:
@@ -119,7 +128,7 @@ class Toucher:
                 TOUCHES.labels("not_leading").inc()
                 return False
             # expected before the PATCH is sent: the watch may show the result before the answer comes
-            pending = self._expect(t.key, stale, token)
+            pending = self._expect(t.key, box.stale, token)
             try:
                 # a touch must not outlive leadership: the deadline is what is left of it
                 await self.kube.merge_patch(t.kind, t.namespace, t.name, patch, deadline=min(self.kube.timeout, left))
@@ -195,11 +204,11 @@ class Toucher:
             self.errors.ok("confirm", "touched objects re-admitted")
         elif outcome == "unconfirmed":
             TOUCHES.labels("unconfirmed").inc()
+            # once per outage, not once per object: a mass move would log thousands of lines
             self.errors.failed(
-                "confirm",
-                "touched objects not re-admitted with a new version (is the webhook reachable?)",
-                f"{t.describe()}: still at its old URI after refresh {pending.token}",
+                "confirm", "touched objects not re-admitted", "still at the old URI (is the webhook reachable?)"
             )
+            log.info("%s: still at its old URI after refresh %d; trying again later", t.describe(), pending.token)
             await self._again(t)
 
     async def _again(self, t: Tracked) -> None:
