@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from tests.support.fakes import FakeRegistry, make_settings
+from webhook.ops.objects import list_managed
 from webhook.ops.status import Lookup, collect, decide, missing_tags, serving, summary
-from webhook.reconcile.kube import Kind
+from webhook.reconcile.kube import ApiException, Kind
 from webhook.registry.clients import ModelVersion
 from webhook.registry.resolver import Resolver
 from webhook.templating.rollout_annotations import Hold
@@ -160,3 +161,31 @@ async def test_collect_makes_one_row_per_field_and_asks_the_registry_once_per_re
     assert (reg.calls["get_alias"], reg.calls["get_version"]) == (2, 1)
     assert summary(rows) == {"pinned": 1, "unresolvable": 2, "behind": 1, "current": 1}
     await resolver.aclose()
+
+
+class _Busy(_Custom):
+    """Answers 429 (a CRD's storage starting) before the list."""
+
+    def __init__(self, items: list[dict[str, Any]], busy: int) -> None:
+        super().__init__(items)
+        self.busy = busy
+
+    async def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.busy:
+            self.busy -= 1
+            raise ApiException(status=429, reason="Too Many Requests")
+        return await super().list_namespaced_custom_object(*args, **kwargs)
+
+
+async def test_a_busy_apiserver_is_asked_again_and_a_missing_crd_lists_nothing() -> None:
+    kube = _Kube([managed("cur", {"/spec/x": "models:/iris@champion"}, {"/spec/x": "3"})])
+    kube.custom = _Busy(kube.custom.items, busy=2)
+    kind = Kind("serving.kserve.io", "v1beta1", "inferenceservices")
+    assert [o["metadata"]["name"] async for o in list_managed(kube, kind, "prod")] == ["cur"]  # type: ignore[arg-type]
+
+    class _Missing(_Custom):
+        async def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            raise ApiException(status=404, reason="Not Found")
+
+    kube.custom = _Missing([])
+    assert [o async for o in list_managed(kube, kind, "prod")] == []  # type: ignore[arg-type]
