@@ -7,19 +7,23 @@ same function serves the webhook, ``modelpin render`` and the tests.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import metrics
+from webhook.admission import gates, history, holds
+from webhook.admission.holds import Holding
 from webhook.admission.patch import annotations_after, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
 from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
-from webhook.templating.grammar import Template, TemplateError, is_candidate, parse
+from webhook.templating.grammar import Reference, Selector, SelectorKind, Template, TemplateError, is_candidate, parse
+from webhook.templating.rollout_annotations import HISTORY, HOLD
 from webhook.templating.spec_fields import interesting_strings
 from webhook.templating.template_paths import SELDON_GRAPH_DEPTH, KindPaths, for_kind
 from webhook.templating.uris import Flavor
@@ -47,6 +51,9 @@ class _Job:
     # The object's own record for this field, used when the field already
     # held that resolution and the registry cannot say anything better.
     fallback: dict[str, str] | None
+    # the selector recorded (a hold's version is looked up, the template's selector recorded)
+    selector: str | None = None
+    how: str = history.RESOLVED
 
 
 @dataclass(slots=True)
@@ -64,6 +71,8 @@ class Outcome:
     annotations: dict[str, str | None] = field(default_factory=dict)
     # a reason to refuse the object as a whole, before any field is resolved
     refusal: tuple[Cause, str] | None = None
+    # pointer -> how its resolution came about (history.RESOLVED, PINNED, KEPT)
+    how: dict[str, str] = field(default_factory=dict)
 
 
 async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
@@ -205,10 +214,19 @@ async def decide(
     too is trusted to stand in for the registry (paused, or the registry unable to
     answer): records on the object as sent are the sender's to write. Without
     ``may_refresh``, a changed refresh token is set back to ``old``'s.
+
+    A hold (or pause) on the object as sent keeps each field's trusted record, or
+    moves it to the version the hold names. A namespace's ``require_tags`` gate
+    refuses a fresh resolution to a version without them; a field with a trusted
+    record keeps it instead. Each changed resolution is appended to the history.
     """
     rec, found = _survey(obj, paths)
     out = Outcome(warnings=list(rec.problems))
     old_rec = _records_of(old) if old is not None else None
+    now = dt.datetime.fromtimestamp(resolver.clock_ms() / 1000, dt.UTC)
+    holding = holds.read(obj, now)
+    if holding.problem is not None:
+        out.warnings.append(holding.problem)
     refresh_ms = rec.refresh_ms
     if not may_refresh:
         refresh_ms = _refused_refresh(obj, old, old_rec, out, resolver)
@@ -223,9 +241,9 @@ async def decide(
         out.current[pointer] = value
         trusted = _trusted(pointer, rec, old_rec)
         if candidate:
-            job = _template_job(pointer, value, rec, trusted, namespace, resolver, out)
+            job = _template_job(pointer, value, rec, trusted, holding, namespace, resolver, out)
         elif rec.recorded_uri(pointer) == value:
-            job = _recorded_job(pointer, rec, trusted, namespace, resolver, out)
+            job = _recorded_job(pointer, rec, trusted, holding, namespace, resolver, out)
         else:
             # A literal the user wrote, or a field that never held a template:
             # any record for it is dropped by not carrying it over.
@@ -242,8 +260,35 @@ async def decide(
         )
         return out
     if jobs:
-        await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out)
+        required = resolver.settings.policy(namespace).require_tags
+        await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out, (namespace, required))
+    if not out.errors:
+        _record_history(obj, old, old_rec, holding, now, out)
     return out
+
+
+def _record_history(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    old_rec: records.Records | None,
+    holding: Holding,
+    now: dt.datetime,
+    out: Outcome,
+) -> None:
+    text, problems = history.updated(
+        obj,
+        old,
+        old_rec,
+        templates=out.templates,
+        resolved=out.resolved,
+        how=out.how,
+        old_holding=holds.read(old, now),
+        holding=holding,
+        now=now,
+    )
+    if text is not None:
+        out.annotations[HISTORY] = text
+        out.warnings += problems
 
 
 def _trusted(pointer: str, rec: records.Records, old_rec: records.Records | None) -> bool:
@@ -309,6 +354,7 @@ def _template_job(
     text: str,
     rec: records.Records,
     trusted: bool,
+    holding: Holding,
     namespace: str | None,
     resolver: Resolver,
     out: Outcome,
@@ -325,19 +371,30 @@ def _template_job(
         metrics.RESOLUTION_RESULT["invalid"].inc()
         return None
     same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
-    if rec.paused and same_text and _kept(pointer, rec, trusted, out):
+    pin = holding.version_for(pointer)
+    if pin is None and holding.active and same_text and _kept(pointer, rec, trusted, holding, out):
         return None
     p = _plan(pointer, template, namespace, resolver, out)
     if p is None:
         return None
-    return _Job(pointer, template, p, rec.resolved[pointer] if same_text and trusted else None)
+    fallback = rec.resolved[pointer] if same_text and trusted else None
+    if pin is not None:
+        return _pinned_job(pointer, template, p, pin, fallback, out)
+    return _Job(pointer, template, p, fallback)
 
 
 def _recorded_job(
-    pointer: str, rec: records.Records, trusted: bool, namespace: str | None, resolver: Resolver, out: Outcome
+    pointer: str,
+    rec: records.Records,
+    trusted: bool,
+    holding: Holding,
+    namespace: str | None,
+    resolver: Resolver,
+    out: Outcome,
 ) -> _Job | None:
     text = rec.templates[pointer]
-    if rec.paused and _kept(pointer, rec, trusted, out):
+    pin = holding.version_for(pointer)
+    if pin is None and holding.active and _kept(pointer, rec, trusted, holding, out):
         return None
     try:
         template = parse(text)
@@ -346,18 +403,45 @@ def _recorded_job(
         out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {show(text)}")
         return None
     p = _plan(pointer, template, namespace, resolver, out)
-    return None if p is None else _Job(pointer, template, p, rec.resolved[pointer] if trusted else None)
+    if p is None:
+        return None
+    fallback = rec.resolved[pointer] if trusted else None
+    if pin is not None:
+        return _pinned_job(pointer, template, p, pin, fallback, out)
+    return _Job(pointer, template, p, fallback)
 
 
-def _kept(pointer: str, rec: records.Records, trusted: bool, out: Outcome) -> bool:
-    """Keep a paused field's recorded resolution, if the stored object has that record too."""
+def _pinned_job(
+    pointer: str, template: Template, p: Plan, pin: str, fallback: dict[str, str] | None, out: Outcome
+) -> _Job | None:
+    """The lookup of the version a hold names for the field, with the template's registry and profile."""
+    problem = holds.bad_version(pin)
+    if problem is not None:
+        out.errors.append((Cause.INVALID, f"{pointer}: template {show(template.text)}: {problem}"))
+        metrics.RESOLUTION_RESULT["invalid"].inc()
+        return None
+    if fallback is not None and fallback.get("version") == pin:
+        # already at the held version: kept without a lookup, so a held object re-admits unchanged
+        out.values[pointer] = fallback["uri"]
+        out.templates[pointer] = template.text
+        out.resolved[pointer] = fallback
+        metrics.RESOLUTION_RESULT["paused"].inc()
+        return None
+    held = Plan(p.registry, p.profile, Reference(p.reference.name, Selector(SelectorKind.VERSION, pin)))
+    return _Job(pointer, template, held, fallback, selector=str(p.reference.selector), how=history.PINNED)
+
+
+def _kept(pointer: str, rec: records.Records, trusted: bool, holding: Holding, out: Outcome) -> bool:
+    """Keep a held field's recorded resolution, if the stored object has that record too."""
     if not trusted:
+        marker = records.PAUSED if holding.paused else HOLD
         out.warnings.append(
-            f"{pointer}: resolved although {records.PAUSED} is set: only a record the stored object "
+            f"{pointer}: resolved although {marker} is set: only a record the stored object "
             "already holds is kept, and this one it does not"
         )
         return False
     _keep(pointer, rec, out)
+    out.how[pointer] = history.KEPT
     metrics.RESOLUTION_RESULT["paused"].inc()
     return True
 
@@ -378,7 +462,14 @@ def _plan(pointer: str, template: Template, namespace: str | None, resolver: Res
         return None
 
 
-async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Resolver, out: Outcome) -> None:
+async def _run(
+    jobs: list[_Job],
+    refresh_ms: int,
+    flavor: Flavor,
+    resolver: Resolver,
+    out: Outcome,
+    gate: tuple[str | None, Mapping[str, str] | None] = (None, None),
+) -> None:
     deadline = time.monotonic() + resolver.settings.lookup_deadline_seconds
     by_key: dict[tuple[str, str, str], Lookup | BaseException] = {}
     misses: dict[tuple[str, str, str], Plan] = {}
@@ -424,16 +515,38 @@ async def _run(jobs: list[_Job], refresh_ms: int, flavor: Flavor, resolver: Reso
             warned.add(result.warning)
             out.warnings.append(result.warning)
         res = result.resolution
+        namespace, required = gate
+        lacking = gates.missing(required, res.version.tags) if required else []
+        if lacking:
+            refusal = gates.refusal(namespace, res.model, res.version.version, res.version.tags, lacking)
+            _gated(job, refusal, out)
+            continue
         out.values[job.pointer] = uri
         out.templates[job.pointer] = job.template.text
         out.resolved[job.pointer] = {
             "registry": res.registry,
             "model": res.model,
-            "selector": res.selector,
+            "selector": res.selector if job.selector is None else job.selector,
             "version": res.version.version,
             "run_id": res.version.run_id,
             "uri": uri,
         }
+        out.how[job.pointer] = job.how
         out.n_resolved += 1
     if out.n_resolved:
         metrics.RESOLUTION_RESULT["resolved"].inc(out.n_resolved)
+
+
+def _gated(job: _Job, refusal: str, out: Outcome) -> None:
+    """A version the namespace's gate refuses: a field with a trusted record keeps it, any other is denied."""
+    if job.fallback is None:
+        out.errors.append((Cause.POLICY, f"{job.pointer}: template {show(job.template.text)}: {refusal}"))
+        metrics.RESOLUTION_RESULT["policy"].inc()
+        return
+    out.values[job.pointer] = job.fallback["uri"]
+    out.templates[job.pointer] = job.template.text
+    out.resolved[job.pointer] = job.fallback
+    out.warnings.append(
+        f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {refusal}"
+    )
+    metrics.RESOLUTION_RESULT["recorded"].inc()

@@ -4,6 +4,7 @@ import asyncio
 import copy
 import time
 from typing import Any
+from unittest.mock import ANY
 
 import jsonpatch
 import orjson
@@ -24,6 +25,7 @@ from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
+from webhook.templating.rollout_annotations import HISTORY
 from webhook.templating.uris import Flavor
 
 DOWN = "registry 'mlflow' answered 503: down"
@@ -245,9 +247,13 @@ async def test_update_overriding_every_field_unmanages_the_object(seed: dict[str
     changed = copy.deepcopy(out)
     for pointer in SEED_POINTERS:
         jsonpatch.JsonPointer(pointer).set(changed, "wasbs://artifacts/literal")
-    updated = await admitted(changed, resolver, operation="UPDATE")
+    updated = await admitted(changed, resolver, operation="UPDATE", old=out)
     assert updated["metadata"]["labels"] == {"app": "iris"}
-    assert updated["metadata"].get("annotations") == {}
+    # only the history is left, its last entry per field the edit
+    assert set(annotations(updated)) == {HISTORY}
+    history = orjson.loads(annotations(updated)[HISTORY])
+    assert {p: entries[-1]["cause"] for p, entries in history.items()} == dict.fromkeys(SEED_POINTERS, "edit")
+    assert history[DEMO1][-1] == {"version": "", "uri": "wasbs://artifacts/literal", "at": ANY, "cause": "edit"}
     assert at(updated, DEMO1) == "wasbs://artifacts/literal"
 
 

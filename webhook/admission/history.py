@@ -1,0 +1,156 @@
+"""What admission adds to ``modelpin.io/history``: one entry per field whose resolution changed.
+
+Changed means: the version or URI differs from the stored object's record for the
+field (UPDATE ``oldObject``), or there was no record. Re-admitting an unchanged
+object adds nothing, so the annotation, and the patch, stay as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from webhook.admission.holds import Holding
+from webhook.templating import record_annotations as records
+from webhook.templating.grammar import is_candidate
+from webhook.templating.rollout_annotations import (
+    HISTORY,
+    Entry,
+    History,
+    append_history,
+    dump_history,
+    format_time,
+    parse_history,
+    parse_time,
+)
+
+# How a field's new resolution came about, as decide() tells it.
+RESOLVED, PINNED, KEPT = "resolved", "pinned", "kept"
+
+
+def updated(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    old_rec: records.Records | None,
+    *,
+    templates: Mapping[str, str],
+    resolved: Mapping[str, Mapping[str, str]],
+    how: Mapping[str, str],
+    old_holding: Holding,
+    holding: Holding,
+    now: dt.datetime,
+) -> tuple[str | None, list[str]]:
+    """The new history annotation (None: leave it as it is) and warnings about a damaged one."""
+    before = _records(old_rec)
+    at = format_time(now)
+    entries: list[tuple[str, Entry]] = []
+    base: History | None = None
+    problems: list[str] = []
+    for pointer, record in resolved.items():
+        prev = before.get(pointer)
+        if prev is not None and prev.get("version") == record["version"] and prev.get("uri") == record["uri"]:
+            continue
+        if base is None:
+            base, problems = _base(obj, old)
+        if _last_is(base, pointer, record["version"], record["uri"]):
+            continue  # already written: our own output admitted again (a CREATE has no stored record)
+        cause = _cause(pointer, prev, old_rec, templates, how, old_holding, holding, base)
+        entries.append((pointer, Entry(record["version"], record["uri"], at, cause)))
+    for pointer, prev in before.items():
+        if pointer in resolved:
+            continue
+        value = _value(obj, pointer)
+        if value is None or is_candidate(value) or value == prev.get("uri"):
+            continue  # the field is gone, or was refused; no literal replaced the resolution
+        if base is None:
+            base, problems = _base(obj, old)
+        if not _last_is(base, pointer, "", value):
+            entries.append((pointer, Entry("", value, at, "edit")))
+    if not entries or base is None:
+        return None, []
+    for pointer, entry in entries:
+        base = append_history(base, pointer, entry)
+    return dump_history(base), problems
+
+
+def _last_is(history: History, pointer: str, version: str, uri: str) -> bool:
+    last = history.get(pointer, [])[-1:]
+    return bool(last) and last[0].version == version and last[0].uri == uri
+
+
+def _records(rec: records.Records | None) -> dict[str, dict[str, str]]:
+    """The stored object's resolutions that count as records (a template beside them)."""
+    if rec is None:
+        return {}
+    return {p: r for p, r in rec.resolved.items() if p in rec.templates}
+
+
+def _base(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> tuple[History, list[str]]:
+    """The history to append to: the object's as sent, or the stored one's when the sender left it out."""
+    raw = _annotations(obj).get(HISTORY) if HISTORY in _annotations(obj) else _annotations(old).get(HISTORY)
+    history, problem = parse_history(raw)
+    return history, [problem] if problem else []
+
+
+def _cause(
+    pointer: str,
+    prev: Mapping[str, str] | None,
+    old_rec: records.Records | None,
+    templates: Mapping[str, str],
+    how: Mapping[str, str],
+    old_holding: Holding,
+    holding: Holding,
+    history: History,
+) -> str:
+    if prev is None or old_rec is None:
+        return "created"
+    if how.get(pointer) == PINNED:
+        return "rollback"
+    if how.get(pointer) == KEPT:
+        return "hold"
+    if not holding.active and _released(pointer, old_holding, history):
+        return "released"
+    if old_rec.templates.get(pointer) != templates.get(pointer):
+        return "template"
+    return "moved"
+
+
+def _released(pointer: str, old_holding: Holding, history: History) -> bool:
+    """Whether the stored object was held and this is the field's first move since the hold ended.
+
+    A hold removed counts at once; an expired one stays on the object, so only a move
+    with no entry since the expiry is its release.
+    """
+    if not old_holding.present:
+        return False
+    expiry = old_holding.expiry
+    if expiry is None:
+        return True
+    last = history.get(pointer, [])[-1:]
+    if not last:
+        return True
+    try:
+        return parse_time(last[0].at) < expiry
+    except ValueError:
+        return True
+
+
+def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    metadata = obj.get("metadata") if obj is not None else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def _value(obj: Any, pointer: str) -> str | None:
+    """The string at ``pointer`` in ``obj``, if there is one."""
+    node = obj
+    for raw in pointer.split("/")[1:]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node if isinstance(node, str) else None

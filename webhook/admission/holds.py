@@ -1,0 +1,64 @@
+"""Holds as admission sees them: ``modelpin.io/hold`` and ``modelpin.io/paused`` (DESIGN.md section 6a).
+
+A hold is a user's decision, so it is read from the object as sent, on CREATE and
+UPDATE alike. What it may keep is another matter: only a record the stored object
+holds too (decision.py's trust rule).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.templating import record_annotations as records
+from webhook.templating.rollout_annotations import HOLD, Hold, parse_hold
+
+# MLflow version numbers are positive integers; a longer "number" is damage, not a version.
+MAX_VERSION_DIGITS = 18
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """The hold on one object at one moment."""
+
+    hold: Hold | None = None  # the hold annotation, read (active or not)
+    paused: bool = False  # modelpin.io/paused: "true", a hold without reason or expiry
+    active: bool = False  # whether fields are held now
+    problem: str | None = None  # why a damaged hold annotation was ignored
+
+    @property
+    def present(self) -> bool:
+        """Whether the object carries a hold at all, expired or not."""
+        return self.paused or self.hold is not None
+
+    @property
+    def expiry(self) -> dt.datetime | None:
+        """When the hold ends; None while it lasts until released."""
+        return None if self.paused or self.hold is None else self.hold.expiry
+
+    def version_for(self, pointer: str) -> str | None:
+        """The version an active hold names for ``pointer``, if it names one."""
+        if not self.active or self.hold is None:
+            return None
+        return self.hold.versions.get(pointer)
+
+
+def read(obj: Mapping[str, Any] | None, now: dt.datetime) -> Holding:
+    metadata = obj.get("metadata") if obj is not None else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict):
+        return Holding()
+    paused = annotations.get(records.PAUSED) == "true"
+    hold, problem = parse_hold(annotations.get(HOLD))
+    active = paused or (hold is not None and hold.active(now))
+    return Holding(hold, paused, active, problem)
+
+
+def bad_version(version: str) -> str | None:
+    """Why ``version`` (from a hold's ``versions``) cannot be looked up, if so."""
+    if version.isascii() and version.isdigit() and len(version) <= MAX_VERSION_DIGITS:
+        return None
+    shown = repr(version[:40]) + ("..." if len(version) > 40 else "")
+    return f"{HOLD} names version {shown}, which is not a version number"
