@@ -49,6 +49,7 @@ DEMO_MODEL = "iris"
 DEMO_LOCATION = "s3://modelpin-demo/iris/{version}"
 RECONCILER_USER = "modelpin-demo-reconciler"
 START_TIMEOUT = 120.0
+MARKER = ".modelpin-demo"
 
 
 def free_port() -> int:
@@ -172,8 +173,12 @@ class Demo:
         return child
 
     def start(self) -> None:
+        # Emptied only when an earlier demo made it: --dir pointed at anything else is refused, not erased.
+        if self.dir.exists() and any(self.dir.iterdir()) and not (self.dir / MARKER).is_file():
+            raise RuntimeError(f"{self.dir} exists and is not a demo folder; choose another --dir")
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
+        (self.dir / MARKER).write_text("made by python -m webhook.tools.demo; emptied at its next start\n")
         say(
             "building or finding etcd, kube-apiserver and kubectl (hack/controlplane.sh; the first build takes minutes)"
         )
@@ -361,8 +366,10 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def up(directory: Path) -> int:
     demo = Demo(directory)
-    # SIGTERM as Ctrl-C, at any point of the start too: whatever has started is stopped.
+    # SIGTERM as Ctrl-C, at any point of the start too: whatever has started is stopped. SIGINT is
+    # set explicitly because a shell starting the demo in the background leaves it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         demo.start()
         print(f"KUBECONFIG={demo.kubeconfig}", flush=True)
@@ -392,8 +399,14 @@ def move_alias(model: str, alias: str, version: str) -> int:
     if registry is None:
         say("move-alias: no registry configured; source the demo's env.sh first")
         return 2
+    from mlflow.exceptions import MlflowException
+
     uri = registry.tracking_uri
-    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(model, alias, version)
+    try:
+        MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(model, alias, version)
+    except MlflowException as exc:
+        say(f"move-alias: {exc.message}")
+        return 1
     print(f"{model}@{alias} -> version {version}")
     return 0
 
