@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Build the pinned operator tools the tests drive, helm and promtool, from Go
-# modules into
+# Build the pinned operator tools the tests drive from Go modules: helm,
+# promtool, the Prometheus server, and flux-ssa (hack/flux-ssa: Flux's apply
+# engine, github.com/fluxcd/pkg/ssa, driven as kustomize-controller drives it) into
 #   ${MODELPIN_CACHE:-$HOME/.cache/modelpin}/tools/<tool>-<version>/<tool>
 # Idempotent: exits at once when the binaries for the pinned versions exist.
+# flux-ssa's <version> also carries a hash of its sources, so an edit rebuilds it.
 #
-# Each tool is built in a throwaway module generated here, in the cache, never
-# committed, that requires the tool's module at the pinned version; the
+# Each upstream tool is built in a throwaway module generated here, in the
+# cache, never committed, that requires the tool's module at the pinned version; the
 # tool's own go.mod then decides every other version (its replace lines would
 # be ignored for a dependency, and neither module has any that matter for
 # these commands). GOPATH/GOMODCACHE/GOCACHE stay at their defaults so later
 # runs, and hack/controlplane.sh, share downloaded modules and compiled
 # packages (both build from k8s.io/* v0.3x modules).
 #
-# Usage: hack/tools.sh [--print-dir] [--force] [helm|promtool ...]
+# flux-ssa is our own module: built from hack/flux-ssa with its committed
+# go.mod/go.sum (-mod=readonly), which must require github.com/fluxcd/pkg/ssa
+# at FLUX_SSA_VERSION.
+#
+# Usage: hack/tools.sh [--print-dir] [--force] [helm|promtool|prometheus|flux-ssa ...]
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +26,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/tools-versions.env"
 HELM_VERSION="${MODELPIN_HELM_VERSION:-$HELM_VERSION}"
 PROMETHEUS_VERSION="${MODELPIN_PROMETHEUS_VERSION:-$PROMETHEUS_VERSION}"
+flux_src="$here/flux-ssa"
+# Keep in step with tests/support/tools.py, which finds the binary by the same name.
+flux_hash="$(cat "$flux_src/main.go" "$flux_src/go.mod" "$flux_src/go.sum" | sha256sum | cut -c1-12)"
 
 root="${MODELPIN_CACHE:-$HOME/.cache/modelpin}/tools"
 
@@ -29,16 +38,17 @@ for arg in "$@"; do
   case "$arg" in
     --print-dir) echo "$root"; exit 0 ;;
     --force) force=1 ;;
-    helm|promtool) tools+=("$arg") ;;
-    *) echo "usage: $0 [--print-dir] [--force] [helm|promtool ...]" >&2; exit 2 ;;
+    helm|promtool|prometheus|flux-ssa) tools+=("$arg") ;;
+    *) echo "usage: $0 [--print-dir] [--force] [helm|promtool|prometheus|flux-ssa ...]" >&2; exit 2 ;;
   esac
 done
-[[ ${#tools[@]} == 0 ]] && tools=(helm promtool)
+[[ ${#tools[@]} == 0 ]] && tools=(helm promtool prometheus flux-ssa)
 
 version_of() {
   case "$1" in
     helm) echo "$HELM_VERSION" ;;
-    promtool) echo "$PROMETHEUS_VERSION" ;;
+    promtool|prometheus) echo "$PROMETHEUS_VERSION" ;;
+    flux-ssa) echo "$FLUX_SSA_VERSION-$flux_hash" ;;
   esac
 }
 binary_of() { echo "$root/$1-$(version_of "$1")/$1"; }
@@ -130,6 +140,32 @@ build() {
   mv -f "$out.tmp" "$out"
 }
 
+# build_flux_ssa: hack/flux-ssa with its own go.mod and go.sum.
+build_flux_ssa() {
+  local out pinned
+  out="$(binary_of flux-ssa)"
+  pinned="$(cd "$flux_src" && go list -mod=readonly -f '{{.Version}}' -m github.com/fluxcd/pkg/ssa)"
+  if [[ $pinned != "$FLUX_SSA_VERSION" ]]; then
+    echo "tools: hack/flux-ssa/go.mod requires github.com/fluxcd/pkg/ssa $pinned, tools-versions.env pins $FLUX_SSA_VERSION" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$out")"
+  (
+    cd "$flux_src"
+    step "download modules for flux-ssa" go mod download
+    step "build flux-ssa (fluxcd/pkg/ssa $FLUX_SSA_VERSION)" \
+      go build -mod=readonly -trimpath -ldflags="-s -w" -o "$out.tmp" .
+  )
+  mv -f "$out.tmp" "$out"
+}
+
+# v0.MMMmm.p -> 3.MM.p for --version (v0.316.0 -> 3.16.0).
+prometheus_ldflags() {
+  local minor patch
+  minor="${PROMETHEUS_VERSION#v0.}"; patch="${minor#*.}"; minor="${minor%%.*}"
+  echo "-X github.com/prometheus/common/version.Version=$((minor / 100)).$((minor % 100)).$patch -X github.com/prometheus/common/version.Branch=HEAD"
+}
+
 started=$SECONDS
 for t in $todo; do
   case "$t" in
@@ -140,14 +176,22 @@ for t in $todo; do
       "$(binary_of helm)" version --short
       ;;
     promtool)
-      # v0.MMMmm.p -> 3.MM.p for promtool --version (v0.316.0 -> 3.16.0).
-      minor="${PROMETHEUS_VERSION#v0.}"; patch="${minor#*.}"; minor="${minor%%.*}"
-      prom_version="$((minor / 100)).$((minor % 100)).$patch"
       build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
-        github.com/prometheus/prometheus/cmd/promtool \
-        "-X github.com/prometheus/common/version.Version=$prom_version -X github.com/prometheus/common/version.Branch=HEAD" \
+        github.com/prometheus/prometheus/cmd/promtool "$(prometheus_ldflags)" \
         remove_all_sd # rule checks and tests need no service discovery: drops the cloud SDKs, most of the build
       "$(binary_of promtool)" --version | head -1
+      ;;
+    prometheus)
+      # The tests scrape static_configs targets only, so no service discovery either; the
+      # web UI's assets are not embedded (that needs the builtinassets tag and an npm build),
+      # the HTTP API is all the tests use.
+      build prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+        github.com/prometheus/prometheus/cmd/prometheus "$(prometheus_ldflags)" \
+        remove_all_sd
+      "$(binary_of prometheus)" --version | head -1
+      ;;
+    flux-ssa)
+      build_flux_ssa
       ;;
   esac
 done

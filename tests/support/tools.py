@@ -1,12 +1,14 @@
-"""The operator tools the tests drive (helm, promtool), built by ``hack/tools.sh``.
+"""The tools the tests drive (helm, promtool, prometheus, flux-ssa), built by ``hack/tools.sh``.
 
 Like the control plane, they come from Go modules into ``$MODELPIN_CACHE`` on
-first use; ``MODELPIN_HELM`` / ``MODELPIN_PROMTOOL`` name prebuilt binaries instead.
+first use; ``MODELPIN_HELM`` / ``MODELPIN_PROMTOOL`` / ``MODELPIN_PROMETHEUS`` /
+``MODELPIN_FLUX_SSA`` name prebuilt binaries instead.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import subprocess
 from collections.abc import Sequence
@@ -16,7 +18,18 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "tools.sh"
 VERSIONS = REPO / "hack" / "tools-versions.env"
 CHART = REPO / "manifests" / "helm" / "modelpin"
-_VERSION_KEYS = {"helm": "HELM_VERSION", "promtool": "PROMETHEUS_VERSION"}
+FLUX_SSA = REPO / "hack" / "flux-ssa"
+_VERSION_KEYS = {
+    "helm": "HELM_VERSION",
+    "promtool": "PROMETHEUS_VERSION",
+    "prometheus": "PROMETHEUS_VERSION",
+    "flux-ssa": "FLUX_SSA_VERSION",
+}
+_VERSION_OVERRIDES = {
+    "helm": "MODELPIN_HELM_VERSION",
+    "promtool": "MODELPIN_PROMETHEUS_VERSION",
+    "prometheus": "MODELPIN_PROMETHEUS_VERSION",
+}
 
 
 def _pinned(key: str) -> str:
@@ -27,13 +40,21 @@ def _pinned(key: str) -> str:
     raise KeyError(f"{key} not in {VERSIONS}")
 
 
+def _flux_ssa_hash() -> str:
+    # hack/tools.sh names the build by the same hash, so an edited program is rebuilt, not reused.
+    sources = b"".join((FLUX_SSA / f).read_bytes() for f in ("main.go", "go.mod", "go.sum"))
+    return hashlib.sha256(sources).hexdigest()[:12]
+
+
 @functools.cache
 def tool(name: str) -> Path:
     """The path of a pinned tool, built first if it is missing."""
-    if prebuilt := os.environ.get(f"MODELPIN_{name.upper()}"):
+    if prebuilt := os.environ.get(f"MODELPIN_{name.upper().replace('-', '_')}"):
         return Path(prebuilt)
-    env_key = {"helm": "MODELPIN_HELM_VERSION", "promtool": "MODELPIN_PROMETHEUS_VERSION"}[name]
-    version = os.environ.get(env_key) or _pinned(_VERSION_KEYS[name])
+    override = _VERSION_OVERRIDES.get(name)
+    version = (override and os.environ.get(override)) or _pinned(_VERSION_KEYS[name])
+    if name == "flux-ssa":
+        version = f"{version}-{_flux_ssa_hash()}"
     root = Path(os.environ.get("MODELPIN_CACHE", Path.home() / ".cache" / "modelpin")) / "tools"
     binary = root / f"{name}-{version}" / name
     if not binary.is_file():
