@@ -1,5 +1,7 @@
 """The operator's commands on a real apiserver with the upstream CRDs and a real MLflow server.
 
+What the commands print is shown with ``-s`` (the examples in the docs come from it).
+
 Objects are created through the webhook (so they carry the records modelpin writes);
 no reconciler runs in this module, so an alias moved after creation leaves them behind.
 """
@@ -128,7 +130,9 @@ def test_status_rows_and_states(ops: Ops) -> None:
 
 def test_fail_if_behind_and_the_table(ops: Ops) -> None:
     config = ("--config", str(ops.config))
-    assert ops.run("status", "-n", NS, "--fail-if-behind", *config).returncode == 1
+    table = ops.run("status", "-n", NS, "--fail-if-behind", *config)
+    assert table.returncode == 1
+    print(f"\n$ modelpin status -n {NS} --fail-if-behind\n{table.stdout}")
     steady = ops.run("status", "-n", NS, "--model", ops.steady, "--fail-if-behind", "-o", "wide", *config)
     assert steady.returncode == 0, steady.stderr
     lines = steady.stdout.splitlines()
@@ -150,6 +154,8 @@ def test_hold_and_release_write_and_remove_the_annotation(ops: Ops) -> None:
     assert dt.timedelta(hours=2) - dt.timedelta(seconds=5) <= until - started <= dt.timedelta(hours=2, seconds=60)
     row = ops.status()[ops.names["current"]]
     assert (row["state"], row["reason"], row["until"]) == ("held", "incident 7", hold["until"])
+    print(f"\n$ modelpin hold {target} -n {NS} --reason 'incident 7' --for 2h\n{held.stdout}")
+    print(json.dumps(row, indent=2))
 
     released = ops.run("release", target, "-n", NS)
     assert released.returncode == 0 and released.stdout.startswith("released "), released.stderr
@@ -174,10 +180,13 @@ def test_hold_previous_reads_the_history(ops: Ops) -> None:
     shown = ops.run("history", target, "-n", NS)
     assert shown.returncode == 0, shown.stderr
     assert [line.split()[2:4] for line in shown.stdout.splitlines()[1:]] == [["1", "created"], ["2", "moved"]]
+    print(f"\n$ modelpin history {target} -n {NS}\n{shown.stdout}")
     held = ops.run("hold", target, "-n", NS, "--reason", "roll back", "--previous", "--until", "2099-01-01T00:00:00Z")
     assert held.returncode == 0, held.stderr
     hold = json.loads(ops.annotations("current")["modelpin.io/hold"])
     assert (hold["versions"], hold["until"]) == ({FIELD: "1"}, "2099-01-01T00:00:00Z")
+    print(f"\n$ modelpin hold {target} -n {NS} --reason 'roll back' --previous --until 2099-01-01T00:00:00Z")
+    print(held.stdout + ops.annotations("current")["modelpin.io/hold"])
     assert ops.run("release", target, "-n", NS).returncode == 0
     missing = ops.run("hold", "isvc/absent", "-n", NS, "--reason", "r")
     assert missing.returncode == 1 and f"inferenceservice/absent in {NS} not found" in missing.stderr
