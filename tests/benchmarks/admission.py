@@ -20,7 +20,7 @@ both with the resolution cache warm:
 - ``modelpin-repeated``: the same two objects again and again (re-applied
   manifests, unchanged GitOps syncs);
 - ``modelpin-new``: every review is an object never seen before: a new name, a
-  new ``modelpin.io/refresh`` token (as the reconciler writes) and a new value
+  new ``modelpin.io/refresh`` token (sent as the reconciler, whose tokens alone count) and a new value
   in an ordinary spec string (as when an image tag changes), so nothing about
   the object repeats, only the templates it holds.
 
@@ -59,7 +59,7 @@ from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc, modelpin_config
 from tests.support.processes import Process, free_port
-from tests.support.reviews import fixture, make_review
+from tests.support.reviews import RECONCILER, fixture, make_review
 from webhook.templating.record_annotations import REFRESH
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # per mode: the wrk body files and the httpx driver's payload file
         inputs: dict[str, tuple[list[Path], Path]] = {}
         for mode in ("repeated", "new"):
-            reviews = [make_review(obj) for obj in bench_objects(mode)]
+            # sent as the reconciler: only its refresh tokens are honoured (reconciler_usernames)
+            reviews = [make_review(obj, username=RECONCILER) for obj in bench_objects(mode)]
             for one in reviews:
                 one["request"]["uid"] = f"review-{SEQ}"  # the load generators number every review
             files = [work / f"{mode}-seed.json", work / f"{mode}-isvc.json"]

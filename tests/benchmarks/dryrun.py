@@ -43,9 +43,12 @@ from tests.support.baseline import describe, revision_server
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.reviews import RECONCILER
 from webhook.templating.record_annotations import MANAGED, REFRESH, RESOLVED, TEMPLATES
+from webhook.templating.rollout_annotations import HISTORY
 
 LABEL = "modelpin.io/bench-webhook"
+ADMIN = "admin"  # the user of ControlPlane's admin certificate (its common name)
 PATH = f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices?dryRun=All"
 
 
@@ -104,7 +107,7 @@ def plain_of(answer: dict[str, Any]) -> dict[str, Any]:
     obj = {"apiVersion": answer["apiVersion"], "kind": answer["kind"], "spec": answer["spec"]}
     meta = answer["metadata"]
     labels = {k: v for k, v in meta.get("labels", {}).items() if k not in (MANAGED, LABEL)}
-    notes = {k: v for k, v in meta.get("annotations", {}).items() if k not in (TEMPLATES, RESOLVED, REFRESH)}
+    notes = {k: v for k, v in meta.get("annotations", {}).items() if k not in (TEMPLATES, RESOLVED, REFRESH, HISTORY)}
     obj["metadata"] = {"name": meta["name"].rsplit("-", 1)[0], "namespace": meta["namespace"]}
     if labels:
         obj["metadata"]["labels"] = labels
@@ -129,7 +132,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     client: Client | None = None
     try:
         populate(mlflow.url)
-        servers["new"] = ModelpinServer(work / "modelpin", modelpin_config(mlflow.url), work / "ca")
+        # the creates are sent as the control plane's admin, whose refresh tokens must count as the
+        # reconciler's do (reconciler_usernames), so each new token still only fences the cache
+        config = modelpin_config(mlflow.url, reconciler_usernames=[RECONCILER, ADMIN])
+        servers["new"] = ModelpinServer(work / "modelpin", config, work / "ca")
         if args.baseline is not None:
             servers["baseline"] = revision_server(
                 args.baseline, work / "baseline", modelpin_config(mlflow.url), work / "ca"

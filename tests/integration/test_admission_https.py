@@ -9,13 +9,17 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
 from tests.support.catalog import PROXIED_ROOT, Catalog
-from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc
+from tests.support.mlflow_server import MlflowServer
+from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc, modelpin_config
 from tests.support.reviews import RECONCILER, apply, at, fixture, make_review, patch_of
 
 pytestmark = pytest.mark.integration
@@ -360,3 +364,115 @@ def test_paths_with_escaped_keys(modelpin: ModelpinServer, catalog: Catalog) -> 
     templates = json.loads(out["metadata"]["annotations"]["modelpin.io/templates"])
     assert list(templates) == ["/spec/predictor/annotations~0~1odd/a~1b"]
     assert re.fullmatch(r"s3://mlflow/7/models/m-[0-9a-f]+/artifacts", catalog.location("fraud", "1"))
+
+
+# --- holds, history and gates (DESIGN.md section 6a) -------------------------------
+
+
+def history_of(obj: dict[str, Any], pointer: str) -> list[dict[str, str]]:
+    entries: list[dict[str, str]] = json.loads(obj["metadata"]["annotations"]["modelpin.io/history"])[pointer]
+    return entries
+
+
+def refreshed_by_reconciler(modelpin: ModelpinServer, obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reconciler's touch: a new token, sent as the reconciler; the object touched and the response."""
+    touched = copy.deepcopy(obj)
+    touched["metadata"]["annotations"]["modelpin.io/refresh"] = str(catalog_now_ms())
+    return touched, modelpin.review(make_review(touched, "UPDATE", obj, username=RECONCILER))
+
+
+def test_a_held_object_keeps_its_version_across_a_registry_move(modelpin: ModelpinServer, catalog: Catalog) -> None:
+    name = "held-model"
+    v1 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v1)
+    ptr = "/spec/predictor/model/storageUri"
+    obj = isvc(f"models:/{name}@champion", "held")
+    first = apply(obj, modelpin.review(make_review(obj)))
+    assert [(e["version"], e["cause"]) for e in history_of(first, ptr)] == [(v1, "created")]
+    held = copy.deepcopy(first)
+    held["metadata"]["annotations"]["modelpin.io/hold"] = json.dumps(
+        {"reason": "incident", "until": None, "since": "2026-01-01T00:00:00Z", "by": "alice", "versions": {}}
+    )
+    assert patch_of(modelpin.review(make_review(held, "UPDATE", first))) == []
+
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    assert patch_of(refreshed_by_reconciler(modelpin, held)[1]) == []  # the move does not move it
+    reapplied = copy.deepcopy(held)
+    reapplied["spec"]["predictor"]["model"]["storageUri"] = f"models:/{name}@champion"
+    kept = apply(reapplied, modelpin.review(make_review(reapplied, "UPDATE", held)))
+    assert at(kept, ptr) == catalog.location(name, v1)
+    assert kept["metadata"]["annotations"] == held["metadata"]["annotations"]
+
+    # a hold naming a version rolls the field to it; released, the field follows the alias again
+    v3 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v3)
+    pinned = copy.deepcopy(held)
+    hold = json.loads(pinned["metadata"]["annotations"]["modelpin.io/hold"])
+    pinned["metadata"]["annotations"]["modelpin.io/hold"] = json.dumps(hold | {"versions": {ptr: v2}})
+    rolled = apply(pinned, modelpin.review(make_review(pinned, "UPDATE", held)))
+    assert at(rolled, ptr) == catalog.location(name, v2)
+    record = json.loads(rolled["metadata"]["annotations"]["modelpin.io/resolved"])[ptr]
+    assert (record["version"], record["selector"]) == (v2, "@champion")
+    assert patch_of(modelpin.review(make_review(rolled, "UPDATE", rolled))) == []
+    # the reconciler's touch for v3 keeps the held version; its token then fences the cache on release
+    touched, answer = refreshed_by_reconciler(modelpin, rolled)
+    assert patch_of(answer) == []
+    released = copy.deepcopy(touched)
+    del released["metadata"]["annotations"]["modelpin.io/hold"]
+    moved = apply(released, modelpin.review(make_review(released, "UPDATE", touched)))
+    assert at(moved, ptr) == catalog.location(name, v3)
+    assert [(e["version"], e["cause"], e["uri"]) for e in history_of(moved, ptr)] == [
+        (v1, "created", catalog.location(name, v1)),
+        (v2, "rollback", catalog.location(name, v2)),
+        (v3, "released", catalog.location(name, v3)),
+    ]
+    for entry in history_of(moved, ptr):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["at"]), entry
+
+
+@pytest.fixture(scope="module")
+def gated(
+    mlflow_server: MlflowServer, ca_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelpinServer]:
+    """modelpin serve whose namespace 'production' admits only versions tagged validation_status=passed."""
+    config = modelpin_config(
+        mlflow_server.url, namespaces={"production": {"require_tags": {"validation_status": "passed"}}}
+    )
+    server = ModelpinServer(tmp_path_factory.mktemp("modelpin-gated"), config, ca_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_gated_version_is_denied_and_a_recorded_one_kept(gated: ModelpinServer, catalog: Catalog) -> None:
+    name = "gated-model"
+    v1 = catalog.new_run_version(name, experiment=catalog.s3_experiment, tags={"validation_status": "passed"})
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_model_version_tag(name, v2, "validation_status", "failed")
+    ptr = "/spec/predictor/model/storageUri"
+    fresh = isvc(f"models:/{name}/{v2}", "gated")
+    refused = gated.review(make_review(fresh, namespace="production"))["response"]
+    assert refused["allowed"] is False and refused["status"]["code"] == 403
+    assert refused["status"]["message"].endswith(
+        f"{ptr}: template 'models:/{name}/{v2}': namespace 'production' requires tag "
+        f"validation_status=passed; version {v2} of '{name}' has validation_status='failed'"
+    )
+    # elsewhere the version runs
+    assert gated.review(make_review(fresh, namespace="default"))["response"]["allowed"] is True
+
+    catalog.client.set_registered_model_alias(name, "champion", v1)
+    obj = isvc(f"models:/{name}@champion", "gated")
+    first = apply(obj, gated.review(make_review(obj, namespace="production")))
+    assert at(first, ptr) == catalog.location(name, v1)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    touched = copy.deepcopy(first)
+    touched["metadata"]["annotations"]["modelpin.io/refresh"] = str(catalog_now_ms())
+    answer = gated.review(make_review(touched, "UPDATE", first, namespace="production", username=RECONCILER))
+    kept = apply(touched, answer)
+    assert at(kept, ptr) == catalog.location(name, v1)
+    assert answer["response"]["warnings"] == [
+        f"{ptr}: kept version {v1} of '{name}': namespace 'production' requires tag validation_status=passed; "
+        f"version {v2} of '{name}' has validation_status='failed'"
+    ]
