@@ -48,7 +48,7 @@ class Ops:
         self.steady = steady
         self.moving = moving
         tag = uuid.uuid4().hex[:6]
-        self.names = {k: f"ops-{k}-{tag}" for k in ("current", "behind", "pinned", "paused")}
+        self.names = {k: f"ops-{k}-{tag}" for k in ("current", "behind", "pinned", "paused", "gated")}
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "webhook", *args, "--kubeconfig", str(self.cluster.kubeconfig)]
@@ -75,19 +75,24 @@ def ops(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Ops:
     config = tmp_path_factory.mktemp("ops") / "config.yaml"
-    config.write_text(yaml.safe_dump(modelpin_config(mlflow_server.url)))
-    steady, moving = (f"ops-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    # the command's configuration gates the namespace on a tag (the webhook's does not)
+    approved = {"approved": "yes"}
+    policies = {**modelpin_config(mlflow_server.url)["namespaces"], NS: {"require_tags": approved}}
+    config.write_text(yaml.safe_dump(modelpin_config(mlflow_server.url, namespaces=policies)))
+    steady, moving, gated = (f"ops-{uuid.uuid4().hex[:8]}" for _ in range(3))
     for _ in range(2):
-        catalog.new_run_version(steady, experiment=catalog.s3_experiment)
+        catalog.new_run_version(steady, experiment=catalog.s3_experiment, tags=approved)
     catalog.client.set_registered_model_alias(steady, "champion", "2")
-    catalog.new_run_version(moving, experiment=catalog.s3_experiment)
-    catalog.client.set_registered_model_alias(moving, "champion", "1")
+    for name in (moving, gated):
+        catalog.new_run_version(name, experiment=catalog.s3_experiment, tags=approved)
+        catalog.client.set_registered_model_alias(name, "champion", "1")
     found = Ops(cluster, config, steady, moving)
     docs = [
         isvc(found.names["current"], f"models:/{steady}@champion"),
         isvc(found.names["pinned"], f"models:/{steady}/1"),
         isvc(found.names["behind"], f"models:/{moving}@champion"),
         isvc(found.names["paused"], f"models:/{moving}@champion", **{"modelpin.io/paused": "true"}),
+        isvc(found.names["gated"], f"models:/{gated}@champion"),
     ]
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     ready = {
@@ -104,8 +109,10 @@ def ops(
         "-p",
         json.dumps(ready),
     )
-    v2 = catalog.new_run_version(moving, experiment=catalog.s3_experiment)
+    v2 = catalog.new_run_version(moving, experiment=catalog.s3_experiment, tags=approved)
     catalog.client.set_registered_model_alias(moving, "champion", v2)
+    unapproved = catalog.new_run_version(gated, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(gated, "champion", unapproved)
     return found
 
 
@@ -117,7 +124,9 @@ def test_status_rows_and_states(ops: Ops) -> None:
         n["pinned"]: "pinned",
         n["behind"]: "behind",
         n["paused"]: "paused",
+        n["gated"]: "gated",
     }
+    assert rows[n["gated"]]["reason"] == "version 2 lacks approved=yes"
     current, behind = rows[n["current"]], rows[n["behind"]]
     assert (current["running_version"], current["registry_version"], current["serving"]) == ("2", "2", "True")
     assert (behind["running_version"], behind["registry_version"], behind["serving"]) == ("1", "2", "unknown")

@@ -191,8 +191,7 @@ def _row(f: _Field, answers: Mapping[tuple[str, str, str], Lookup], settings: Se
     recorded = records.resolved.get(f.pointer, {})
     hold, _ = parse_hold(annotations.get(HOLD))
     lookup = answers[f.plan.key] if f.plan is not None else Lookup(None, f.problem)
-    policy = settings.policy(namespace)
-    required: Mapping[str, str] | None = getattr(policy, "require_tags", None)
+    required = settings.policy(namespace).require_tags
     pinned = f.plan is not None and f.plan.reference.selector.kind is SelectorKind.VERSION
     running = recorded.get("version", "")
     state, reason, until = decide(

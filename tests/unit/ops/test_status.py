@@ -163,6 +163,23 @@ async def test_collect_makes_one_row_per_field_and_asks_the_registry_once_per_re
     await resolver.aclose()
 
 
+async def test_a_version_without_the_required_tags_is_gated() -> None:
+    reg = FakeRegistry()
+    reg.add("iris", 1, "s3://m/1", tags={"approved": "yes"})
+    reg.add("iris", 2, "s3://m/2")
+    reg.set_alias("iris", "champion", 2)
+    settings = make_settings(namespaces={"prod": {"require_tags": {"approved": "yes"}}})
+    resolver = Resolver(settings, {"mlflow": reg})
+    kube = _Kube([managed("old", {"/spec/x": "models:/iris@champion"}, {"/spec/x": "1"})])
+    kinds = [Kind("serving.kserve.io", "v1beta1", "inferenceservices")]
+    (row,) = await collect(kube, resolver, settings, kinds, "prod", NOW)  # type: ignore[arg-type]
+    assert (row.state, row.reason, row.registry_version) == ("gated", "version 2 lacks approved=yes", "2")
+    reg.versions["iris"]["2"] = ModelVersion("iris", "2", "READY", "None", "s3://m/2", "", tags={"approved": "yes"})
+    (row,) = await collect(kube, resolver, settings, kinds, "prod", NOW)  # type: ignore[arg-type]
+    assert row.state == "behind"
+    await resolver.aclose()
+
+
 class _Busy(_Custom):
     """Answers 429 (a CRD's storage starting) before the list."""
 
