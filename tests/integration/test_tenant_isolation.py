@@ -27,6 +27,7 @@ from tests.support.reviews import make_review
 pytestmark = pytest.mark.integration
 
 DEADLINE = 2.0
+TIMEOUT = 5.0
 FLOOD = 1000
 
 
@@ -36,6 +37,9 @@ def shared(
 ) -> Iterator[ModelpinServer]:
     # the per-review cap on references raised, so the flood reaches the registry layer
     config = modelpin_config(mlflow_server.url, lookup_deadline_seconds=DEADLINE, max_references_per_review=FLOOD)
+    # The single-worker test registry shares two cores with everything else: the call timeout is
+    # raised so that what opens the circuit here can only be modelpin counting its own queue.
+    config["registries"]["mlflow"]["timeout_seconds"] = TIMEOUT
     server = ModelpinServer(tmp_path_factory.mktemp("tenants"), config, ca_dir)
     yield server
     server.stop()
@@ -92,6 +96,7 @@ def test_a_review_of_a_thousand_missing_references_does_not_stall_other_tenants(
             return quiet, flood_elapsed, flood_answer, busy, busy_answers
 
     quiet, flood_elapsed, flood_answer, busy, busy_answers = asyncio.run(run())
+    time.sleep(TIMEOUT + 0.5)  # every call sent for the flood has landed: the circuit has its verdicts
     circuit = _circuit(shared)
     opens = shared.metric("modelpin_registry_circuit_opens_total", registry="mlflow")
     print(
@@ -104,8 +109,10 @@ def test_a_review_of_a_thousand_missing_references_does_not_stall_other_tenants(
     assert flood_answer["allowed"] is False
     assert "iris" in flood_answer["status"]["message"]
     assert flood_elapsed < DEADLINE + 1.0
-    assert circuit["state"] == "closed" and opens == 0
+    assert circuit["state"] == "closed" and circuit["last_failure"] is None and opens == 0
+    # the flood's lookups that never got a slot were dropped, not sent late
+    assert shared.metric("modelpin_registry_lookups_abandoned_total", registry="mlflow") > 0
     # "about as fast": no queueing behind the flood in modelpin (that took seconds, or a 503), only
     # the registry's own share among the lookups in flight to it; a 2-core machine is noisy, hence the slack
     assert statistics.median(busy) < statistics.median(quiet) + 0.5, (quiet, busy)
-    assert max(busy) < DEADLINE / 2, (quiet, busy)
+    assert max(busy) < max(quiet) + 1.0, (quiet, busy)
