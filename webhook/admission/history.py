@@ -16,6 +16,8 @@ from webhook.templating import record_annotations as records
 from webhook.templating.grammar import is_candidate
 from webhook.templating.rollout_annotations import (
     HISTORY,
+    MAX_ENTRIES_PER_FIELD,
+    MAX_HISTORY_BYTES,
     Entry,
     History,
     append_history,
@@ -69,9 +71,24 @@ def updated(
             entries.append((pointer, Entry("", value, at, "edit")))
     if not entries or base is None:
         return None, []
+    return _appended(base, entries), problems
+
+
+def _appended(base: History, entries: list[tuple[str, Entry]]) -> str:
+    """``base`` with ``entries`` appended, bounded as ``append_history`` bounds it, as the annotation's text.
+
+    Appended at once and written once: within the byte bound (nearly always), that is what
+    appending one by one gives, without writing the whole annotation once per entry.
+    """
+    out: History = {p: list(e) for p, e in base.items()}
+    for pointer, entry in entries:
+        out[pointer] = [*out.get(pointer, []), entry][-MAX_ENTRIES_PER_FIELD:]
+    text = dump_history(out)
+    if len(text.encode()) <= MAX_HISTORY_BYTES:
+        return text
     for pointer, entry in entries:
         base = append_history(base, pointer, entry)
-    return dump_history(base), problems
+    return dump_history(base)
 
 
 def _last_is(history: History, pointer: str, version: str, uri: str) -> bool:

@@ -12,7 +12,14 @@ from tests.support.reviews import DEMO1, RECONCILER, SEED_POINTERS, fixture, req
 from webhook.admission.decision import admit
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
-from webhook.templating.rollout_annotations import HISTORY, MAX_ENTRIES_PER_FIELD
+from webhook.templating.rollout_annotations import (
+    HISTORY,
+    MAX_ENTRIES_PER_FIELD,
+    MAX_HISTORY_BYTES,
+    Entry,
+    append_history,
+    dump_history,
+)
 
 START = "2023-11-14T22:13:20Z"  # the fake clock's start
 
@@ -126,3 +133,25 @@ async def test_a_hand_edit_to_a_literal_is_recorded_once(created: dict[str, Any]
     assert history(out)[DEMO1][-1] == {"version": "", "uri": "s3://bucket/hand/picked", "at": START, "cause": "edit"}
     assert DEMO1 not in orjson.loads(out["metadata"]["annotations"][records.RESOLVED])
     assert await admit(request(out, "UPDATE", old=out), resolver=resolver) == {"allowed": True}
+
+
+async def test_past_the_byte_bound_the_oldest_entries_go_first(
+    created: dict[str, Any], resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    old_entries = {
+        f"/spec/other/{i}": [
+            Entry(str(n), "s3://bucket/" + "x" * 200, f"2023-01-{n + 1:02d}T00:00:00Z", "moved") for n in range(10)
+        ]
+        for i in range(10)
+    }
+    big = copy.deepcopy(created)
+    big["metadata"]["annotations"][HISTORY] = dump_history(old_entries)
+    registry.set_alias("iris demo1", "champion", 2)
+    clock.advance(31)
+    out = await touch(big, resolver, clock)
+    text = out["metadata"]["annotations"][HISTORY]
+    assert len(text.encode()) <= MAX_HISTORY_BYTES
+    expected = append_history(
+        old_entries, DEMO1, Entry("2", seed_uri("iris demo1", 2), "2023-11-14T22:13:51Z", "moved")
+    )
+    assert text == dump_history(expected)
