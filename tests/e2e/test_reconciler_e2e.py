@@ -6,6 +6,7 @@ Lag figures are printed (``-s`` shows them) and also written to
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import ssl
@@ -24,7 +25,7 @@ import pytest
 import yaml
 from mlflow.entities.webhook import WebhookEvent
 
-from tests.e2e.cluster import apply_docs, base_docs
+from tests.e2e.cluster import apply_docs, base_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.forwarder import Forwarder
@@ -35,6 +36,7 @@ from webhook.reconcile.deliveries import EVENTS, sign
 from webhook.tools import certs
 
 NS = "e2e"
+ACCOUNT = "system:serviceaccount:modelpin-system:modelpin-reconciler"  # the reconciler's ServiceAccount
 SECRET = "e2e-shared-secret"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,6 +149,14 @@ class Api:
         body: dict[str, Any] = r.json()
         return body
 
+    def patch_as(self, user: str, name: str, patch: dict[str, Any]) -> httpx.Response:
+        """A merge patch as ``user`` (impersonated), without the GET kubectl makes first: the reconciler has no get."""
+        return self.client.patch(
+            f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/{name}",
+            content=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json", "Impersonate-User": user},
+        )
+
 
 def isvc(name: str, uri: str) -> dict[str, Any]:
     return {
@@ -181,14 +191,76 @@ Start = Callable[..., Reconciler]
 Fresh = Callable[[], tuple[str, str]]
 
 
+def account_kubeconfig(cluster: ControlPlane, path: Path, server: str | None = None) -> Path:
+    """A kubeconfig for the reconciler's own ServiceAccount (a bound token), at ``server`` or the apiserver."""
+    token = cluster.kubectl(
+        "create", "token", "modelpin-reconciler", "-n", "modelpin-system", "--duration=2h"
+    ).stdout.strip()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "e2e",
+                        "cluster": {"server": server or cluster.server, "certificate-authority": str(cluster.ca_file)},
+                    }
+                ],
+                "users": [{"name": "reconciler", "user": {"token": token}}],
+                "contexts": [{"name": "reconciler", "context": {"cluster": "e2e", "user": "reconciler"}}],
+                "current-context": "reconciler",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def reconciler_account(cluster: ControlPlane) -> str:
+    """The shipped ServiceAccount and roles; the webhook honours refresh tokens from this account only.
+
+    The tests use a lease of their own each, in the test namespace, which the shipped
+    leader-election Role (one lease in modelpin-system) does not cover: a test Role does.
+    """
+    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    leases = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "e2e-reconciler-leases", "namespace": NS},
+        "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "e2e-reconciler-leases", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "e2e-reconciler-leases"},
+        "subjects": [{"kind": "ServiceAccount", "name": "modelpin-reconciler", "namespace": "modelpin-system"}],
+    }
+    apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds] + [leases, binding])
+    return ACCOUNT
+
+
 @pytest.fixture()
 def start_reconciler(
-    webhook: ModelpinServer, cluster: ControlPlane, mlflow_server: MlflowServer, ca_dir: Path, tmp_path: Path
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    reconciler_account: str,
 ) -> Iterator[Start]:
-    """Start reconcilers against the test cluster (behind the webhook); all are stopped afterwards."""
+    """Start reconcilers against the test cluster (behind the webhook), as the reconciler's ServiceAccount.
+
+    All are stopped afterwards.
+    """
     started: list[Reconciler] = []
 
     def start(*, lease: str, poll: float, identity: str, **options: Any) -> Reconciler:
+        if options.get("kubeconfig") is None:
+            options["kubeconfig"] = account_kubeconfig(cluster, tmp_path / f"{identity}.kubeconfig")
         rec = Reconciler(
             tmp_path / identity,
             cluster,
@@ -440,11 +512,11 @@ def test_a_deleted_alias_keeps_the_running_version_and_warns(
     cluster.kubectl("annotate", "inferenceservice", "orphan", "-n", NS, "team=ml", "--overwrite")
     assert uri_of(api.isvc("orphan")) == catalog.location(name, v1)
     # ... nor is one that makes the webhook ask the registry: the recorded version is kept, with a warning
+    # (written as the reconciler: the webhook honours refresh tokens from its account only)
     token = str(int(time.time() * 1000))
-    out = cluster.kubectl(
-        "annotate", "inferenceservice", "orphan", "-n", NS, f"modelpin.io/refresh={token}", "--overwrite"
-    )
-    assert "kept version" in out.stderr and "champion" in out.stderr, out.stderr
+    out = api.patch_as(ACCOUNT, "orphan", {"metadata": {"annotations": {"modelpin.io/refresh": token}}})
+    warned_text = " ".join(out.headers.get_list("warning"))
+    assert out.status_code == 200 and "kept version" in warned_text and "champion" in warned_text, (out, warned_text)
     assert uri_of(api.isvc("orphan")) == catalog.location(name, v1)
     # and it resumes when the reference resolves again
     v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
@@ -462,29 +534,9 @@ def _deliveries_trust_the_test_ca(mlflow_server: MlflowServer) -> Iterator[None]
 def test_the_shipped_rbac_is_all_the_reconciler_needs(
     start_reconciler: Start, cluster: ControlPlane, api: Api, catalog: Catalog, fresh_model: Fresh, tmp_path: Path
 ) -> None:
-    # the reconciler's ServiceAccount, ClusterRole and leader-election Role, exactly as shipped
-    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds])
-    account = "system:serviceaccount:modelpin-system:modelpin-reconciler"
-    token = cluster.kubectl("create", "token", "modelpin-reconciler", "-n", "modelpin-system").stdout.strip()
-    kubeconfig = tmp_path / "reconciler.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "e2e",
-                        "cluster": {"server": cluster.server, "certificate-authority": str(cluster.ca_file)},
-                    }
-                ],
-                "users": [{"name": "reconciler", "user": {"token": token}}],
-                "contexts": [{"name": "reconciler", "context": {"cluster": "e2e", "user": "reconciler"}}],
-                "current-context": "reconciler",
-            }
-        )
-    )
+    # the reconciler's ServiceAccount, ClusterRole and leader-election Role, as shipped (reconciler_account),
+    # and its own lease in modelpin-system
+    account = ACCOUNT
     # least privilege: nothing beyond the managed kinds, events and its own lease
     for verb, resource in (("list", "secrets"), ("delete", "inferenceservices"), ("update", "leases/other-lease")):
         answer = cluster.kubectl("auth", "can-i", verb, resource, f"--as={account}", "-A", check=False).stdout.strip()
@@ -497,7 +549,6 @@ def test_the_shipped_rbac_is_all_the_reconciler_needs(
         lease_namespace="modelpin-system",
         poll=1.0,
         identity="rbac",
-        kubeconfig=kubeconfig,
         secret=False,
     )
     rec.wait_synced(at_least=1)
@@ -521,14 +572,6 @@ def test_the_shipped_rbac_is_all_the_reconciler_needs(
     wait_for(recorded, 10, "a ModelVersionChanged Event recorded with the shipped permissions")
 
 
-def kubeconfig_via(cluster: ControlPlane, port: int, path: Path) -> Path:
-    """The admin kubeconfig, pointed at a forwarder in front of the apiserver."""
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def record_outage(kind: str, seconds: float) -> None:
     out = ROOT / "benchmarks-out"
     out.mkdir(exist_ok=True)
@@ -546,7 +589,10 @@ def test_a_cut_longer_than_the_lease_is_survived(
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("cut", f"models:/{name}@champion")))
     forwarder = Forwarder(cluster.port)
     try:
-        kubeconfig = kubeconfig_via(cluster, forwarder.port, tmp_path / "via-forwarder.kubeconfig")
+        # the apiserver's certificate names 127.0.0.1, which is where the forwarder listens
+        kubeconfig = account_kubeconfig(
+            cluster, tmp_path / "via-forwarder.kubeconfig", f"https://127.0.0.1:{forwarder.port}"
+        )
         rec = start_reconciler(lease="cut", poll=1.0, identity="cut", secret=False, kubeconfig=kubeconfig)
         rec.wait_synced(at_least=1)
         forwarder.cut()
@@ -593,22 +639,66 @@ def test_the_reconciler_may_change_only_the_refresh_token(
     apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds])
     name, _ = fresh_model()
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("guarded-spec", f"models:/{name}@champion")))
-    account = "--as=system:serviceaccount:modelpin-system:modelpin-reconciler"
-    spec_change = cluster.kubectl(
-        "patch", "inferenceservice", "guarded-spec", "-n", NS, "--type=merge", account,
-        "-p", json.dumps({"spec": {"predictor": {"model": {"runtime": "elsewhere"}}}}), check=False,
-    )  # fmt: skip
-    assert spec_change.returncode != 0 and "only through a refresh" in spec_change.stderr, spec_change.stderr
-    label = cluster.kubectl("label", "inferenceservice", "guarded-spec", "-n", NS, "x=y", account, check=False)
-    assert label.returncode != 0 and "labels" in label.stderr, label.stderr
-    other = cluster.kubectl("annotate", "inferenceservice", "guarded-spec", "-n", NS, "a=b", account, check=False)
-    assert other.returncode != 0 and "annotation" in other.stderr, other.stderr
+    # straight PATCHes as the reconciler's account: kubectl would GET first, which the reconciler may not
+    spec_change = api.patch_as(ACCOUNT, "guarded-spec", {"spec": {"predictor": {"model": {"runtime": "elsewhere"}}}})
+    # refused by the webhook's reconciler entry, or by the ValidatingAdmissionPolicy behind it
+    refused_why = ("may change only the template fields", "only through a refresh")
+    assert spec_change.status_code == 403 and any(w in spec_change.text for w in refused_why), spec_change.text
+    label = api.patch_as(ACCOUNT, "guarded-spec", {"metadata": {"labels": {"x": "y"}}})
+    assert label.status_code >= 400 and "labels" in label.text, label.text
+    other = api.patch_as(ACCOUNT, "guarded-spec", {"metadata": {"annotations": {"a": "b"}}})
+    assert other.status_code >= 400 and "annotation" in other.text, other.text
     v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", v2)
     token = str(int(time.time() * 1000) + 1)
     time.sleep(0.01)
-    refresh = cluster.kubectl(
-        "annotate", "inferenceservice", "guarded-spec", "-n", NS, f"modelpin.io/refresh={token}", "--overwrite", account
-    )
-    assert refresh.returncode == 0
+    refresh = api.patch_as(ACCOUNT, "guarded-spec", {"metadata": {"annotations": {"modelpin.io/refresh": token}}})
+    assert refresh.status_code == 200, refresh.text
     assert uri_of(api.isvc("guarded-spec")) == catalog.location(name, v2)  # re-resolved by the webhook
+
+
+def touches(rec: Reconciler, result: str) -> float:
+    """The reconciler's own count of touches with this result, from its /metrics."""
+    for line in rec.get("/metrics").text.splitlines():
+        if line.startswith(f'modelpin_reconciler_touches_total{{result="{result}"}} '):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_touch_refused_while_the_webhook_is_down_is_retried_until_the_object_moves(
+    start_reconciler: Start,
+    cluster: ControlPlane,
+    api: Api,
+    catalog: Catalog,
+    fresh_model: Fresh,
+    webhook: ModelpinServer,
+) -> None:
+    name, v1 = fresh_model()
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc("missed", f"models:/{name}@champion")))
+    forwarder = Forwarder(webhook.port)
+    shipped = webhook_configuration(cluster, webhook)
+    behind = copy.deepcopy(shipped)
+    for hook in behind["webhooks"]:
+        hook["clientConfig"]["url"] = f"https://127.0.0.1:{forwarder.port}/mutate"
+    try:
+        apply_docs(cluster, [behind])
+        time.sleep(2)  # the apiserver loads webhook configurations asynchronously
+        forwarder.cut()
+        v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+        catalog.client.set_registered_model_alias(name, "champion", v2)
+        # no poll and no deliveries during the test: only the touch's own retries can move the object
+        rec = start_reconciler(lease="missed", poll=3600, identity="missed", secret=False)
+        rec.wait_synced(at_least=1)
+        # the reconciler's writes go through the failurePolicy Fail entry: refused while the webhook is down
+        wait_for(lambda: touches(rec, "error") >= 1, 60, "a touch refused while the webhook is down")
+        assert uri_of(api.isvc("missed")) == catalog.location(name, v1)
+        forwarder.restore()
+        restored = time.monotonic()
+        wait_for(lambda: uri_of(api.isvc("missed")) == catalog.location(name, v2), 90, "the object moved once it is up")
+        record_outage("touch refused while the webhook was down, moved after it came back", time.monotonic() - restored)
+        assert touches(rec, "retried") >= 1
+        wait_for(lambda: touches(rec, "confirmed") >= 1, 30, "the touch confirmed by the watch")
+    finally:
+        forwarder.close()
+        apply_docs(cluster, [shipped])
+        wait_for_webhook(cluster)
