@@ -10,7 +10,15 @@ from prometheus_client import REGISTRY as PROMETHEUS
 
 from tests.support.fakes import AZURE_ROOT, Clock, FakeRegistry, lookups_metric, make_settings, seed_catalog
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
-from webhook.registry.resolver import Plan, ResolutionError, Resolver, artifact_location, plan, select_version
+from webhook.registry.resolver import (
+    Plan,
+    ResolutionError,
+    Resolver,
+    Slots,
+    artifact_location,
+    plan,
+    select_version,
+)
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, parse
 from webhook.templating.uris import Flavor
@@ -817,3 +825,21 @@ async def test_reviews_wait_for_the_half_open_probe_instead_of_failing(registry:
     answers = await asyncio.gather(probe, *others)
     assert all(a.warning is None for a in answers)
     assert resolver.health("mlflow").up
+
+
+async def test_a_slot_is_never_lost_to_a_cancelled_waiter() -> None:
+    slots = Slots("slots-test", 1)
+    await slots.acquire("a")
+    b = asyncio.create_task(slots.acquire("b"))
+    c = asyncio.create_task(slots.acquire("c"))
+    d = asyncio.create_task(slots.acquire("d"))
+    await asyncio.sleep(0)
+    b.cancel()  # gives up while waiting
+    await asyncio.sleep(0)
+    slots.release()  # a's slot: b is gone, c is next
+    c.cancel()  # c is handed the slot and cancelled before it runs: it passes the slot on to d
+    await asyncio.gather(b, c, return_exceptions=True)
+    await asyncio.wait_for(d, 1)
+    slots.release()
+    await asyncio.wait_for(slots.acquire("e"), 1)  # free again, no waiter left behind
+    assert metric("modelpin_registry_lookups_waiting", registry="slots-test") == 0
