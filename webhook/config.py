@@ -83,6 +83,8 @@ class NamespacePolicy(BaseModel):
     models: list[str] | None = None
     # None: any version. Otherwise a version may run here only when it carries each tag with that value.
     require_tags: dict[str, str] | None = None
+    # None: the global setting. Whether a version's MLmodel flavors must fit what the object runs.
+    servability: Literal["deny", "warn", "off"] | None = None
 
     @field_validator("default_selector")
     @classmethod
@@ -258,6 +260,9 @@ class Settings(BaseSettings):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     registry_health: RegistryHealthConfig = Field(default_factory=RegistryHealthConfig)
     lookup_deadline_seconds: float = 2.0
+    # At admission: check that a version's MLmodel flavors fit what the object runs (deny: 422,
+    # warn: a warning kubectl prints, off). Namespace entries may set their own.
+    servability: Literal["deny", "warn", "off"] = "off"
     # Distinct registry references one review may name; more is denied (422) naming the limit.
     max_references_per_review: int = Field(default=100, ge=1)
     # Request userInfo.username values whose modelpin.io/refresh changes are honoured;
