@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from tests.e2e.cluster import CRDS, NS, ROOT, apply_docs, obj_json, wait_for_webhook, webhook_configuration
+from tests.e2e.cluster import CRDS, NS, ROOT, apply_docs, base_docs, obj_json, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from tests.support.reviews import at
+from tests.support.reviews import RECONCILER, at
 
 SEED_MODEL_URIS = (
     "/spec/predictors/0/graph/modelUri",
@@ -35,6 +37,27 @@ SEED_MODEL_URIS = (
 def get(cp: ControlPlane, resource: str, name: str) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(cp.kubectl("get", resource, name, "-n", NS, "-o", "json").stdout)
     return out
+
+
+def modelpin_annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in obj["metadata"]["annotations"].items() if k.startswith("modelpin.io/")}
+
+
+def touch_as_reconciler(cluster: ControlPlane, name: str) -> None:
+    """The reconciler's touch of a TrainedModel: a merge patch of a new refresh token, without a GET first
+    (its role has none), sent by the admin impersonating its account, whose RBAC is installed first."""
+    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds])
+    context = ssl.create_default_context(cafile=str(cluster.ca_file))
+    context.load_cert_chain(str(cluster.admin_cert), str(cluster.admin_key))
+    body = {"metadata": {"annotations": {"modelpin.io/refresh": str(int(time.time() * 1000))}}}
+    with httpx.Client(base_url=cluster.server, verify=context, timeout=30) as client:
+        r = client.patch(
+            f"/apis/serving.kserve.io/v1alpha1/namespaces/{NS}/trainedmodels/{name}",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/merge-patch+json", "Impersonate-User": RECONCILER},
+        )
+    assert r.is_success, r.text
 
 
 def seldon_uri(catalog: Catalog, model: str) -> str:
@@ -114,12 +137,56 @@ def test_unrelated_patch_keeps_uris_and_refresh_follows_alias(
 
     v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
     catalog.client.set_registered_model_alias(name, "champion", v2)
-    token = str(int(time.time() * 1000))
-    cluster.kubectl("annotate", "trainedmodel", "moving", "-n", NS, f"modelpin.io/refresh={token}", "--overwrite")
+    # a refresh token counts only from the reconciler (reconciler_usernames): sent as its account
+    touch_as_reconciler(cluster, "moving")
     moved = get(cluster, "trainedmodels", "moving")
     assert moved["spec"]["model"]["storageUri"] == catalog.location(name, v2)
     record = json.loads(moved["metadata"]["annotations"]["modelpin.io/resolved"])["/spec/model/storageUri"]
     assert record["version"] == v2
+
+
+def test_a_held_object_keeps_its_version_through_a_move_and_reapplies(
+    webhook: ModelpinServer, cluster: ControlPlane, catalog: Catalog, tmp_path: Path
+) -> None:
+    name = "e2e-held"
+    v1 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v1)
+    doc = obj_json("trainedmodel.yaml", name="held")
+    doc["spec"]["model"]["storageUri"] = f"models:/{name}@champion"
+    manifest = tmp_path / "held.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    cluster.kubectl("apply", "-f", str(manifest))
+    hold = {"reason": "incident", "until": None, "since": "2026-01-01T00:00:00Z", "by": "e2e", "versions": {}}
+    cluster.kubectl("annotate", "trainedmodel", "held", "-n", NS, f"modelpin.io/hold={json.dumps(hold)}")
+    held = get(cluster, "trainedmodels", "held")
+
+    v2 = catalog.new_run_version(name, experiment=catalog.s3_experiment)
+    catalog.client.set_registered_model_alias(name, "champion", v2)
+    touch_as_reconciler(cluster, "held")
+    touched = get(cluster, "trainedmodels", "held")
+    assert touched["spec"]["model"]["storageUri"] == catalog.location(name, v1)
+    # re-applies from git, client- and server-side, and the diffs: the held version stays, nothing is written
+    # (the first server-side apply takes the fields over from client-side apply: a write of managedFields only)
+    for ssa in ((), ("--server-side", "--field-manager=e2e-held", "--force-conflicts")):
+        diff = cluster.kubectl("diff", *ssa, "-f", str(manifest), check=False)
+        assert diff.returncode == 0 and diff.stdout == "", diff.stdout
+        for _ in range(2):
+            before = get(cluster, "trainedmodels", "held")
+            cluster.kubectl("apply", *ssa, "-f", str(manifest))
+            again = get(cluster, "trainedmodels", "held")
+            assert again["spec"] == touched["spec"]
+            assert modelpin_annotations(again) == modelpin_annotations(touched)
+        assert again["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    history = json.loads(held["metadata"]["annotations"]["modelpin.io/history"])["/spec/model/storageUri"]
+    assert [(e["version"], e["cause"]) for e in history] == [(v1, "created")]
+
+    # released, the next touch moves it, and the history says why
+    cluster.kubectl("annotate", "trainedmodel", "held", "-n", NS, "modelpin.io/hold-")
+    touch_as_reconciler(cluster, "held")
+    moved = get(cluster, "trainedmodels", "held")
+    assert moved["spec"]["model"]["storageUri"] == catalog.location(name, v2)
+    history = json.loads(moved["metadata"]["annotations"]["modelpin.io/history"])["/spec/model/storageUri"]
+    assert [(e["version"], e["cause"]) for e in history] == [(v1, "created"), (v2, "released")]
 
 
 def canary_only(name: str) -> dict[str, Any]:
