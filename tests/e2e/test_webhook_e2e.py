@@ -156,7 +156,13 @@ def test_a_held_object_keeps_its_version_through_a_move_and_reapplies(
     manifest = tmp_path / "held.yaml"
     manifest.write_text(yaml.safe_dump(doc))
     cluster.kubectl("apply", "-f", str(manifest))
-    hold = {"reason": "incident", "until": None, "since": "2026-01-01T00:00:00Z", "by": "e2e", "versions": {}}
+    hold: dict[str, Any] = {
+        "reason": "incident",
+        "until": None,
+        "since": "2026-01-01T00:00:00Z",
+        "by": "e2e",
+        "versions": {},
+    }
     cluster.kubectl("annotate", "trainedmodel", "held", "-n", NS, f"modelpin.io/hold={json.dumps(hold)}")
     held = get(cluster, "trainedmodels", "held")
 

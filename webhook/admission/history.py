@@ -126,10 +126,10 @@ def _cause(
         return "rollback"
     if how.get(pointer) == KEPT:
         return "hold"
-    if not holding.active and _released(pointer, old_holding, history):
-        return "released"
     if old_rec.templates.get(pointer) != templates.get(pointer):
         return "template"
+    if not holding.active and _released(pointer, old_holding, history):
+        return "released"
     return "moved"
 
 

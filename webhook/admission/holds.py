@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.templating import record_annotations as records
@@ -27,6 +27,8 @@ class Holding:
     paused: bool = False  # modelpin.io/paused: "true", a hold without reason or expiry
     active: bool = False  # whether fields are held now
     problem: str | None = None  # why a damaged hold annotation was ignored
+    # pointer -> version, from a hold in force (an expired hold's are not, even while paused)
+    pins: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def present(self) -> bool:
@@ -40,9 +42,7 @@ class Holding:
 
     def version_for(self, pointer: str) -> str | None:
         """The version an active hold names for ``pointer``, if it names one."""
-        if not self.active or self.hold is None:
-            return None
-        return self.hold.versions.get(pointer)
+        return self.pins.get(pointer)
 
 
 def read(obj: Mapping[str, Any] | None, now: dt.datetime) -> Holding:
@@ -52,8 +52,9 @@ def read(obj: Mapping[str, Any] | None, now: dt.datetime) -> Holding:
         return Holding()
     paused = annotations.get(records.PAUSED) == "true"
     hold, problem = parse_hold(annotations.get(HOLD))
-    active = paused or (hold is not None and hold.active(now))
-    return Holding(hold, paused, active, problem)
+    in_force = hold is not None and hold.active(now)
+    pins = hold.versions if hold is not None and in_force else {}
+    return Holding(hold, paused, paused or in_force, problem, pins)
 
 
 def bad_version(version: str) -> str | None:

@@ -209,3 +209,9 @@ async def test_a_damaged_hold_is_ignored_with_a_warning(
     response = await admit(request(damaged, "UPDATE", old=damaged), resolver=resolver)
     assert at(apply_response(damaged, response), DEMO1) == seed_uri("iris demo1", 2)
     assert f"ignored annotation {HOLD}: reason, since and by must be strings" in response["warnings"]
+
+
+def test_an_expired_hold_names_no_version_even_while_paused(clock: Clock) -> None:
+    obj: dict[str, Any] = {"metadata": {"annotations": {records.PAUSED: "true"}}}
+    holding = holds.read(held(obj, clock, until_s=-1, v="2"), now(clock))
+    assert holding.active and holding.version_for(DEMO1) is None
