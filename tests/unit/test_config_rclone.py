@@ -57,7 +57,7 @@ def test_invalid_blocks_are_refused(block: dict[str, object]) -> None:
 
 # --- the README's examples are what the code writes ------------------------------------
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "templates.md"
 EXAMPLE_LOCATIONS = {
     "S3 (AWS)": "s3://mlflow/7/r2/artifacts/model",
     "MinIO beside AWS": "s3://models-minio/7/r2/artifacts/model",
