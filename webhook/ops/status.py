@@ -20,7 +20,7 @@ from webhook.reconcile.kube import Kind, Kube
 from webhook.registry.clients import ModelVersion, RegistryError
 from webhook.registry.resolver import Plan, ResolutionError, Resolver, select_version
 from webhook.templating import record_annotations
-from webhook.templating.grammar import SelectorKind, TemplateError, parse
+from webhook.templating.grammar import TemplateError, parse
 from webhook.templating.rollout_annotations import HOLD, Hold, parse_hold
 
 STATES = ("paused", "held", "pinned", "unresolvable", "gated", "behind", "current")
@@ -192,7 +192,8 @@ def _row(f: _Field, answers: Mapping[tuple[str, str, str], Lookup], settings: Se
     hold, _ = parse_hold(annotations.get(HOLD))
     lookup = answers[f.plan.key] if f.plan is not None else Lookup(None, f.problem)
     required = settings.policy(namespace).require_tags
-    pinned = f.plan is not None and f.plan.reference.selector.kind is SelectorKind.VERSION
+    # a version number or an MLflow 3 logged model id: neither moves
+    pinned = f.plan is not None and f.plan.reference.selector.pinned
     running = recorded.get("version", "")
     state, reason, until = decide(
         paused=records.paused,

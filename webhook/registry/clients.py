@@ -18,13 +18,17 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
 
 import httpx
 import orjson
 
 from webhook import metrics
 from webhook.config import RegistryConfig
+from webhook.registry.errors import NotFound as NotFound
+from webhook.registry.errors import RegistryError as RegistryError
+from webhook.registry.errors import Unavailable as Unavailable
+from webhook.registry.logged_models import LoggedModel, LoggedModelsUnsupported, get_logged_model
+from webhook.registry.servability import MLmodelReader
 
 log = logging.getLogger("modelpin.registry")
 R = TypeVar("R")
@@ -41,32 +45,6 @@ class ModelVersion:
     model_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
-
-
-class RegistryError(Exception):
-    """The registry answered, or failed to, in a way that stops a resolution.
-
-    Its text is what users read: never the registry's own error text (that goes to the log).
-    """
-
-
-class NotFound(RegistryError):
-    pass
-
-
-class Unavailable(RegistryError):
-    """The registry could not answer (down, timing out, 5xx, anything unexpected); caches may help.
-
-    Its text is what users read in warnings and denials: which registry and what
-    kind of failure, never the underlying exception's text (a driver error may
-    quote a store URI with its password). That goes to the log, and stays on
-    ``__cause__``.
-    """
-
-    def __init__(self, message: str, kind: str = "unavailable") -> None:
-        super().__init__(message)
-        # modelpin_registry_errors_total's label: timeout, connection, server_error, refused_credentials, ...
-        self.kind = kind
 
 
 def _failed(registry: str, kind: str, message: str, detail: object) -> Unavailable:
@@ -125,6 +103,8 @@ class Registry(Protocol):
     async def download_uri(self, model: str, version: str) -> str: ...
     async def run_artifact_uri(self, run_id: str) -> str: ...
     async def logged_model_artifact_uri(self, model_id: str) -> str: ...
+    async def logged_model(self, model_id: str) -> LoggedModel: ...
+    def flavor_reader(self, *, read_local: bool = ...) -> MLmodelReader: ...
     async def search_registered_models(self, page_size: int = ...) -> list[RegisteredModel]: ...
     async def aclose(self) -> None: ...
 
@@ -222,6 +202,16 @@ class RestRegistry:
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
+        # the tracking server's root: its artifact proxy and download routes are not under /api/2.0/mlflow
+        self._root = httpx.AsyncClient(
+            base_url=config.tracking_uri.rstrip("/"),
+            auth=_Credentials(config),
+            timeout=config.timeout_seconds,
+            verify=_verify(config.verify_tls),
+            transport=transport,
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+        )
+        self._artifact_roots = dict(config.artifact_roots)
 
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -315,11 +305,28 @@ class RestRegistry:
         return self._read(body, lambda b: str(b["run"]["info"]["artifact_uri"]))
 
     async def logged_model_artifact_uri(self, model_id: str) -> str:
-        body = await self._get(f"/logged-models/{quote(model_id, safe='')}")
-        return self._read(body, lambda b: str(b["model"]["info"]["artifact_uri"]))
+        return (await self.logged_model(model_id)).artifact_uri
+
+    async def logged_model(self, model_id: str) -> LoggedModel:
+        """MLflow 3's logged model; an MLflow 2 server's 404 page is ``LoggedModelsUnsupported``, not a miss."""
+        started = time.perf_counter()
+        try:
+            return await get_logged_model(self._client, model_id, registry=self.name)
+        except httpx.HTTPError as exc:
+            raise _transport_failure(self.name, exc) from exc
+        except Unavailable as exc:
+            metrics.REGISTRY_ERRORS.labels(self.name, exc.kind).inc()
+            raise
+        finally:
+            metrics.REGISTRY_LATENCY.labels(self.name, "logged-models").observe(time.perf_counter() - started)
+
+    def flavor_reader(self, *, read_local: bool = False) -> MLmodelReader:
+        """Reads MLmodel files through the tracking server's artifact routes, with this registry's auth and TLS."""
+        return MLmodelReader(self._root, artifact_roots=self._artifact_roots, read_local=read_local)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._root.aclose()
 
 
 # what a not-found on each REST resource is missing, in words
@@ -450,8 +457,28 @@ class LocalRegistry:
         return str(run.info.artifact_uri)
 
     async def logged_model_artifact_uri(self, model_id: str) -> str:
+        return (await self.logged_model(model_id)).artifact_uri
+
+    async def logged_model(self, model_id: str) -> LoggedModel:
+        if not hasattr(self._client, "get_logged_model"):
+            raise LoggedModelsUnsupported(
+                f"registry {self.name!r} has no logged-model API (MLflow 2): models:/{model_id} needs MLflow 3"
+            )
         logged = await self._call("logged-models", lambda: self._client.get_logged_model(model_id))
-        return str(logged.artifact_location)
+        status = getattr(logged.status, "name", None) or str(logged.status)
+        return LoggedModel(
+            model_id=str(logged.model_id),
+            name=str(logged.name or ""),
+            artifact_uri=str(logged.artifact_location),
+            status=status if status.startswith("LOGGED_MODEL_") else f"LOGGED_MODEL_{status}",
+            run_id=str(logged.source_run_id or ""),
+            experiment_id=str(logged.experiment_id or ""),
+            tags={str(k): str(v) for k, v in (logged.tags or {}).items()},
+        )
+
+    def flavor_reader(self, *, read_local: bool = False) -> MLmodelReader:
+        """No tracking server to read through: local folders only, and only when allowed."""
+        return MLmodelReader(None, read_local=read_local)
 
     async def aclose(self) -> None:
         return None

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from webhook.registry.clients import NotFound, RegistryError
+from webhook.registry.errors import NotFound, RegistryError, Unavailable
 
 READY = "LOGGED_MODEL_READY"
 
@@ -76,9 +76,16 @@ async def get_logged_model(client: httpx.AsyncClient, model_id: str, *, registry
         raise NotFound(f"registry {registry!r} has no logged model {model_id!r}")
     if response.status_code == 404:
         raise LoggedModelsUnsupported(
-            f"registry {registry!r} has no logged-model API (an MLflow 2 server?): models:/{model_id} is an "
-            "MLflow 3 logged model id; upgrade the server, or register the model and use name@alias or name/<version>"
+            f"registry {registry!r} has no logged-model API (MLflow 2): models:/{model_id} needs MLflow 3; "
+            "upgrade the server, or register the model and use name@alias or name/<version>"
         )
+    if response.status_code in (401, 403):
+        raise Unavailable(
+            f"registry {registry!r} refused modelpin's credentials ({response.status_code})", "refused_credentials"
+        )
+    if response.status_code >= 500 or response.status_code == 429:
+        # the registry failing, not the reference: caches and the circuit apply
+        raise Unavailable(f"registry {registry!r} answered {response.status_code}", "server_error")
     detail = f"{code}: {body.get('message', '')}" if body is not None else response.reason_phrase
     raise RegistryError(
         f"registry {registry!r} answered {response.status_code} for logged model {model_id!r}: {detail}"

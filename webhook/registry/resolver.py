@@ -27,7 +27,9 @@ from webhook import metrics
 from webhook.config import Settings
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
 from webhook.registry.health import RegistryHealth, Snapshot, State
+from webhook.registry.servability import FlavorCache, MLmodelReader, NotChecked, Read, Servability, judge
 from webhook.templating.causes import Cause
+from webhook.templating.flavors import Need
 from webhook.templating.grammar import Reference, Selector, SelectorKind, Template
 from webhook.templating.uris import Flavor, ProfileError, VersionFields, map_artifact_root, render
 
@@ -66,6 +68,8 @@ class Resolution:
     location: str
     fetched_at_ms: int  # wall clock: compared with refresh tokens, which are wall-clock ms
     fetched_mono: float  # time.monotonic() at fetch: ages and TTLs, which a clock step must not stretch
+    # what the version's MLmodel holds, read at fetch when servability is on anywhere; None when off
+    flavors: Read | None = field(default=None, compare=False, repr=False)
     # URIs already written from this resolution, by (profile, flavor)
     rendered: dict[tuple[str, Flavor], str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -121,6 +125,8 @@ def plan(template: Template, namespace: str | None, settings: Settings) -> Plan:
 async def select_version(registry: Registry, ref: Reference) -> ModelVersion:
     """Only READY versions count (DESIGN.md section 3.1)."""
     sel = ref.selector
+    if sel.kind is SelectorKind.LOGGED_MODEL:
+        return await logged_model_version(registry, ref.name)
     if sel.kind is SelectorKind.ALIAS:
         try:
             found = await registry.get_alias(ref.name, sel.value)
@@ -142,6 +148,27 @@ async def select_version(registry: Registry, ref: Reference) -> ModelVersion:
     if found.status != "READY":
         raise NotFound(f"version {found.version} of {ref.name!r} ({sel}) is {found.status}, not READY")
     return found
+
+
+async def logged_model_version(registry: Registry, model_id: str) -> ModelVersion:
+    """An MLflow 3 logged model, standing as its own (immutable) version: id for name and version."""
+    try:
+        logged = await registry.logged_model(model_id)
+    except NotFound as exc:
+        raise NotFound(f"registry {registry.name!r} has no logged model {model_id!r}") from exc
+    if not logged.ready:
+        status = logged.status.removeprefix("LOGGED_MODEL_") or "without a status"
+        raise NotFound(f"logged model {model_id!r} is {status}, not READY")
+    return ModelVersion(
+        name=model_id,
+        version=model_id,
+        status="READY",
+        stage="None",
+        source=logged.artifact_uri,
+        run_id=logged.run_id,
+        model_id=model_id,
+        tags=logged.tags,
+    )
 
 
 async def artifact_location(registry: Registry, version: ModelVersion) -> str:
@@ -239,6 +266,8 @@ class Resolver:
         clock_ms: Callable[[], int] = now_ms,
         health_clock: Callable[[], float] = time.monotonic,
         mono_clock: Callable[[], float] | None = None,
+        *,
+        read_local: bool = False,
     ) -> None:
         self.settings = settings
         self.registries = registries
@@ -260,6 +289,17 @@ class Resolver:
         # read per field of every review; settings do not change while serving
         self._ttl_pinned = settings.cache.pinned_ttl_seconds
         self._ttl_floating = settings.cache.floating_ttl_seconds
+        # MLmodel flavors are read at fetch only when some namespace checks them: a cache hit never asks
+        self.reads_flavors = settings.servability != "off" or any(
+            policy.servability not in (None, "off") for policy in settings.namespaces.values()
+        )
+        self._readers: dict[str, MLmodelReader] = {}
+        if self.reads_flavors:
+            for name, registry in registries.items():
+                make = getattr(registry, "flavor_reader", None)  # a test double may have none
+                if make is not None:
+                    self._readers[name] = make(read_local=read_local)
+        self._flavors = FlavorCache(settings.cache.max_entries)
 
     def plan(self, template: Template, namespace: str | None) -> Plan:
         # Settings do not change while serving, so a plan is a pure function of its inputs.
@@ -445,6 +485,7 @@ class Resolver:
         raise ResolutionError(Cause.UNAVAILABLE, f"{reason}, and no usable cached resolution")
 
     async def _fetch(self, p: Plan, flight: _Flight, group: Hashable) -> Resolution:
+        begun = time.monotonic()  # the callers' deadlines count from about now
         registry = self.registries[p.registry]
         slots = self._slots[p.registry]
         await slots.acquire(group)
@@ -453,6 +494,7 @@ class Resolver:
             metrics.REGISTRY_LOOKUPS.labels(p.registry).inc()
             version = await select_version(registry, p.reference)
             location = await artifact_location(registry, version)
+            flavors = await self._read_flavors(p, version, location, begun) if self.reads_flavors else None
         finally:
             slots.release()
         roots = self.settings.registries[p.registry].artifact_roots
@@ -464,7 +506,44 @@ class Resolver:
             location=map_artifact_root(location, roots),
             fetched_at_ms=flight.started_ms,
             fetched_mono=flight.started_mono,
+            flavors=flavors,
         )
+
+    async def _read_flavors(self, p: Plan, version: ModelVersion, location: str, begun: float) -> Read:
+        """The version's MLmodel flavors, once per version; never past the lookup deadline, never raising."""
+        reader = self._readers.get(p.registry)
+        if reader is None:
+            return NotChecked(f"registry {p.registry!r} offers no way to read MLmodel files")
+        logged = p.reference.selector.kind is SelectorKind.LOGGED_MODEL
+        key = (p.registry, version.name, version.version)
+        found = self._flavors.get(key)
+        if found is not None:
+            return found
+        # half of what is left of the lookup deadline: the version's answer must still reach its callers in time
+        budget = (self.settings.lookup_deadline_seconds - (time.monotonic() - begun)) / 2
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                if logged:
+                    read = await reader.read(location, logged_model=version.model_id)
+                else:
+                    read = await reader.read(location, model=version.name, version=version.version)
+        except TimeoutError:
+            read = NotChecked("reading the MLmodel file took longer than the lookup deadline", retry=True)
+        except Exception as exc:  # a check that cannot be made is reported, never a failed resolution
+            read = NotChecked(f"reading the MLmodel file failed: {type(exc).__name__}", retry=True)
+        self._flavors.put(key, read)
+        return read
+
+    def servability(self, namespace: str | None) -> str:
+        """``deny``, ``warn`` or ``off`` for ``namespace``: its policy's setting, else the global one."""
+        own = self.settings.policy(namespace).servability
+        return own if own is not None else self.settings.servability
+
+    def servable(self, resolution: Resolution, need: Need | None) -> Servability:
+        """Whether the server that ``need`` names can load the resolved version; in memory, no request."""
+        if resolution.flavors is None:
+            return NotChecked("the MLmodel file was not read (servability is off)")
+        return judge(resolution.flavors, need)
 
     def uri(self, p: Plan, resolution: Resolution, flavor: Flavor) -> str:
         memo_key = (p.profile, flavor)

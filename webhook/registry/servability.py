@@ -133,13 +133,16 @@ class MLmodelReader:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None,
         *,
         artifact_roots: Mapping[str, str] | None = None,
         read_local: bool = False,
         max_bytes: int = MAX_MLMODEL_BYTES,
     ) -> None:
-        """``client``'s base URL is the tracking server's root (``http://mlflow:5000``), with its auth."""
+        """``client``'s base URL is the tracking server's root (``http://mlflow:5000``), with its auth.
+
+        Without a client (a store with no tracking server) only local folders can be read.
+        """
         self.client = client
         self.artifact_roots = dict(artifact_roots or {})
         self.read_local = read_local
@@ -170,6 +173,8 @@ class MLmodelReader:
 
     async def _get(self, path: str, params: Mapping[str, str], location: str) -> Read:
         where = f"{location.rstrip('/')}/MLmodel"
+        if self.client is None:
+            return NotChecked(f"no tracking server to read {where} through")
         try:
             async with self.client.stream("GET", path, params=params) as response:
                 if response.status_code == 404:

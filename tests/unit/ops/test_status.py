@@ -13,6 +13,7 @@ from webhook.ops.objects import list_managed
 from webhook.ops.status import Lookup, collect, decide, missing_tags, serving, summary
 from webhook.reconcile.kube import ApiException, Kind
 from webhook.registry.clients import ModelVersion
+from webhook.registry.logged_models import LoggedModel
 from webhook.registry.resolver import Resolver
 from webhook.templating.rollout_annotations import Hold
 
@@ -206,3 +207,22 @@ async def test_a_busy_apiserver_is_asked_again_and_a_missing_crd_lists_nothing()
 
     kube.custom = _Missing([])
     assert [o async for o in list_managed(kube, kind, "prod")] == []  # type: ignore[arg-type]
+
+
+async def test_a_logged_model_reference_is_pinned() -> None:
+    model_id = "m-" + "b2" * 16
+
+    class Logged(FakeRegistry):
+        async def logged_model(self, wanted: str) -> LoggedModel:
+            await self._enter("logged_model")
+            return LoggedModel(wanted, "model", f"s3://m/{wanted}", "LOGGED_MODEL_READY", "r", "1")
+
+    reg = Logged()
+    settings = make_settings()
+    resolver = Resolver(settings, {"mlflow": reg})
+    field = "/spec/predictor/model/storageUri"
+    kube = _Kube([managed("lm", {field: f"models:/{model_id}"}, {field: model_id})])
+    kinds = [Kind("serving.kserve.io", "v1beta1", "inferenceservices")]
+    (row,) = await collect(kube, resolver, settings, kinds, "prod", NOW)  # type: ignore[arg-type]
+    assert (row.state, row.model, row.running_version) == ("pinned", model_id, model_id)
+    await resolver.aclose()

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY as PROMETHEUS
 
 from tests.support.fakes import AZURE_ROOT, Clock, FakeRegistry, lookups_metric, make_settings, seed_catalog
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
+from webhook.registry.logged_models import LoggedModel, LoggedModelsUnsupported
 from webhook.registry.resolver import (
     Plan,
     ResolutionError,
@@ -19,7 +20,9 @@ from webhook.registry.resolver import (
     plan,
     select_version,
 )
+from webhook.registry.servability import Flavors, Mismatch, NotChecked, Read, Servable
 from webhook.templating.causes import Cause
+from webhook.templating.flavors import Need
 from webhook.templating.grammar import Reference, Selector, SelectorKind, parse
 from webhook.templating.uris import Flavor
 
@@ -843,3 +846,150 @@ async def test_a_slot_is_never_lost_to_a_cancelled_waiter() -> None:
     slots.release()
     await asyncio.wait_for(slots.acquire("e"), 1)  # free again, no waiter left behind
     assert metric("modelpin_registry_lookups_waiting", registry="slots-test") == 0
+
+
+# --- MLflow 3 logged models and MLmodel flavors --------------------------------------
+
+LOGGED_ID = "m-" + "a1" * 16
+
+
+class LoggedRegistry(FakeRegistry):
+    """The fake with MLflow 3's logged models and an MLmodel reader over a dict of folders."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged: dict[str, LoggedModel] = {}
+        self.mlmodels: dict[str, Read] = {}  # location -> what its MLmodel holds
+        self.unsupported = False
+        self.read_gate: asyncio.Event | None = None
+
+    async def logged_model(self, model_id: str) -> LoggedModel:
+        await self._enter("logged_model")
+        if self.unsupported:
+            raise LoggedModelsUnsupported(f"registry 'mlflow' has no logged-model API (MLflow 2): models:/{model_id}")
+        try:
+            return self.logged[model_id]
+        except KeyError:
+            raise NotFound(f"RESOURCE_DOES_NOT_EXIST: {model_id}") from None
+
+    def flavor_reader(self, *, read_local: bool = False) -> _DictReader:
+        return _DictReader(self)
+
+
+class _DictReader:
+    def __init__(self, registry: LoggedRegistry) -> None:
+        self.registry = registry
+
+    async def read(self, location: str, **_: str | None) -> Read:
+        self.registry.calls["read_mlmodel"] += 1
+        if self.registry.read_gate is not None:
+            await self.registry.read_gate.wait()
+        return self.registry.mlmodels.get(location, NotChecked(f"cannot read {location}"))
+
+
+def logged_model(status: str = "LOGGED_MODEL_READY") -> LoggedModel:
+    return LoggedModel(LOGGED_ID, "model", f"s3://mlflow/1/models/{LOGGED_ID}/artifacts", status, "run-9", "1")
+
+
+SK_NEED = Need("sklearn", "sklearn", "/spec/predictor/model/modelFormat/name")
+
+
+def test_a_logged_model_reference_is_planned_without_a_default_selector() -> None:
+    planned = p(f"models:/{LOGGED_ID}", resolver=Resolver(make_settings(default_selector=None), {}))
+    assert planned.reference == Reference(LOGGED_ID, Selector(SelectorKind.LOGGED_MODEL, LOGGED_ID))
+
+
+async def test_a_logged_model_resolves_to_its_location_and_stays_cached_as_a_pin() -> None:
+    registry = LoggedRegistry()
+    registry.logged[LOGGED_ID] = logged_model()
+    clock = Clock()
+    settings = make_settings()
+    resolver = Resolver(settings, {"mlflow": registry}, clock_ms=clock)
+    lookup = await resolver.resolve(p(f"models:/{LOGGED_ID}"))
+    version = lookup.resolution.version
+    assert (version.version, version.model_id, version.run_id) == (LOGGED_ID, LOGGED_ID, "run-9")
+    assert lookup.resolution.location == f"s3://mlflow/1/models/{LOGGED_ID}/artifacts"
+    # past the floating TTL, within the pinned one: no second call
+    clock.advance(settings.cache.floating_ttl_seconds + 1)
+    assert resolver.cached(p(f"models:/{LOGGED_ID}")) is not None
+    assert registry.calls["logged_model"] == 1
+    await resolver.aclose()
+
+
+async def test_a_logged_model_not_ready_or_missing_is_not_found() -> None:
+    registry = LoggedRegistry()
+    registry.logged[LOGGED_ID] = logged_model("LOGGED_MODEL_PENDING")
+    resolver = Resolver(make_settings(), {"mlflow": registry})
+    with pytest.raises(ResolutionError, match="is PENDING, not READY") as info:
+        await resolver.resolve(p(f"models:/{LOGGED_ID}"))
+    assert info.value.cause is Cause.NOT_FOUND
+    with pytest.raises(ResolutionError, match="has no logged model 'm-0"):
+        await resolver.resolve(p("models:/m-" + "0" * 32))
+
+
+async def test_an_mlflow2_registry_is_a_clear_request_error() -> None:
+    registry = LoggedRegistry()
+    registry.unsupported = True
+    resolver = Resolver(make_settings(), {"mlflow": registry})
+    with pytest.raises(ResolutionError, match=r"no logged-model API \(MLflow 2\)") as info:
+        await resolver.resolve(p(f"models:/{LOGGED_ID}"))
+    assert info.value.cause is Cause.INVALID
+
+
+async def test_flavors_are_read_at_fetch_only_when_servability_is_on_somewhere() -> None:
+    registry = LoggedRegistry()
+    registry.add("iris", 1, "s3://m/1")
+    registry.mlmodels["s3://m/1"] = Flavors(frozenset({"python_function"}), "s3://m/1/MLmodel")
+    off = Resolver(make_settings(), {"mlflow": registry})
+    assert (await off.resolve(p("models:/iris/1"))).resolution.flavors is None
+    assert registry.calls["read_mlmodel"] == 0
+    assert isinstance(off.servable((await off.resolve(p("models:/iris/1"))).resolution, SK_NEED), NotChecked)
+    # on in one namespace only: read for everyone (the cache is shared), judged per namespace
+    on = Resolver(make_settings(namespaces={"prod": {"servability": "deny"}}), {"mlflow": registry})
+    assert (on.servability("prod"), on.servability("dev"), on.servability(None)) == ("deny", "off", "off")
+    res = (await on.resolve(p("models:/iris/1"))).resolution
+    assert registry.calls["read_mlmodel"] == 1
+    verdict = on.servable(res, SK_NEED)
+    assert isinstance(verdict, Mismatch) and verdict.found == {"python_function"}
+    assert isinstance(on.servable(res, None), Servable)
+    # a cache hit is judged in memory
+    hit = on.cached(p("models:/iris/1"))
+    assert hit is not None and isinstance(on.servable(hit.resolution, SK_NEED), Mismatch)
+    assert registry.calls["read_mlmodel"] == 1
+    await off.aclose()
+    await on.aclose()
+
+
+async def test_one_read_per_version_across_references() -> None:
+    registry = LoggedRegistry()
+    registry.add("iris", 2, "s3://m/2")
+    registry.set_alias("iris", "champion", 2)
+    registry.mlmodels["s3://m/2"] = Flavors(frozenset({"sklearn"}), "s3://m/2/MLmodel")
+    resolver = Resolver(make_settings(servability="warn"), {"mlflow": registry})
+    for text in ("models:/iris/2", "models:/iris@champion", "models:/iris/latest"):
+        res = (await resolver.resolve(p(text))).resolution
+        assert isinstance(resolver.servable(res, SK_NEED), Servable)
+    assert registry.calls["read_mlmodel"] == 1
+    await resolver.aclose()
+
+
+async def test_a_slow_mlmodel_read_is_not_checked_within_the_deadline() -> None:
+    registry = LoggedRegistry()
+    registry.add("iris", 1, "s3://m/1")
+    registry.read_gate = asyncio.Event()  # never set: the read hangs
+    resolver = Resolver(make_settings(servability="deny", lookup_deadline_seconds=0.2), {"mlflow": registry})
+    started = time.monotonic()
+    lookup = await resolver.resolve(p("models:/iris/1"))
+    assert time.monotonic() - started < 1.0
+    verdict = resolver.servable(lookup.resolution, SK_NEED)
+    assert isinstance(verdict, NotChecked) and "lookup deadline" in verdict.reason
+    await resolver.aclose()
+
+
+async def test_a_registry_without_a_reader_is_not_checked() -> None:
+    registry = FakeRegistry()
+    registry.add("iris", 1, "s3://m/1")
+    resolver = Resolver(make_settings(servability="warn"), {"mlflow": registry})
+    verdict = resolver.servable((await resolver.resolve(p("models:/iris/1"))).resolution, SK_NEED)
+    assert isinstance(verdict, NotChecked) and "no way to read" in verdict.reason
+    await resolver.aclose()

@@ -109,8 +109,7 @@ async def test_render_documents(resolver: Resolver) -> None:
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://mlflow/7/r2/artifacts/model"
     assert errors == [
         "document 3 (TrainedModel/broken): modelpin could not resolve 1 template: /spec/model/storageUri: "
-        "template 'models:/nope@champion': model 'nope' has no alias 'champion': "
-        "INVALID_PARAMETER_VALUE: alias champion not found"
+        "template 'models:/nope@champion': model 'nope' has no alias 'champion'"
     ]
     assert warnings == []
     # the input documents are left as they were
