@@ -77,8 +77,9 @@ def cleartext_credentials(settings: Settings) -> list[str]:
     ]
 
 
-def build_resolver(settings: Settings) -> Resolver:
-    return Resolver(settings, {name: open_registry(name, cfg) for name, cfg in settings.registries.items()})
+def build_resolver(settings: Settings, *, read_local: bool = False) -> Resolver:
+    registries = {name: open_registry(name, cfg) for name, cfg in settings.registries.items()}
+    return Resolver(settings, registries, read_local=read_local)
 
 
 def _prepare_embedded(settings: Settings) -> bool:
@@ -132,10 +133,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from webhook.tools.render import RenderError, dump_documents, load_documents, read_source, render_documents
+    from webhook.tools.render import (
+        RenderError,
+        dump_documents,
+        load_documents,
+        read_source,
+        render_documents,
+        with_servability,
+    )
 
-    settings = settings_from(args)
-    _prepare_embedded_quietly(settings)
+    if not (args.config or args.registry or args.demo):
+        # the demo registry belongs to `make run`; rendering against it by accident would print made-up URIs
+        print(
+            "error: render needs a registry: pass --config FILE (or set MODELPIN_CONFIG) or "
+            "--registry NAME=TRACKING_URI, or --demo for the embedded demo registry",
+            file=sys.stderr,
+        )
+        return 2
+    # MLflow's INFO lines (store migrations, ...) are not render's output
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    settings = with_servability(settings_from(args), args.servability)
+    if args.demo:
+        _prepare_embedded_quietly(settings)
     try:
         docs = load_documents(read_source(args.file))
     except RenderError as exc:
@@ -143,7 +163,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         return 1
 
     async def go() -> tuple[list[object], list[str], list[str]]:
-        resolver = build_resolver(settings)
+        # render runs where the files are: local model folders are read for the servability check
+        resolver = build_resolver(settings, read_local=True)
         try:
             return await render_documents(docs, namespace=args.namespace, resolver=resolver)
         finally:
@@ -250,7 +271,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if secret is None:
         print(f"no MLflow webhook secret in ${rc.mlflow_secret_env}: MLflow events are off, polling only", flush=True)
     serve_app(
-        create_app(state), state, host=args.host, port=args.port, cert=pair[0], key=pair[1], log_level=args.log_level
+        create_app(state),
+        state,
+        host=args.host,
+        port=args.port,
+        cert=pair[0],
+        key=pair[1],
+        log_level=args.log_level,
+        limit_concurrency=settings.limit_concurrency,
+        read_timeout=settings.request_read_timeout_seconds,
     )
     if state.failed is not None:
         print(f"modelpin reconcile: the work loop died: {state.failed}", file=sys.stderr)
@@ -509,6 +538,7 @@ def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def parser(prog: str = "modelpin") -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=prog, description=__doc__)
+    top.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = top.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
@@ -529,6 +559,15 @@ def parser(prog: str = "modelpin") -> argparse.ArgumentParser:
         "-f", "--file", help="multi-document YAML file, a directory of them, or - for standard input (default)"
     )
     render.add_argument("--namespace", "-n", help="namespace whose policy and default selector apply")
+    render.add_argument(
+        "--servability",
+        choices=("deny", "warn", "off"),
+        help="check that each model version has the MLmodel flavor its server loads: deny (the default) fails, "
+        "warn reports, off skips; applies to every namespace",
+    )
+    render.add_argument(
+        "--demo", action="store_true", help="without a registry: render against the embedded demo registry"
+    )
     _add_config_flags(render)
     render.set_defaults(func=cmd_render)
 
@@ -563,6 +602,15 @@ def parser(prog: str = "modelpin") -> argparse.ArgumentParser:
     install.set_defaults(func=cmd_mlflow_webhook)
     _add_ops_parsers(sub)
     return top
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelpin")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def program_name(argv0: str) -> str:

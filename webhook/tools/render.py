@@ -15,12 +15,30 @@ import yaml
 
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
+from webhook.config import Settings
 from webhook.registry.resolver import Resolver
 from webhook.templating.grammar import MODELS_SCHEME, SelectorKind, Template, TemplateError, is_candidate, parse
 
 
 class RenderError(Exception):
     pass
+
+
+# render checks servability unless told otherwise: CI is where a mismatch is cheapest to catch
+DEFAULT_SERVABILITY = "deny"
+SERVABILITY_CHOICES = ("deny", "warn", "off")
+
+
+def with_servability(settings: Settings, choice: str | None) -> Settings:
+    """``settings`` as render applies them: the check on (``deny``) by default.
+
+    ``choice`` (``--servability``) applies to every namespace; without it, the global
+    setting becomes ``deny`` and a namespace's own setting still wins for that namespace.
+    """
+    if choice is None:
+        return settings.model_copy(update={"servability": DEFAULT_SERVABILITY})
+    namespaces = {name: policy.model_copy(update={"servability": None}) for name, policy in settings.namespaces.items()}
+    return settings.model_copy(update={"servability": choice, "namespaces": namespaces})
 
 
 def review_request(obj: dict[str, Any], namespace: str | None) -> AdmissionRequest:

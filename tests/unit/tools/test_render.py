@@ -17,6 +17,7 @@ from webhook.tools.render import (
     read_source,
     render_documents,
     review_request,
+    with_servability,
 )
 
 MULTI = (
@@ -294,3 +295,14 @@ def test_stage_hints_once_per_template() -> None:
         '({{ mlflow.s3["fraud@staging"] }})',
     ]
     assert stage_hints(load_documents(MULTI)) == []
+
+
+def test_render_checks_servability_unless_told_otherwise() -> None:
+    settings = make_settings(namespaces={"lab": {"servability": "off"}, "prod": {"require_tags": {"ok": "1"}}})
+    default = with_servability(settings, None)
+    assert default.servability == "deny"
+    assert default.namespaces["lab"].servability == "off"  # a namespace's own choice still wins
+    warn = with_servability(settings, "warn")
+    assert (warn.servability, warn.namespaces["lab"].servability) == ("warn", None)
+    assert warn.namespaces["prod"].require_tags == {"ok": "1"}
+    assert settings.servability == "off" and settings.namespaces["lab"].servability == "off"  # not changed in place
