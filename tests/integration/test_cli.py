@@ -66,6 +66,23 @@ def test_render_applies_namespace_policy(modelpin_server_config: Path) -> None:
     assert result.returncode == 1 and "may not use model" in result.stderr
 
 
+def test_render_without_a_registry_says_what_to_pass_and_writes_nothing(tmp_path: Path) -> None:
+    doc = yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"uri": "models:/iris@champion"}}
+    )
+    result = modelpin("render", stdin=doc, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--config" in result.stderr and "--registry" in result.stderr and "--demo" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no modelpin-data/, no demo models
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    result = modelpin("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"modelpin {version('modelpin')}"
+
+
 def test_certs_writes_kustomize_files_and_rotates(tmp_path: Path) -> None:
     out, overlay = tmp_path / "certs", tmp_path / "overlay"
     first = modelpin("certs", "--out", str(out), "--kustomize", str(overlay), "--san", "webhook.example.com")
