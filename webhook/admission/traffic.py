@@ -1,0 +1,223 @@
+"""How the webhook writes a rollout's traffic split into a spec (pure).
+
+The webhook stays the only writer of ``spec``: the reconciler writes the state
+(``modelpin.io/rollout``), and on every admission the split is derived again
+from the object as sent, the state and the records. So that a re-apply from git
+and the webhook's own output give the same spec, admission runs in this order:
+
+1. ``strip``: remove whatever an earlier split added (each piece carries the
+   annotation ``modelpin.io/canary``, so it is found in the object as sent,
+   whatever the state says now);
+2. resolve the template fields as usual, with the rollout's ``from`` versions
+   pinned on the stable side;
+3. ``split``: add the canary side for the state's ``to`` records.
+
+Per platform:
+- KServe InferenceService, mode ``canary`` (default): a ``spec.canary[]`` entry
+  ``{predictor: <copy of spec.predictor with the new URIs>, trafficPercent}``.
+  Both versions are named in the object itself, so the split is a function of
+  the object and works whatever KServe's deployment mode.
+- KServe, mode ``canary-traffic-percent``: ``spec.predictor`` takes the new
+  URIs and ``canaryTrafficPercent``; Knative keeps the previous revision for the
+  rest. Serverless mode only, and the old side is whatever revision Knative
+  last rolled out, not something the object says.
+- SeldonDeployment: a copy of the stable predictor named ``<name>-canary``
+  with the new URIs carries the canary share of ``spec.predictors[].traffic``;
+  the stable one keeps the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from webhook.templating.record_annotations import PREFIX, dumps
+from webhook.templating.rollout_policy import State
+
+CANARY = PREFIX + "canary"
+SPLIT_KINDS = ("InferenceService", "SeldonDeployment")
+KServeMode = Literal["canary", "canary-traffic-percent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    spec: dict[str, Any]
+    # state.to pointers the split could not carry (outside the split predictor); they move at promotion
+    unsplit: tuple[str, ...] = ()
+    problem: str | None = None  # why nothing was split at all
+
+
+def strip(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` without any split modelpin wrote, as git had it."""
+    out = copy.deepcopy(dict(spec))
+    if kind == "InferenceService":
+        canary = out.get("canary")
+        if isinstance(canary, list):
+            kept = [e for e in canary if not (isinstance(e, dict) and _marked(e.get("predictor")) is not None)]
+            if kept:
+                out["canary"] = kept
+            elif len(kept) != len(canary):
+                del out["canary"]
+        predictor = out.get("predictor")
+        stash = _marked(predictor)
+        if isinstance(predictor, dict) and isinstance(stash, dict):
+            _unmark(predictor)
+            for rel, uri in (stash.get("uris") or {}).items():
+                if isinstance(rel, str) and isinstance(uri, str) and isinstance(_get(predictor, rel), str):
+                    _set(predictor, rel, uri)
+            _restore(predictor, "canaryTrafficPercent", stash.get("canaryTrafficPercent"))
+    elif kind == "SeldonDeployment":
+        predictors = out.get("predictors")
+        if isinstance(predictors, list):
+            marks = [_marked(p) for p in predictors]
+            kept = [p for p, m in zip(predictors, marks, strict=True) if m is None]
+            for mark in marks:
+                if not isinstance(mark, dict):
+                    continue
+                for p in kept:
+                    if (
+                        isinstance(p, dict)
+                        and p.get("name") == mark.get("stable")
+                        and p.get("traffic") == mark.get("wrote")
+                    ):
+                        _restore(p, "traffic", mark.get("traffic"))
+            out["predictors"] = kept
+    return out
+
+
+def split(kind: str, spec: Mapping[str, Any], state: State | None, mode: KServeMode = "canary") -> Split:
+    """The stripped, resolved ``spec`` with the canary side of ``state`` added."""
+    out = copy.deepcopy(dict(spec))
+    if state is None or not state.splitting:
+        return Split(out)
+    if kind == "InferenceService":
+        return _kserve(out, state, mode)
+    if kind == "SeldonDeployment":
+        return _seldon(out, state)
+    return Split(out, tuple(state.to), f"{kind} has no traffic split; the new version runs at promotion")
+
+
+def _kserve(spec: dict[str, Any], state: State, mode: KServeMode) -> Split:
+    predictor = spec.get("predictor")
+    if not isinstance(predictor, dict):
+        return Split(spec, tuple(state.to), "spec.predictor is not an object")
+    moved, unsplit = _within(state, "/spec/predictor/")
+    if not moved:
+        return Split(spec, unsplit, "no field of spec.predictor moves")
+    if mode == "canary-traffic-percent":
+        stash = {"uris": {rel: _get(predictor, rel) for rel in moved}, "canaryTrafficPercent": None}
+        stash["canaryTrafficPercent"] = predictor.get("canaryTrafficPercent")
+        for rel, uri in moved.items():
+            _set(predictor, rel, uri)
+        predictor["canaryTrafficPercent"] = state.percent
+        _mark(predictor, dumps(stash))
+        return Split(spec, unsplit)
+    entries = spec.get("canary")
+    if entries is not None and not isinstance(entries, list):
+        return Split(spec, tuple(state.to), "spec.canary is not a list")
+    taken = sum(e.get("trafficPercent", 0) for e in entries or [] if isinstance(e, dict))
+    if not isinstance(taken, int) or taken + state.percent > 100:
+        return Split(spec, tuple(state.to), f"spec.canary already carries {taken} % of traffic")
+    canary = copy.deepcopy(predictor)
+    canary.pop("canaryTrafficPercent", None)
+    for rel, uri in moved.items():
+        _set(canary, rel, uri)
+    _mark(canary, "true")
+    spec["canary"] = [*(entries or []), {"predictor": canary, "trafficPercent": state.percent}]
+    return Split(spec, unsplit)
+
+
+def _seldon(spec: dict[str, Any], state: State) -> Split:
+    predictors = spec.get("predictors")
+    if not isinstance(predictors, list):
+        return Split(spec, tuple(state.to), "spec.predictors is not a list")
+    for index, stable in enumerate(predictors):
+        moved, unsplit = _within(state, f"/spec/predictors/{index}/")
+        if not moved:
+            continue
+        if not isinstance(stable, dict) or not isinstance(stable.get("name"), str) or stable.get("shadow"):
+            return Split(spec, tuple(state.to), f"spec.predictors[{index}] is not a named, non-shadow predictor")
+        original = stable.get("traffic")
+        base = original if isinstance(original, int) and not isinstance(original, bool) and original > 0 else 100
+        # At least 1 on each side: a step of 1 % of a small share still runs the new version.
+        share = min(max(round(base * state.percent / 100), 1), base - 1) if base > 1 else 0
+        if share == 0:
+            return Split(spec, tuple(state.to), f"spec.predictors[{index}] has too little traffic to split")
+        canary = copy.deepcopy(stable)
+        canary["name"] = f"{stable['name']}-canary"
+        for rel, uri in moved.items():
+            _set(canary, rel, uri)
+        canary["traffic"] = share
+        stable["traffic"] = base - share
+        _mark(canary, dumps({"stable": stable["name"], "traffic": original, "wrote": base - share}))
+        predictors.insert(index + 1, canary)
+        return Split(spec, unsplit)
+    return Split(spec, tuple(state.to), "no field of spec.predictors moves")
+
+
+def _within(state: State, prefix: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The state's ``to`` URIs under ``prefix`` (by pointer relative to it) and the pointers outside."""
+    moved = {p[len(prefix) - 1 :]: r["uri"] for p, r in state.to.items() if p.startswith(prefix)}
+    return moved, tuple(p for p in state.to if not p.startswith(prefix))
+
+
+def _marked(node: object) -> object:
+    """The mark's value on a predictor (JSON-decoded when it is JSON), or None."""
+    if not isinstance(node, dict):
+        return None
+    annotations = node.get("annotations")
+    raw = annotations.get(CANARY) if isinstance(annotations, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+
+
+def _mark(node: dict[str, Any], value: str) -> None:
+    annotations = node.get("annotations")
+    node["annotations"] = {**(annotations if isinstance(annotations, dict) else {}), CANARY: value}
+
+
+def _unmark(node: dict[str, Any]) -> None:
+    annotations = node["annotations"]
+    del annotations[CANARY]
+    if not annotations:
+        del node["annotations"]
+
+
+def _restore(node: dict[str, Any], key: str, value: object) -> None:
+    if value is None:
+        node.pop(key, None)
+    else:
+        node[key] = value
+
+
+def _tokens(pointer: str) -> list[str]:
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+
+
+def _get(node: Any, pointer: str) -> Any:
+    for token in _tokens(pointer):
+        if isinstance(node, dict):
+            node = node.get(token)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
+
+
+def _set(node: Any, pointer: str, value: str) -> None:
+    """Set an existing string at ``pointer``; a path the copy lacks is left alone."""
+    *parents, last = _tokens(pointer)
+    parent = _get(node, "/" + "/".join(t.replace("~", "~0").replace("/", "~1") for t in parents)) if parents else node
+    if isinstance(parent, dict) and isinstance(parent.get(last), str):
+        parent[last] = value
+    elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent) and isinstance(parent[int(last)], str):
+        parent[int(last)] = value
