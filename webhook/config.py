@@ -21,15 +21,18 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from webhook.templating.grammar import Selector, SelectorKind, TemplateError, parse_reference
-from webhook.templating.uris import RcloneRemotes, check_remote_name
+from webhook.templating.grammar import Selector, parse_selector
+from webhook.templating.template_paths import KINDS
+from webhook.templating.uris import BUILTIN_PROFILES, RcloneRemotes
 
-BUILTIN_PROFILES = ("auto", "s3", "gcs", "blob")
 # The ``namespaces:`` key whose policy applies to every namespace without an entry of its own.
 DEFAULT_NAMESPACE_POLICY = "*"
 
 
 class RegistryConfig(BaseModel):
+    # A misspelt key would otherwise be ignored, and the setting meant left at its default.
+    model_config = {"extra": "forbid"}
+
     tracking_uri: str
     # Credentials come from the environment or a mounted file so that they
     # never sit in the ConfigMap; they are SecretStr so they never get logged.
@@ -114,6 +117,9 @@ class NamespacePolicy(BaseModel):
 
 
 class CacheConfig(BaseModel):
+    # A misspelt key would otherwise be ignored, and the setting meant left at its default.
+    model_config = {"extra": "forbid"}
+
     pinned_ttl_seconds: float = 3600.0
     floating_ttl_seconds: float = 10.0
     # How old a cached answer may be and still be served (with a warning)
@@ -128,6 +134,9 @@ class CacheConfig(BaseModel):
 class RegistryHealthConfig(BaseModel):
     """The circuit breaker in front of each registry (webhook.registry.health)."""
 
+    # A misspelt key would otherwise be ignored, and the setting meant left at its default.
+    model_config = {"extra": "forbid"}
+
     enabled: bool = True
     # Consecutive failed calls (no answer, 5xx, anything but the registry's word) that open the circuit.
     failure_threshold: int = Field(default=5, ge=1)
@@ -138,48 +147,6 @@ class RegistryHealthConfig(BaseModel):
     jitter: float = Field(default=0.2, ge=0, lt=1)
 
 
-class RcloneConfig(BaseModel):
-    """Seldon kinds: the rclone remote each URI names, as the user's rclone secret defines it.
-
-    The defaults write the seed's forms (``s3://``, ``gs://``, ``wasbs://<container>/<path>``).
-    """
-
-    # A misspelt key would otherwise be ignored, and URIs written for remotes no secret defines.
-    model_config = {"extra": "forbid"}
-
-    form: Literal["remote://", "remote:"] = "remote://"
-    s3: str = "s3"
-    gs: str = "gs"
-    azure: str = "wasbs"
-    # Per bucket (S3, GCS) or storage account (Azure): a remote of its own, e.g. a MinIO beside AWS.
-    s3_buckets: dict[str, str] = Field(default_factory=dict)
-    gs_buckets: dict[str, str] = Field(default_factory=dict)
-    azure_accounts: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("s3", "gs", "azure")
-    @classmethod
-    def _check_remote(cls, value: str) -> str:
-        return check_remote_name(value)
-
-    @field_validator("s3_buckets", "gs_buckets", "azure_accounts")
-    @classmethod
-    def _check_remotes(cls, value: dict[str, str]) -> dict[str, str]:
-        for remote in value.values():
-            check_remote_name(remote)
-        return value
-
-    def remotes(self) -> RcloneRemotes:
-        return RcloneRemotes(
-            s3=self.s3,
-            gs=self.gs,
-            azure=self.azure,
-            s3_buckets=dict(self.s3_buckets),
-            gs_buckets=dict(self.gs_buckets),
-            azure_accounts=dict(self.azure_accounts),
-            colon=self.form == "remote:",
-        )
-
-
 def _validate_selector(value: str | None) -> str | None:
     if value is None:
         return None
@@ -187,32 +154,13 @@ def _validate_selector(value: str | None) -> str | None:
     return value
 
 
-def parse_selector(value: str) -> Selector:
-    """``@champion``, ``/Production``, ``/7`` or ``/latest``, and nothing else."""
-    if value.startswith("@"):
-        alias = value[1:]
-        if not alias:
-            raise ValueError(f"invalid default selector {value!r}: expected an alias after '@'")
-        if any(c in alias for c in "/@:") or alias != alias.strip():
-            raise ValueError(f"invalid default selector {value!r}: an alias holds no '/', '@', ':' or outer spaces")
-        return Selector(SelectorKind.ALIAS, alias)
-    if not value.startswith("/") or "@" in value:
-        raise ValueError(f"invalid default selector {value!r}: expected @alias or /version|stage|latest")
-    try:
-        return parse_reference(f"x{value}", 0, f"x{value}").selector
-    except TemplateError as exc:
-        raise ValueError(f"invalid default selector {value!r}: {exc.reason}") from exc
-
-
-DEFAULT_KINDS = [
-    "machinelearning.seldon.io/v1/seldondeployments",
-    "mlops.seldon.io/v1alpha1/models",
-    "serving.kserve.io/v1beta1/inferenceservices",
-    "serving.kserve.io/v1alpha1/trainedmodels",
-]
+DEFAULT_KINDS = [k.reconciled for k in KINDS]
 
 
 class ReconcilerConfig(BaseModel):
+    # A misspelt key would otherwise be ignored, and the setting meant left at its default.
+    model_config = {"extra": "forbid"}
+
     kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS))  # group/version/plural
     poll_interval_seconds: float = 30.0
     concurrency: int = 8  # registry lookups in flight during a poll
@@ -255,7 +203,7 @@ class Settings(BaseSettings):
     # Pattern profiles: a URI pattern over the version's fields,
     # e.g. "oci://quay.io/org/{name}:{tags[git_commit]}".
     profiles: dict[str, str] = Field(default_factory=dict)
-    rclone: RcloneConfig = Field(default_factory=RcloneConfig)
+    rclone: RcloneRemotes = Field(default_factory=RcloneRemotes)
     namespaces: dict[str, NamespacePolicy] = Field(default_factory=dict)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     registry_health: RegistryHealthConfig = Field(default_factory=RegistryHealthConfig)

@@ -7,11 +7,11 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from webhook.config import (
+    DEFAULT_KINDS,
     NamespacePolicy,
     RegistryConfig,
     Settings,
     load_settings,
-    parse_selector,
 )
 from webhook.templating.grammar import Selector, SelectorKind
 
@@ -94,42 +94,13 @@ def test_unknown_setting_rejected(tmp_path: Path) -> None:
         load_settings(write_yaml(tmp_path / "c.yaml", {"default_selectr": "@x"}))
 
 
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("champion", "invalid default selector 'champion': expected @alias or /version|stage|latest"),
-        ("@", "invalid default selector '@': expected an alias after '@'"),
-        ("/0", "invalid default selector '/0': model versions start at 1"),
-        ("/Prod", "invalid default selector '/Prod': unknown selector 'Prod'"),
-        ("/", "invalid default selector '/': expected a version, stage or 'latest' after '/'"),
-    ],
-)
-def test_invalid_default_selector_rejected(value: str, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        parse_selector(value)
-    assert str(info.value).startswith(message)
-    with pytest.raises(ValidationError, match="invalid default selector"):
+@pytest.mark.parametrize("value", ["champion", "@", "/0", "/Prod", "/", "@champion/2"])
+def test_invalid_default_selector_rejected(value: str) -> None:
+    # The grammar's answers are tested in tests/unit/templating/test_grammar.py; here, that both keys use it.
+    with pytest.raises(ValidationError, match=f"invalid default selector '{value}'"):
         load_settings(default_selector=value)
-    with pytest.raises(ValidationError, match="invalid default selector"):
+    with pytest.raises(ValidationError, match=f"invalid default selector '{value}'"):
         load_settings(namespaces={"ns": {"default_selector": value}})
-
-
-@pytest.mark.parametrize(
-    ("value", "selector"),
-    [
-        ("@champion", Selector(SelectorKind.ALIAS, "champion")),
-        ("/7", Selector(SelectorKind.VERSION, "7")),
-        ("/production", Selector(SelectorKind.STAGE, "Production")),
-        ("/latest", Selector(SelectorKind.LATEST, "latest")),
-    ],
-)
-def test_valid_selectors(value: str, selector: Selector) -> None:
-    assert parse_selector(value) == selector
-
-
-def test_selector_with_alias_and_version_is_rejected() -> None:
-    with pytest.raises(ValueError, match="invalid default selector"):
-        parse_selector("@champion/2")
 
 
 def test_selector_for_namespace_then_global() -> None:
@@ -303,3 +274,41 @@ def test_require_tags_loads_and_is_validated() -> None:
 def test_a_misspelt_namespace_policy_key_is_rejected() -> None:
     with pytest.raises(ValidationError, match="model"):
         load_settings(namespaces={"prod": {"model": ["fraud*"]}})
+
+
+# A misspelt key at any level is refused at load, named with where it stands.
+MISSPELT = [
+    ({"registries": {"mlflow": {"tracking_uri": "http://m", "timeout_secs": 3}}}, "registries.mlflow.timeout_secs"),
+    ({"cache": {"floating_ttl": 5}}, "cache.floating_ttl"),
+    ({"reconciler": {"poll_interval": 5}}, "reconciler.poll_interval"),
+    ({"registry_health": {"failures": 3}}, "registry_health.failures"),
+    ({"namespaces": {"prod": {"require_tag": {"validated": "true"}}}}, "namespaces.prod.require_tag"),
+    ({"rclone": {"s3_bucket": {"models": "minio"}}}, "rclone.s3_bucket"),
+]
+
+
+@pytest.mark.parametrize(("data", "where"), MISSPELT, ids=[where for _, where in MISSPELT])
+def test_a_misspelt_nested_key_is_refused_naming_it(tmp_path: Path, data: dict[str, object], where: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings(write_yaml(tmp_path / "c.yaml", data))
+    assert where in str(info.value)
+    assert [".".join(map(str, e["loc"])) for e in info.value.errors()] == [where]
+
+
+def test_a_misspelt_nested_key_from_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELPIN_CACHE__FLOATING_TTL", "5")
+    with pytest.raises(ValidationError, match=r"cache\.floating_ttl"):
+        load_settings()
+
+
+def test_the_reconcilers_default_kinds_are_the_catalogues() -> None:
+    assert (
+        load_settings().reconciler.kinds
+        == DEFAULT_KINDS
+        == [
+            "machinelearning.seldon.io/v1/seldondeployments",
+            "mlops.seldon.io/v1alpha1/models",
+            "serving.kserve.io/v1beta1/inferenceservices",
+            "serving.kserve.io/v1alpha1/trainedmodels",
+        ]
+    )

@@ -6,14 +6,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from webhook.config import RcloneConfig, load_settings
+from webhook.config import load_settings
 from webhook.templating.uris import SEED_REMOTES, Flavor, RcloneRemotes, VersionFields, render
+
+BLOCK = TypeAdapter(RcloneRemotes)  # the rclone: block as configuration reads it
 
 
 def test_defaults_are_the_seed_forms() -> None:
-    assert load_settings().rclone.remotes() == SEED_REMOTES
+    assert load_settings().rclone == SEED_REMOTES
+
+
+def test_the_block_is_what_the_uri_writer_takes() -> None:
+    rclone = load_settings(rclone={"s3": "aws"}).rclone
+    assert type(rclone) is RcloneRemotes
+    assert rclone.remotes() is rclone  # no copy per render
 
 
 def test_yaml_block(tmp_path: Path) -> None:
@@ -31,28 +39,37 @@ def test_yaml_block(tmp_path: Path) -> None:
             }
         )
     )
-    assert load_settings(path).rclone.remotes() == RcloneRemotes(
+    assert load_settings(path).rclone == RcloneRemotes(
         s3="aws",
         gs="gs",
         azure="azureblob",
         s3_buckets={"models-minio": "minio"},
         azure_accounts={"modelpinci": "azure-ci"},
-        colon=True,
+        form="remote:",
     )
 
 
 def test_environment_sets_one_remote(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELPIN_RCLONE__S3", "minio")
-    assert load_settings().rclone.remotes().s3 == "minio"
+    assert load_settings().rclone.s3 == "minio"
 
 
 @pytest.mark.parametrize(
-    "block",
-    [{"s3": "s3:"}, {"gs": ""}, {"azure_accounts": {"acct": "a/b"}}, {"form": "remote:/"}, {"s3_bucket": {}}],
+    ("block", "key"),
+    [
+        ({"s3": "s3:"}, "s3"),
+        ({"gs": ""}, "gs"),
+        ({"azure_accounts": {"acct": "a/b"}}, "azure_accounts"),
+        ({"form": "remote:/"}, "form"),
+        ({"s3_bucket": {}}, "s3_bucket"),
+        # code may write colon=True; the configuration's word for it is form
+        ({"colon": True}, "colon"),
+    ],
 )
-def test_invalid_blocks_are_refused(block: dict[str, object]) -> None:
-    with pytest.raises(ValidationError):
-        RcloneConfig.model_validate(block)
+def test_invalid_blocks_are_refused_naming_the_key(block: dict[str, object], key: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        BLOCK.validate_python(block)
+    assert [e["loc"][0] for e in info.value.errors()] == [key]
 
 
 # --- the README's examples are what the code writes ------------------------------------
@@ -75,7 +92,7 @@ def readme_examples() -> list[list[str]]:
 
 def test_readme_rclone_defaults_block_is_the_defaults() -> None:
     block = README.read_text().split("```yaml\nrclone:", 1)[1].split("```", 1)[0]
-    assert RcloneConfig.model_validate(yaml.safe_load("rclone:" + block)["rclone"]) == RcloneConfig()
+    assert BLOCK.validate_python(yaml.safe_load("rclone:" + block)["rclone"]) == RcloneRemotes()
 
 
 def test_readme_rclone_examples_are_what_modelpin_writes() -> None:
@@ -87,12 +104,12 @@ def test_readme_rclone_examples_are_what_modelpin_writes() -> None:
             if configuration == "defaults"
             else yaml.safe_load("{" + configuration.strip("`").replace("`, `", ", ") + "}")
         )
-        remotes = RcloneConfig.model_validate(settings).remotes()
+        remotes = BLOCK.validate_python(settings)
         fields = VersionFields("fraud", "2", "r2", EXAMPLE_LOCATIONS[store])
         written = render("auto", fields, Flavor.SELDON, {}, remotes)
         assert f"`{written}`" == uri, store
         remote = written.split("://", 1)[0]
         assert f"RCLONE_CONFIG_{remote.upper()}_TYPE:" in secret, store
         if store == "MinIO beside AWS":
-            colon = RcloneConfig.model_validate({**settings, "form": "remote:"}).remotes()
+            colon = BLOCK.validate_python({**settings, "form": "remote:"})
             assert f"`{render('auto', fields, Flavor.SELDON, {}, colon)}`" in README.read_text()

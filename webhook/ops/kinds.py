@@ -1,10 +1,11 @@
-"""The kinds operators name on the command line, as kubectl names them."""
+"""The kinds operators name on the command line, as kubectl names them (from the kind catalogue)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from webhook.reconcile.kube import Kind
+from webhook.templating.template_paths import KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,12 +14,8 @@ class Named:
     singular: str  # what is printed: ``inferenceservice/iris``
 
 
-_KINDS = {
-    "inferenceservice": (Kind("serving.kserve.io", "v1beta1", "inferenceservices"), ("isvc",)),
-    "seldondeployment": (Kind("machinelearning.seldon.io", "v1", "seldondeployments"), ("sdep",)),
-    "model": (Kind("mlops.seldon.io", "v1alpha1", "models"), ()),
-    "trainedmodel": (Kind("serving.kserve.io", "v1alpha1", "trainedmodels"), ("tm",)),
-}
+# singular -> the kind at the version the CLI reads, and kubectl's short names
+_KINDS = {k.singular: (Kind(k.group, k.versions[0], k.plural), k.short_names) for k in KINDS}
 
 NAMES: dict[str, Named] = {}
 for _singular, (_kind, _short) in _KINDS.items():

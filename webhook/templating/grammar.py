@@ -316,3 +316,23 @@ class _Scanner:
         if self.pos != len(self.text):
             raise self.fail("unexpected text after '}}'")
         return Template(text=self.text, registry=registry, profile=profile, reference=reference)
+
+
+def parse_selector(value: str) -> Selector:
+    """A default selector as configured: ``@champion``, ``/Production``, ``/7`` or ``/latest``, and nothing else.
+
+    Raises ValueError (configuration answers it with the key it came from).
+    """
+    if value.startswith("@"):
+        alias = value[1:]
+        if not alias:
+            raise ValueError(f"invalid default selector {value!r}: expected an alias after '@'")
+        if any(c in alias for c in "/@:") or alias != alias.strip():
+            raise ValueError(f"invalid default selector {value!r}: an alias holds no '/', '@', ':' or outer spaces")
+        return Selector(SelectorKind.ALIAS, alias)
+    if not value.startswith("/") or "@" in value:
+        raise ValueError(f"invalid default selector {value!r}: expected @alias or /version|stage|latest")
+    try:
+        return parse_reference(f"x{value}", 0, f"x{value}").selector
+    except TemplateError as exc:
+        raise ValueError(f"invalid default selector {value!r}: {exc.reason}") from exc

@@ -1,7 +1,11 @@
-"""Where templates may stand: per kind, every field of the upstream CRDs that holds a model
-location, a URI or an env value (DESIGN.md section 2).
+"""The kind catalogue: each kind modelpin knows, declared once (``KINDS``) with its API names,
+the program that fetches its model (``Flavor``), and where templates may stand: every field of
+the upstream CRDs that holds a model location, a URI or an env value (DESIGN.md section 2).
 
-This list is the one source for three things that must agree:
+The reconciler's default kinds (``webhook.config``), the fetcher a URI is written for
+(``Flavor.for_group``), the operator commands' kind names (``webhook.ops.kinds``) and the
+admission CEL all read this list; adding a kind is one ``KindSpec`` here. The paths are the one
+source for three things that must agree:
 
 - the webhook resolves a template only on these paths, and refuses one anywhere else
   under ``spec`` of these kinds, naming the field (no user may rely on a path the
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Final
 
 ITEM: Final = "[]"  # a path token standing for every item of a list
@@ -47,17 +52,52 @@ class FieldPath:
         return "spec." + ".".join(self.tokens).replace("." + ITEM, ITEM)
 
 
+class Flavor(StrEnum):
+    """Which program fetches the URI, and so which forms it may take (``webhook.templating.uris``)."""
+
+    KSERVE = "kserve"  # KServe's storage initializer
+    KSERVE_AGENT = "kserve-agent"  # KServe's model agent: TrainedModel
+    SELDON = "seldon"  # rclone
+    GENERIC = "generic"
+
+    @classmethod
+    def for_group(cls, group: str, kind: str = "") -> Flavor:
+        """``kind`` is the kind or the resource's plural (admission has one, the reconciler the other)."""
+        key = (group, kind)
+        # Looked up on every review; enum member access is slow enough to show.
+        found = _FLAVORS.get(key)
+        if found is None:
+            found = _flavor_of(group, kind)
+            if len(_FLAVORS) < 256:
+                _FLAVORS[key] = found
+        return found
+
+
 @dataclass(frozen=True, slots=True)
-class KindPaths:
+class KindSpec:
     group: str
     kind: str
-    resource: str
-    versions: tuple[str, ...]
+    plural: str
+    versions: tuple[str, ...]  # served; the first is the one the reconciler and the CLI use
+    fetcher: Flavor
+    short_names: tuple[str, ...]  # kubectl's
     paths: tuple[FieldPath, ...]
     trie: dict[str, object] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trie", build_trie(p.tokens for p in self.paths))
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def reconciled(self) -> str:
+        """``group/version/plural``, as ``reconciler.kinds`` names a kind."""
+        return f"{self.group}/{self.versions[0]}/{self.plural}"
+
+
+KindPaths = KindSpec  # the name the admission modules import
 
 
 LEAF: Final = ""  # the trie key marking a template-bearing field (no CRD field is named "")
@@ -120,8 +160,10 @@ def _kserve_component(prefix: str) -> list[FieldPath]:
 INFERENCE_SERVICE: Final = KindPaths(
     group="serving.kserve.io",
     kind="InferenceService",
-    resource="inferenceservices",
+    plural="inferenceservices",
     versions=("v1beta1",),
+    fetcher=Flavor.KSERVE,
+    short_names=("isvc",),
     paths=(
         *_kserve_predictor("predictor", ephemeral=False),
         # the upstream schema gives a canary's predictor ephemeralContainers, the main one not
@@ -136,16 +178,20 @@ INFERENCE_SERVICE: Final = KindPaths(
 TRAINED_MODEL: Final = KindPaths(
     group="serving.kserve.io",
     kind="TrainedModel",
-    resource="trainedmodels",
+    plural="trainedmodels",
     versions=("v1alpha1",),
+    fetcher=Flavor.KSERVE_AGENT,
+    short_names=("tm",),
     paths=(_p("model.storageUri"),),
 )
 
 SELDON_MODEL: Final = KindPaths(
     group="mlops.seldon.io",
     kind="Model",
-    resource="models",
+    plural="models",
     versions=("v1alpha1",),
+    fetcher=Flavor.SELDON,
+    short_names=(),
     paths=(_p("storageUri"),),
 )
 
@@ -153,8 +199,10 @@ _PREDICTORS = f"predictors.{ITEM}"
 SELDON_DEPLOYMENT: Final = KindPaths(
     group="machinelearning.seldon.io",
     kind="SeldonDeployment",
-    resource="seldondeployments",
+    plural="seldondeployments",
     versions=("v1", "v1alpha2", "v1alpha3"),
+    fetcher=Flavor.SELDON,
+    short_names=("sdep",),
     paths=(
         *(
             _p(_PREDICTORS, "graph", *[f"children.{ITEM}"] * depth, "modelUri")
@@ -171,8 +219,29 @@ SELDON_DEPLOYMENT: Final = KindPaths(
 
 KINDS: Final = (SELDON_DEPLOYMENT, SELDON_MODEL, INFERENCE_SERVICE, TRAINED_MODEL)
 _BY_GROUP_KIND: Final = {(k.group, k.kind): k for k in KINDS}
+# Flavor lookups name a kind by its kind or its plural, in any case.
+_BY_NAME: Final = {(k.group, name): k for k in KINDS for name in (k.singular, k.plural)}
 
 
-def for_kind(group: str, kind: str) -> KindPaths | None:
-    """The declared paths of a kind, or None for a kind added by the user's own rule."""
+def for_kind(group: str, kind: str) -> KindSpec | None:
+    """The declaration of a kind, or None for a kind added by the user's own rule."""
     return _BY_GROUP_KIND.get((group, kind))
+
+
+def _domain(group: str) -> str:
+    return ".".join(group.split(".")[-2:])
+
+
+# A kind of a vendor's API domain that the catalogue does not list (added by a user's rule,
+# e.g. another KServe kind) is fetched as the domain's first declared kind is.
+_BY_DOMAIN: Final = {_domain(k.group): k.fetcher for k in reversed(KINDS)}
+
+
+def _flavor_of(group: str, kind: str) -> Flavor:
+    declared = _BY_NAME.get((group, kind.lower()))
+    if declared is not None:
+        return declared.fetcher
+    return _BY_DOMAIN.get(_domain(group), Flavor.GENERIC) if "." in group else Flavor.GENERIC
+
+
+_FLAVORS: dict[tuple[str, str], Flavor] = {}

@@ -22,45 +22,16 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import pydantic
+from pydantic import ConfigDict, field_validator, model_validator
+from pydantic_core import ArgsKwargs
 
-class Flavor(StrEnum):
-    """Which program fetches the URI, and so which forms it may take."""
-
-    KSERVE = "kserve"  # KServe's storage initializer
-    KSERVE_AGENT = "kserve-agent"  # KServe's model agent: TrainedModel
-    SELDON = "seldon"  # rclone
-    GENERIC = "generic"
-
-    @classmethod
-    def for_group(cls, group: str, kind: str = "") -> Flavor:
-        """``kind`` is the kind or the resource's plural; it matters only for TrainedModel."""
-        key = (group, kind)
-        # Looked up on every review; enum member access is slow enough to show.
-        found = _FLAVORS.get(key)
-        if found is None:
-            found = _flavor_of(group, kind)
-            if len(_FLAVORS) < 256:
-                _FLAVORS[key] = found
-        return found
-
-
-def _flavor_of(group: str, kind: str) -> Flavor:
-    if group.endswith("kserve.io"):
-        if kind.lower() in ("trainedmodel", "trainedmodels"):
-            return Flavor.KSERVE_AGENT
-        return Flavor.KSERVE
-    if group.endswith("seldon.io"):
-        return Flavor.SELDON
-    return Flavor.GENERIC
-
-
-_FLAVORS: dict[tuple[str, str], Flavor] = {}
+from webhook.templating.template_paths import Flavor as Flavor  # where kinds are declared; imported from here too
 
 
 class ProfileError(ValueError):
@@ -167,19 +138,55 @@ def check_remote_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True, slots=True)
+# A misspelt key would otherwise be ignored, and URIs written for remotes no secret defines.
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class RcloneRemotes:
-    """The rclone remotes Seldon URIs name. The defaults write the seed's forms."""
+    """Seldon kinds: the rclone remote each URI names, as the user's rclone secret defines it.
 
+    Also the ``rclone:`` block of the configuration. The defaults write the seed's forms
+    (``s3://``, ``gs://``, ``wasbs://<container>/<path>``).
+    """
+
+    # rclone reads both <remote>:<bucket>/<path> and <remote>://<bucket>/<path>;
+    # the latter is the default because it is what existing manifests hold.
+    form: Literal["remote://", "remote:"] = "remote://"
     s3: str = "s3"
     gs: str = "gs"
     azure: str = "wasbs"
+    # Per bucket (S3, GCS) or storage account (Azure): a remote of its own, e.g. a MinIO beside AWS.
     s3_buckets: Mapping[str, str] = field(default_factory=dict)
     gs_buckets: Mapping[str, str] = field(default_factory=dict)
     azure_accounts: Mapping[str, str] = field(default_factory=dict)
-    # rclone reads both <remote>:<bucket>/<path> and <remote>://<bucket>/<path>;
-    # the latter is the default because it is what existing manifests hold.
-    colon: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _colon_argument(cls, data: Any) -> Any:
+        # Code may say ``colon=True`` for form "remote:"; only a call has it, never the configuration.
+        if isinstance(data, ArgsKwargs) and data.kwargs and "colon" in data.kwargs:
+            kwargs = dict(data.kwargs)
+            kwargs["form"] = "remote:" if kwargs.pop("colon") else "remote://"
+            return ArgsKwargs(data.args, kwargs)
+        return data
+
+    @field_validator("s3", "gs", "azure")
+    @classmethod
+    def _check_remote(cls, value: str) -> str:
+        return check_remote_name(value)
+
+    @field_validator("s3_buckets", "gs_buckets", "azure_accounts")
+    @classmethod
+    def _check_remotes(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        for remote in value.values():
+            check_remote_name(remote)
+        return value
+
+    @property
+    def colon(self) -> bool:
+        return self.form == "remote:"
+
+    def remotes(self) -> RcloneRemotes:
+        """This object: the resolver reads the configuration's rclone block through it."""
+        return self
 
     def write(self, remote: str, bucket_and_path: str) -> str:
         return f"{remote}:{bucket_and_path}" if self.colon else f"{remote}://{bucket_and_path}"
@@ -218,22 +225,28 @@ def render(
     # KServe ClusterStorageContainer), so it is not checked against the kind.
     if profile in patterns:
         return _render_pattern(profile, patterns[profile], fields)
-    location = fields.location
-    if profile == "s3":
-        return _bucket(_require(location, "s3", "s3://"), location, flavor, remotes)
-    if profile == "gcs":
-        return _bucket(_require(location, "gcs", "gs://"), location, flavor, remotes)
-    if profile == "blob":
-        azure = parse_azure(location)
-        if azure is None:
-            raise ProfileError(
-                f"profile 'blob' needs an Azure Blob location (wasbs://container@account.blob.core.windows.net/... "
-                f"or https://account.blob.core.windows.net/...) but the version's artifact location is {location!r}"
-            )
-        return _azure(azure, location, flavor, remotes)
-    if profile == "auto":
-        return _auto(location, flavor, remotes)
-    raise ProfileError(f"unknown profile {profile!r}")
+    builtin = BUILTIN_PROFILES.get(profile)
+    if builtin is None:
+        raise ProfileError(f"unknown profile {profile!r}")
+    return builtin(fields.location, flavor, remotes)
+
+
+def _s3(location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
+    return _bucket(_require(location, "s3", "s3://"), location, flavor, remotes)
+
+
+def _gcs(location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
+    return _bucket(_require(location, "gcs", "gs://"), location, flavor, remotes)
+
+
+def _blob(location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
+    azure = parse_azure(location)
+    if azure is None:
+        raise ProfileError(
+            f"profile 'blob' needs an Azure Blob location (wasbs://container@account.blob.core.windows.net/... "
+            f"or https://account.blob.core.windows.net/...) but the version's artifact location is {location!r}"
+        )
+    return _azure(azure, location, flavor, remotes)
 
 
 def _auto(location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
@@ -251,6 +264,15 @@ def _auto(location: str, flavor: Flavor, remotes: RcloneRemotes) -> str:
             raise _cannot_fetch(flavor, location, f"{urlsplit(canonical).scheme}://")
         return canonical
     raise ProfileError(f"artifact location {location!r} has no form a serving pod accepts: {NOT_FETCHABLE_HINT}")
+
+
+# The built-in profiles; configuration refuses a pattern profile of one of these names.
+BUILTIN_PROFILES: Mapping[str, Callable[[str, Flavor, RcloneRemotes], str]] = {
+    "auto": _auto,
+    "s3": _s3,
+    "gcs": _gcs,
+    "blob": _blob,
+}
 
 
 def _require(location: str, profile: str, scheme: str) -> str:

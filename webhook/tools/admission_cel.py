@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from webhook.templating.grammar import WHITESPACE, WHITESPACE_CLASS
-from webhook.templating.template_paths import ITEM, KINDS, LEAF, KindPaths, build_trie
+from webhook.templating.template_paths import ITEM, KINDS, LEAF, KindSpec, build_trie
 
 CHART_FILE = Path("manifests/helm/modelpin/files/admission-cel.yaml")
 BASE_WEBHOOK = Path("manifests/base/mutatingwebhookconfiguration.yaml")
@@ -106,7 +106,7 @@ def _any(x: str, trie: dict[str, object], depth: int, indent: str, guard: bool =
     return f"\n{indent}|| ".join(terms) if terms else "false"
 
 
-def _kind_test(kind: KindPaths, obj: str = "object") -> str:
+def _kind_test(kind: KindSpec, obj: str = "object") -> str:
     return f"{obj}.kind == {_quote(kind.kind)} && {obj}.apiVersion.startsWith({_quote(kind.group + '/')})"
 
 
@@ -169,7 +169,7 @@ def rules() -> list[dict[str, Any]]:
             "apiGroups": [k.group],
             "apiVersions": list(k.versions),
             "operations": ["CREATE", "UPDATE"],
-            "resources": [k.resource],
+            "resources": [k.plural],
             "scope": "Namespaced",
         }
         for k in KINDS

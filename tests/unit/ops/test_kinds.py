@@ -6,6 +6,7 @@ import pytest
 
 from webhook.ops.kinds import KindError, parse_target, singular
 from webhook.reconcile.kube import Kind
+from webhook.templating.template_paths import KINDS
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,11 @@ def test_bad_targets_are_named(text: str, message: str) -> None:
 def test_printed_names() -> None:
     assert singular(Kind("serving.kserve.io", "v1beta1", "inferenceservices")) == "inferenceservice"
     assert singular(Kind("example.com", "v1", "widgets")) == "widgets"
+
+
+def test_every_catalogued_kind_is_named_as_kubectl_names_it() -> None:
+    for spec in KINDS:
+        for text in (spec.singular, spec.plural, *spec.short_names, f"{spec.plural}.{spec.group}"):
+            named, _ = parse_target(f"{text}/x")
+            assert named.kind == Kind(spec.group, spec.versions[0], spec.plural)
+            assert named.singular == spec.singular == singular(named.kind)

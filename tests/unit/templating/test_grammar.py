@@ -10,6 +10,7 @@ from webhook.templating.grammar import (
     is_candidate,
     parse,
     parse_reference,
+    parse_selector,
 )
 
 
@@ -309,3 +310,38 @@ def test_a_selector_makes_an_id_shaped_name_a_registered_model(suffix: str, sele
 def test_only_versions_and_logged_models_are_pinned() -> None:
     pinned = {kind for kind in SelectorKind if Selector(kind, "x").pinned}
     assert pinned == {SelectorKind.VERSION, SelectorKind.LOGGED_MODEL}
+
+
+# --- default selectors, as configured --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("champion", "invalid default selector 'champion': expected @alias or /version|stage|latest"),
+        ("@", "invalid default selector '@': expected an alias after '@'"),
+        ("@a/b", "invalid default selector '@a/b': an alias holds no '/', '@', ':' or outer spaces"),
+        ("@champion/2", "invalid default selector '@champion/2': an alias holds no"),
+        ("/0", "invalid default selector '/0': model versions start at 1"),
+        ("/Prod", "invalid default selector '/Prod': unknown selector 'Prod'"),
+        ("/", "invalid default selector '/': expected a version, stage or 'latest' after '/'"),
+        ("/7@x", "invalid default selector '/7@x': expected @alias or /version|stage|latest"),
+    ],
+)
+def test_invalid_selectors_are_named_with_their_cause(value: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_selector(value)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("value", "selector"),
+    [
+        ("@champion", Selector(SelectorKind.ALIAS, "champion")),
+        ("/7", Selector(SelectorKind.VERSION, "7")),
+        ("/production", Selector(SelectorKind.STAGE, "Production")),
+        ("/latest", Selector(SelectorKind.LATEST, "latest")),
+    ],
+)
+def test_valid_selectors(value: str, selector: Selector) -> None:
+    assert parse_selector(value) == selector

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from webhook.templating import template_paths
-from webhook.templating.template_paths import ITEM, KINDS, KindPaths
+from webhook.templating.template_paths import ITEM, KINDS, Flavor, KindSpec, for_kind
 
 UPSTREAM = Path(__file__).resolve().parents[3].parent / "shared" / "crds-upstream"
 FILES = {
@@ -45,11 +45,11 @@ def template_bearing(path: tuple[str, ...]) -> bool:
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
-def test_declared_paths_are_exactly_the_crds_template_bearing_fields(kind: KindPaths) -> None:
+def test_declared_paths_are_exactly_the_crds_template_bearing_fields(kind: KindSpec) -> None:
     if not UPSTREAM.is_dir():
         pytest.skip(f"{UPSTREAM} is absent (CI always has it: .ci/run fails without it)")
     crd = yaml.load((UPSTREAM / FILES[kind.kind]).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    assert crd["spec"]["group"] == kind.group and crd["spec"]["names"]["plural"] == kind.resource
+    assert crd["spec"]["group"] == kind.group and crd["spec"]["names"]["plural"] == kind.plural
     assert {v["name"] for v in crd["spec"]["versions"] if v.get("served")} == set(kind.versions)
     declared = {p.tokens for p in kind.paths}
     assert len(declared) == len(kind.paths), "a path is declared twice"
@@ -70,3 +70,44 @@ def test_dotted_names() -> None:
     env = template_paths._env(f"canary.{ITEM}.predictor.model")
     assert env.dotted() == "spec.canary[].predictor.model.env[].value" and env.env
     assert not template_paths.TRAINED_MODEL.paths[0].env
+
+
+# --- the catalogue: what else each declaration gives ------------------------------
+
+
+def test_each_kind_is_declared_once_and_found_by_its_names() -> None:
+    assert len({(k.group, k.kind) for k in KINDS}) == len({(k.group, k.plural) for k in KINDS}) == len(KINDS)
+    for kind in KINDS:
+        assert for_kind(kind.group, kind.kind) is kind
+        assert kind.singular == kind.kind.lower()
+        assert kind.reconciled == f"{kind.group}/{kind.versions[0]}/{kind.plural}"
+    assert for_kind("example.com", "Model") is None
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_the_fetcher_is_the_declared_one_by_kind_or_plural(kind: KindSpec) -> None:
+    # admission passes the kind, the reconciler the resource's plural
+    for name in (kind.kind, kind.plural, kind.singular):
+        assert Flavor.for_group(kind.group, name) is kind.fetcher
+        assert Flavor.for_group(kind.group, name) is kind.fetcher  # and again, from the memo
+
+
+@pytest.mark.parametrize(
+    ("group", "kind", "flavor"),
+    [
+        ("serving.kserve.io", "TrainedModel", Flavor.KSERVE_AGENT),
+        ("serving.kserve.io", "InferenceService", Flavor.KSERVE),
+        ("machinelearning.seldon.io", "SeldonDeployment", Flavor.SELDON),
+        ("mlops.seldon.io", "Model", Flavor.SELDON),
+        # kinds a user's rule adds: a declared vendor's are fetched as its first declared kind is
+        ("serving.kserve.io", "", Flavor.KSERVE),
+        ("serving.kserve.io", "InferenceGraph", Flavor.KSERVE),
+        ("machinelearning.seldon.io", "", Flavor.SELDON),
+        ("mlops.seldon.io", "Pipeline", Flavor.SELDON),
+        ("example.com", "TrainedModel", Flavor.GENERIC),
+        ("apps", "Deployment", Flavor.GENERIC),
+        ("", "", Flavor.GENERIC),
+    ],
+)
+def test_flavor_for_group_and_kind(group: str, kind: str, flavor: Flavor) -> None:
+    assert Flavor.for_group(group, kind) is flavor

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from webhook.templating.uris import (
+    BUILTIN_PROFILES,
     SEED_REMOTES,
     AzureLocation,
     Flavor,
@@ -26,38 +29,6 @@ def fields(location: str, **kw: object) -> VersionFields:
     values: dict[str, object] = {"name": "jukebox", "version": "3", "run_id": "r3", "location": location}
     values.update(kw)
     return VersionFields(**values)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("group", "flavor"),
-    [
-        ("serving.kserve.io", Flavor.KSERVE),
-        ("machinelearning.seldon.io", Flavor.SELDON),
-        ("mlops.seldon.io", Flavor.SELDON),
-        ("apps", Flavor.GENERIC),
-        ("", Flavor.GENERIC),
-    ],
-)
-def test_flavor_for_group(group: str, flavor: Flavor) -> None:
-    assert Flavor.for_group(group) is flavor
-
-
-@pytest.mark.parametrize(
-    ("group", "kind", "flavor"),
-    [
-        # admission passes the kind, the reconciler the resource's plural
-        ("serving.kserve.io", "TrainedModel", Flavor.KSERVE_AGENT),
-        ("serving.kserve.io", "trainedmodels", Flavor.KSERVE_AGENT),
-        ("serving.kserve.io", "InferenceService", Flavor.KSERVE),
-        ("serving.kserve.io", "inferenceservices", Flavor.KSERVE),
-        ("machinelearning.seldon.io", "SeldonDeployment", Flavor.SELDON),
-        ("mlops.seldon.io", "Model", Flavor.SELDON),
-        ("example.com", "TrainedModel", Flavor.GENERIC),
-    ],
-)
-def test_flavor_for_kind(group: str, kind: str, flavor: Flavor) -> None:
-    assert Flavor.for_group(group, kind) is flavor
-    assert Flavor.for_group(group, kind) is flavor  # and again, from the memo
 
 
 # --- s3 / gcs ------------------------------------------------------------------
@@ -305,9 +276,20 @@ def test_seldon_colon_form(location: str, written: str) -> None:
         azure="azureblob",
         s3_buckets={"models-minio": "minio"},
         azure_accounts={"modelpinci": "azure-ci"},
-        colon=True,
+        form="remote:",
     )
     assert render("auto", fields(location), Flavor.SELDON, {}, remotes) == written
+    # code may say colon=True for the same form
+    assert dataclasses.replace(remotes, form="remote://", colon=True) == remotes
+
+
+def test_the_builtin_profiles_are_the_ones_render_knows() -> None:
+    assert list(BUILTIN_PROFILES) == ["auto", "s3", "gcs", "blob"]
+    stores = {"auto": "s3://b/p", "s3": "s3://b/p", "gcs": "gs://b/p", "blob": WASBS}
+    for profile in BUILTIN_PROFILES:
+        assert render(profile, fields(stores[profile]), Flavor.KSERVE, {}).startswith(("s3://", "gs://", "https://"))
+    with pytest.raises(ProfileError, match="unknown profile 'azure'"):
+        render("azure", fields("s3://b"), Flavor.KSERVE, {})
 
 
 @pytest.mark.parametrize("flavor", [Flavor.KSERVE, Flavor.KSERVE_AGENT, Flavor.GENERIC])
