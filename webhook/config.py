@@ -11,9 +11,9 @@ import fnmatch
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,15 @@ from pydantic_settings import (
 from webhook.templating.grammar import Selector, parse_selector
 from webhook.templating.template_paths import KINDS
 from webhook.templating.uris import BUILTIN_PROFILES, RcloneRemotes
+
+
+def _validate_selector(value: str) -> str:
+    parse_selector(value)
+    return value
+
+
+# A default selector as written (``@champion``, ``/Production``), checked when the configuration loads.
+DefaultSelector = Annotated[str, AfterValidator(_validate_selector)] | None
 
 # The ``namespaces:`` key whose policy applies to every namespace without an entry of its own.
 DEFAULT_NAMESPACE_POLICY = "*"
@@ -80,7 +89,7 @@ class NamespacePolicy(BaseModel):
     # A misspelt key would otherwise be ignored, and the namespace left without the restriction meant.
     model_config = {"extra": "forbid"}
 
-    default_selector: str | None = None
+    default_selector: DefaultSelector = None
     # None: any. Registries are matched by name, models by shell glob (fnmatch).
     registries: list[str] | None = None
     models: list[str] | None = None
@@ -88,11 +97,6 @@ class NamespacePolicy(BaseModel):
     require_tags: dict[str, str] | None = None
     # None: the global setting. Whether a version's MLmodel flavors must fit what the object runs.
     servability: Literal["deny", "warn", "off"] | None = None
-
-    @field_validator("default_selector")
-    @classmethod
-    def _check_selector(cls, value: str | None) -> str | None:
-        return _validate_selector(value)
 
     @field_validator("require_tags")
     @classmethod
@@ -147,13 +151,6 @@ class RegistryHealthConfig(BaseModel):
     jitter: float = Field(default=0.2, ge=0, lt=1)
 
 
-def _validate_selector(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parse_selector(value)
-    return value
-
-
 DEFAULT_KINDS = [k.reconciled for k in KINDS]
 
 
@@ -198,7 +195,7 @@ class Settings(BaseSettings):
 
     default_registry: str = "mlflow"
     default_profile: str = "auto"
-    default_selector: str | None = None
+    default_selector: DefaultSelector = None
     registries: dict[str, RegistryConfig] = Field(default_factory=dict)
     # Pattern profiles: a URI pattern over the version's fields,
     # e.g. "oci://quay.io/org/{name}:{tags[git_commit]}".
@@ -231,11 +228,6 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = None
     reconciler: ReconcilerConfig = Field(default_factory=ReconcilerConfig)
     config_file: Path | None = None
-
-    @field_validator("default_selector")
-    @classmethod
-    def _check_selector(cls, value: str | None) -> str | None:
-        return _validate_selector(value)
 
     @field_validator("namespaces")
     @classmethod

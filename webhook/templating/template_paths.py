@@ -157,7 +157,7 @@ def _kserve_component(prefix: str) -> list[FieldPath]:
     return [*_containers(prefix, ("containers", "initContainers")), _p(prefix, "storageUris", ITEM, "uri")]
 
 
-INFERENCE_SERVICE: Final = KindPaths(
+INFERENCE_SERVICE: Final = KindSpec(
     group="serving.kserve.io",
     kind="InferenceService",
     plural="inferenceservices",
@@ -175,7 +175,7 @@ INFERENCE_SERVICE: Final = KindPaths(
     ),
 )
 
-TRAINED_MODEL: Final = KindPaths(
+TRAINED_MODEL: Final = KindSpec(
     group="serving.kserve.io",
     kind="TrainedModel",
     plural="trainedmodels",
@@ -185,7 +185,7 @@ TRAINED_MODEL: Final = KindPaths(
     paths=(_p("model.storageUri"),),
 )
 
-SELDON_MODEL: Final = KindPaths(
+SELDON_MODEL: Final = KindSpec(
     group="mlops.seldon.io",
     kind="Model",
     plural="models",
@@ -196,7 +196,7 @@ SELDON_MODEL: Final = KindPaths(
 )
 
 _PREDICTORS = f"predictors.{ITEM}"
-SELDON_DEPLOYMENT: Final = KindPaths(
+SELDON_DEPLOYMENT: Final = KindSpec(
     group="machinelearning.seldon.io",
     kind="SeldonDeployment",
     plural="seldondeployments",
