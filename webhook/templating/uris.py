@@ -31,6 +31,7 @@ import pydantic
 from pydantic import ConfigDict, field_validator, model_validator
 from pydantic_core import ArgsKwargs
 
+from webhook.templating.template_paths import KINDS
 from webhook.templating.template_paths import Flavor as Flavor  # where kinds are declared; imported from here too
 
 
@@ -80,10 +81,17 @@ ACCEPTS: Mapping[Flavor, str] = {
     ),
     Flavor.GENERIC: ", ".join(PASSTHROUGH) + ", Azure Blob",
 }
+# Who ships each fetcher and what it is, for denials; the kinds it serves come from the catalogue.
+_FETCHERS: Mapping[Flavor, tuple[str, str]] = {
+    Flavor.KSERVE: ("KServe", "storage initializer"),
+    Flavor.KSERVE_AGENT: ("KServe", "model agent"),
+    Flavor.SELDON: ("Seldon", "rclone"),
+}
 KIND_NAMES: Mapping[Flavor, str] = {
-    Flavor.KSERVE: "KServe InferenceService (storage initializer)",
-    Flavor.KSERVE_AGENT: "KServe TrainedModel (model agent)",
-    Flavor.SELDON: "Seldon SeldonDeployment/Model (rclone)",
+    **{
+        flavor: f"{vendor} {'/'.join(k.kind for k in KINDS if k.fetcher is flavor)} ({program})"
+        for flavor, (vendor, program) in _FETCHERS.items()
+    },
     Flavor.GENERIC: "this kind",
 }
 _TAKES: Mapping[Flavor, tuple[str, ...]] = {

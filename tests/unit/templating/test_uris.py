@@ -6,6 +6,7 @@ import pytest
 
 from webhook.templating.uris import (
     BUILTIN_PROFILES,
+    KIND_NAMES,
     SEED_REMOTES,
     AzureLocation,
     Flavor,
@@ -391,3 +392,12 @@ def test_pattern_profile_malformed(pattern: str) -> None:
 def test_pattern_profile_ignores_location_fetchability() -> None:
     f = fields("mlflow-artifacts:/x", tags={"git_commit": "c"})
     assert render("modelcar", f, Flavor.KSERVE, MODELCAR) == "oci://quay.io/rhoai/jukebox:c"
+
+
+def test_denials_name_each_fetchers_kinds_from_the_catalogue() -> None:
+    assert KIND_NAMES == {
+        Flavor.KSERVE: "KServe InferenceService (storage initializer)",
+        Flavor.KSERVE_AGENT: "KServe TrainedModel (model agent)",
+        Flavor.SELDON: "Seldon SeldonDeployment/Model (rclone)",
+        Flavor.GENERIC: "this kind",
+    }
