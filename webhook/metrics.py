@@ -114,3 +114,20 @@ APISERVER_ERRORS = Counter(
 )
 POLL_CHANGED = Counter("modelpin_reconciler_poll_changed_models_total", "Models a poll found changed")
 DELIVERIES = Counter("modelpin_reconciler_mlflow_deliveries_total", "MLflow webhook deliveries", ["result"])
+# The rollout picture ``modelpin status`` shows, from the leader's index and its last compare
+OBJECTS = Gauge(
+    "modelpin_objects",
+    "Template fields of managed objects by state, as modelpin status names them: current, behind, held, paused, "
+    "pinned, gated, unresolvable (set by the leading reconciler; a field not yet compared is not counted)",
+    ["state"],
+)
+# the states of webhook/reconcile/states.py, exported at zero from the start
+OBJECT_STATE = {
+    s: OBJECTS.labels(s) for s in ("paused", "held", "pinned", "unresolvable", "gated", "behind", "current")
+}
+VERSIONS_RUNNING = Gauge(
+    "modelpin_model_versions_running",
+    "Managed objects running each model version (set by the leading reconciler; series of versions no "
+    "longer running are dropped)",
+    ["registry", "model", "version"],
+)

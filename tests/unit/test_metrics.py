@@ -24,3 +24,11 @@ def test_known_labels_are_exported_from_the_start() -> None:
 def test_no_remembered_answers_are_counted() -> None:
     # answers are not cached (DESIGN.md section 5), so there is no memo to count
     assert "modelpin_decision_memo" not in exported()
+
+
+def test_every_field_state_is_exported_from_the_start() -> None:
+    from webhook.reconcile.states import STATES
+
+    text = exported()
+    for state in STATES:
+        assert f'modelpin_objects{{state="{state}"}} ' in text

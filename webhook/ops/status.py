@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +17,14 @@ from webhook.config import Settings
 from webhook.ops import objects
 from webhook.ops.kinds import singular
 from webhook.reconcile.kube import Kind, Kube
+from webhook.reconcile.states import STATES as STATES  # re-exported: the CLI lists them
+from webhook.reconcile.states import Lookup, decide, missing_tags
 from webhook.registry.clients import ModelVersion, RegistryError
 from webhook.registry.resolver import Plan, ResolutionError, Resolver, select_version
 from webhook.templating import record_annotations
 from webhook.templating.grammar import TemplateError, parse
-from webhook.templating.rollout_annotations import HOLD, Hold, parse_hold
+from webhook.templating.rollout_annotations import HOLD, parse_hold
 
-STATES = ("paused", "held", "pinned", "unresolvable", "gated", "behind", "current")
 # registry lookups in flight at once
 CONCURRENCY = 8
 
@@ -63,47 +64,6 @@ class Row:
         if self.until is not None:
             out["until"] = self.until
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """What the registry names now for one reference, or why it names nothing."""
-
-    version: ModelVersion | None
-    problem: str = ""
-
-
-def decide(
-    *,
-    paused: bool,
-    hold: Hold | None,
-    now: dt.datetime,
-    pinned: bool,
-    lookup: Lookup,
-    missing_tags: Sequence[str],
-    running_version: str,
-) -> tuple[str, str | None, str | None]:
-    """The field's state, with its reason and expiry where it has them."""
-    if paused:
-        return "paused", f"{record_annotations.PAUSED}=true", None
-    if hold is not None and hold.active(now):
-        return "held", hold.reason, hold.until
-    if pinned:
-        return "pinned", None, None
-    if lookup.version is None:
-        return "unresolvable", lookup.problem, None
-    if missing_tags:
-        return "gated", f"version {lookup.version.version} lacks {', '.join(missing_tags)}", None
-    if lookup.version.version != running_version:
-        return "behind", None, None
-    return "current", None, None
-
-
-def missing_tags(version: ModelVersion | None, required: Mapping[str, str] | None) -> list[str]:
-    """``key=value`` for each tag the namespace policy requires and the version does not carry."""
-    if version is None or not required:
-        return []
-    return [f"{k}={v}" for k, v in sorted(required.items()) if version.tags.get(k) != v]
 
 
 def serving(obj: Mapping[str, Any]) -> str:

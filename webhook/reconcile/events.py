@@ -1,4 +1,4 @@
-"""Kubernetes Events on managed objects: version changes, and references that stop resolving (rate-limited)."""
+"""Kubernetes Events on managed objects: version changes, gated moves (once each), references that stop resolving."""
 
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ class Events:
     errors: Once
     warning_interval_seconds: float
     _warned: dict[tuple[Key, str], float] = field(default_factory=dict)
+    _gated: dict[tuple[Key, str], str] = field(default_factory=dict)  # (object, field) -> the gated version told
+
+    async def gated(self, t: Tracked, pointer: str, version: str, message: str) -> None:
+        """A move the namespace's require_tags refuse: one Warning per object, field and target version."""
+        if self._gated.get((t.key, pointer)) == version:
+            return
+        self._gated[(t.key, pointer)] = version
+        await self.record(t, "Warning", "ModelVersionGated", message[:1000])
 
     async def record(self, t: Tracked, event_type: str, reason: str, message: str) -> None:
         try:
@@ -41,3 +49,5 @@ class Events:
         horizon = time.monotonic() - self.warning_interval_seconds
         for key in [k for k, at in self._warned.items() if at < horizon or k[0] not in index]:
             del self._warned[key]
+        for gated in [k for k in self._gated if k[0] not in index]:
+            del self._gated[gated]

@@ -9,6 +9,7 @@ process's memory, and a secret the reconciler has no use for.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from webhook.reconcile.kube import Kind
 from webhook.templating import record_annotations as records
+from webhook.templating.rollout_annotations import HOLD, Hold, parse_hold
 
 Key = tuple[Kind, str, str]
 
@@ -45,10 +47,15 @@ class Tracked:
     refs: list[Ref] = field(default_factory=list)
     paused: bool = False
     refresh_ms: int = 0
+    hold: Hold | None = None  # modelpin.io/hold, active or expired; a damaged one reads as none, as in admission
 
     @property
     def key(self) -> Key:
         return (self.kind, self.namespace, self.name)
+
+    def held(self, now: dt.datetime) -> bool:
+        """Whether the webhook keeps this object's versions now: paused, or a hold in force."""
+        return self.paused or (self.hold is not None and self.hold.active(now))
 
     def involved(self) -> dict[str, str]:
         """The Event's involvedObject."""
@@ -72,6 +79,8 @@ def _intern(value: object) -> str:
 def track(kind: Kind, obj: Mapping[str, Any]) -> Tracked:
     meta = obj.get("metadata") or {}
     rec = records.read(meta)
+    annotations = meta.get("annotations")
+    hold, _ = parse_hold(annotations.get(HOLD) if isinstance(annotations, Mapping) else None)
     refs = [
         Ref(_intern(ptr), _intern(text), {k: _intern(v) for k, v in rec.resolved[ptr].items()})
         for ptr, text in rec.templates.items()
@@ -86,6 +95,7 @@ def track(kind: Kind, obj: Mapping[str, Any]) -> Tracked:
         refs,
         rec.paused,
         rec.refresh_ms,
+        hold,
     )
 
 
@@ -102,6 +112,7 @@ class VersionChange:
 class Index:
     def __init__(self) -> None:
         self._objects: dict[Key, Tracked] = {}
+        self._holding: set[Key] = set()  # objects carrying a hold annotation: the expiry check reads only these
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -111,6 +122,10 @@ class Index:
         tracked = track(kind, obj)
         previous = self._objects.get(tracked.key)
         self._objects[tracked.key] = tracked
+        if tracked.hold is not None:
+            self._holding.add(tracked.key)
+        else:
+            self._holding.discard(tracked.key)
         if previous is None:
             return tracked, []
         before = {ref.pointer: ref.record.get("version", "") for ref in previous.refs}
@@ -125,6 +140,7 @@ class Index:
         meta = obj.get("metadata") or {}
         key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
         self._objects.pop(key, None)
+        self._holding.discard(key)
         return key
 
     def retain(self, kind: Kind, listed: set[Key]) -> list[Key]:
@@ -132,11 +148,19 @@ class Index:
         gone = [k for k in self._objects if k[0] == kind and k not in listed]
         for key in gone:
             del self._objects[key]
+            self._holding.discard(key)
         return gone
 
     def using(self, models: set[str] | None) -> list[Tracked]:
         """Objects referencing any of ``models`` (all managed objects for None)."""
         return [t for t in self._objects.values() if models is None or any(r.model in models for r in t.refs)]
+
+    def holding(self) -> list[Tracked]:
+        """Objects carrying a hold annotation, in force or expired."""
+        return [self._objects[k] for k in self._holding]
+
+    def get(self, key: Key) -> Tracked | None:
+        return self._objects.get(key)
 
     def __contains__(self, key: Key) -> bool:
         return key in self._objects

@@ -4,6 +4,8 @@ Each cycle is one registry search per page: a model is compared only when its
 fingerprint (aliases, the latest version per stage, the update time) changed
 since the last cycle, or when its last compare could not finish. Every
 ``full_compare_interval_seconds`` everything is compared, whatever the search says.
+A model with a move held back by a ``require_tags`` gate is compared every cycle:
+a tag set on a version need not change what the search returns.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class Poller:
     errors: Once
     compare_moving: Callable[[set[str]], Awaitable[int]]  # these models' floating references
     compare_all: Callable[[], Awaitable[int]]
-    retry: set[str] = field(default_factory=set)  # models whose compare or touch could not finish
+    publish: Callable[[], None] = lambda: None  # the state gauges, after each cycle
+    # models whose compare or touch could not finish, or whose move a gate holds back
+    retry: set[str] = field(default_factory=set)
     _fingerprints: dict[tuple[str, str], Hashable] = field(default_factory=dict)
 
     def floating(self) -> dict[str, set[str]]:
@@ -106,3 +110,4 @@ class Poller:
                 await self.compare_all()
             else:
                 await self.poll_once()
+            self.publish()  # what the watch showed since: moved objects become current

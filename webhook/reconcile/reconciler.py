@@ -18,6 +18,7 @@ call recovers.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import time
@@ -25,19 +26,25 @@ from dataclasses import dataclass, field
 
 from webhook.metrics import INDEX_SIZE, LEADER, LEADERSHIP, POLL, SYNCED
 from webhook.reconcile.events import Events
+from webhook.reconcile.gauges import StateGauges
 from webhook.reconcile.index import Index, Key, Tracked
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.leadership import LeaderLease
 from webhook.reconcile.loops import Once, WorkDied, cancel_tasks
 from webhook.reconcile.polling import Poller
+from webhook.reconcile.states import Lookup as Named
+from webhook.reconcile.states import missing_tags
 from webhook.reconcile.touching import TokenBucket, Toucher
 from webhook.reconcile.watching import Watcher
+from webhook.registry.clients import ModelVersion
 from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver, now_ms
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import TemplateError, parse
 from webhook.templating.uris import Flavor
 
 log = logging.getLogger("modelpin.reconciler")
+
+HOLD_CHECK_SECONDS = 1.0  # how often hold expiries are checked (a handful of indexed objects each time)
 
 
 @dataclass(slots=True)
@@ -54,17 +61,23 @@ class Reconciler:
     watcher: Watcher = field(init=False)
     poller: Poller = field(init=False)
     touches: Toucher = field(init=False)
+    gauges: StateGauges = field(init=False)
+    # (object, the hold's until) -> expiry: holds whose end has been dealt with
+    _expired: dict[tuple[Key, str | None], dt.datetime] = field(default_factory=dict)
+    _term_started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def __post_init__(self) -> None:
         rc = self.resolver.settings.reconciler
         bucket = self.bucket or TokenBucket(rc.touch_rate_per_second, rc.touch_burst)
         self.events = Events(self.kube, self.errors, rc.warning_interval_seconds)
+        self.gauges = StateGauges(self.resolver)
         self.poller = Poller(
             self.resolver,
             self.index,
             self.errors,
             compare_moving=lambda models: self.compare(models, moving_only=True),
             compare_all=self.compare,
+            publish=self.publish_states,
         )
         self.touches = Toucher(self.kube, bucket, self.errors, self.poller.retry, recheck=self.recheck)
         self.watcher = Watcher(
@@ -101,11 +114,23 @@ class Reconciler:
         moving_only: bool = False,
         only: Key | None = None,
     ) -> int:
-        """Touch every unpaused object whose recorded URI is no longer what the registry says.
+        """Touch every object not held whose recorded URI is no longer what the registry says.
 
         ``moving_only``: skip pinned references (name/7), as a poll does: their version cannot move.
-        ``only``: this object alone.
+        ``only``: this object alone. A move to a version the namespace's ``require_tags`` refuse
+        is not made (one Warning Event per object and version).
         """
+        return len(await self._compare(models, kind, moving_only=moving_only, only=only))
+
+    async def _compare(
+        self,
+        models: set[str] | None = None,
+        kind: Kind | None = None,
+        *,
+        moving_only: bool = False,
+        only: Key | None = None,
+    ) -> dict[Key, list[str]]:
+        """The compare; returns each touched object's moves (``iris 1 -> 3``)."""
         started = time.monotonic()
         # The token is when the change was noticed, never earlier than the change itself:
         # MLflow's delivery timestamp has whole seconds, and a token before the change
@@ -114,10 +139,11 @@ class Reconciler:
         # the token is the next millisecond, and lookups start once it has come.
         token = now_ms() + 1
         await asyncio.sleep(max(0.0, token / 1000 - time.time()))
+        now = dt.datetime.now(dt.UTC)
         targets = [
             t
             for t in self.index.using(models)
-            if not t.paused and (kind is None or t.kind == kind) and (only is None or t.key == only)
+            if not t.held(now) and (kind is None or t.kind == kind) and (only is None or t.key == only)
         ]
         settings = self.resolver.settings.reconciler
         limit = asyncio.Semaphore(settings.concurrency)
@@ -129,9 +155,15 @@ class Reconciler:
 
         async def lookup(p: Plan) -> Lookup:
             async with limit:
-                return await self.resolver.resolve(p, not_before_ms=token)
+                try:
+                    found = await self.resolver.resolve(p, not_before_ms=token)
+                except ResolutionError as exc:
+                    self.gauges.named[p.key] = Named(None, str(exc))
+                    raise
+                self.gauges.named[p.key] = Named(found.resolution.version)
+                return found
 
-        async def current(t: Tracked, pointer: str, template_text: str) -> str | None:
+        async def current(t: Tracked, pointer: str, template_text: str) -> tuple[str, Plan, ModelVersion] | None:
             try:
                 p = self.resolver.plan(parse(template_text), t.namespace)
                 if moving_only and p.reference.selector.pinned:
@@ -140,31 +172,85 @@ class Reconciler:
                 if task is None:
                     task = lookups[p.key] = asyncio.ensure_future(lookup(p))
                 found = await task
-                return self.resolver.uri(p, found.resolution, Flavor.for_group(t.kind.group, t.kind.plural))
+                uri = self.resolver.uri(p, found.resolution, Flavor.for_group(t.kind.group, t.kind.plural))
+                return uri, p, found.resolution.version
             except (TemplateError, ResolutionError) as exc:
                 if isinstance(exc, ResolutionError) and exc.cause is Cause.UNAVAILABLE:
                     self.poller.retry.update(r.model for r in t.refs)
                 await self.events.warn(t, pointer, exc)
                 return None
 
-        async def check(t: Tracked) -> bool:
-            uris = await asyncio.gather(*(current(t, r.pointer, r.template) for r in t.refs))
-            stale = {
-                r.pointer: r.record.get("uri", "")
-                for u, r in zip(uris, t.refs, strict=True)
-                if u is not None and u != r.record.get("uri")
-            }
+        async def check(t: Tracked) -> list[str] | None:
+            answers = await asyncio.gather(*(current(t, r.pointer, r.template) for r in t.refs))
+            required = self.resolver.settings.policy(t.namespace).require_tags
+            stale: dict[str, str] = {}
+            moves: list[str] = []
+            for answer, r in zip(answers, t.refs, strict=True):
+                if answer is None or answer[0] == r.record.get("uri"):
+                    continue
+                _, p, version = answer
+                running = r.record.get("version", "")
+                lacking = missing_tags(version, required)
+                if lacking:
+                    message = (
+                        f"{p.reference} names version {version.version}, which lacks {', '.join(lacking)} "
+                        f"required in namespace {t.namespace}; keeping version {running}"
+                    )
+                    await self.events.gated(t, r.pointer, version.version, message)
+                    self.poller.retry.add(r.model)  # the next poll looks again: a tag set need not change a search
+                    continue
+                stale[r.pointer] = r.record.get("uri", "")
+                moves.append(f"{p.reference.name} {running} -> {version.version}")
             if not stale:
-                if None not in uris:
+                if None not in answers:
                     self.touches.current(t.key)
-                return False
-            return await self.touches.touch(t, token, stale)
+                return None
+            return moves if await self.touches.touch(t, token, stale) else None
 
-        touched = sum(await asyncio.gather(*(check(t) for t in targets)))
+        results = await asyncio.gather(*(check(t) for t in targets))
+        touched = {t.key: moves for t, moves in zip(targets, results, strict=True) if moves is not None}
         if models is None and kind is None and only is None:
             POLL.observe(time.monotonic() - started)
         self.events.prune(self.index)
+        self.publish_states()
         return touched
+
+    def publish_states(self) -> None:
+        """The state gauges from the index and the last lookups; fields never compared are compared next poll."""
+        if self.leading:
+            self.poller.retry.update(self.gauges.publish(self.index, dt.datetime.now(dt.UTC)))
+
+    # --- holds -----------------------------------------------------------------------------------
+
+    async def expire_holds(self) -> None:
+        """Each hold that ended since this term began: an Event, and the object moved to what the registry names."""
+        now = dt.datetime.now(dt.UTC)
+        for t in self.index.holding():
+            expiry = t.hold.expiry if t.hold is not None else None
+            if t.hold is None or expiry is None or expiry > now:
+                continue
+            marker = (t.key, t.hold.until)
+            if marker in self._expired:
+                continue
+            self._expired[marker] = expiry
+            if expiry < self._term_started or t.paused:
+                # ended before this term (the term's first compare moved it) or still paused: nothing to say
+                continue
+            moves = (await self._compare({r.model for r in t.refs}, only=t.key)).get(t.key)
+            told = f"moving {', '.join(moves)}" if moves else "the registry names the versions running"
+            await self.events.record(t, "Normal", "HoldExpired", f"hold expired (reason: {t.hold.reason}); {told}")
+        for marker in [m for m in self._expired if not self._holds_still(m)]:
+            del self._expired[marker]
+
+    def _holds_still(self, marker: tuple[Key, str | None]) -> bool:
+        t = self.index.get(marker[0])
+        return t is not None and t.hold is not None and t.hold.until == marker[1]
+
+    async def follow_holds(self) -> None:
+        """Hold expiries checked every second: an object moves on when its hold ends, not at the next poll."""
+        while True:
+            await asyncio.sleep(HOLD_CHECK_SECONDS)
+            await self.expire_holds()
 
     # --- leadership ------------------------------------------------------------------------------
 
@@ -181,11 +267,13 @@ class Reconciler:
                 if held and not work:
                     lease.leader = True
                     self.leading = True
+                    self._term_started = dt.datetime.now(dt.UTC)
                     log.info("leading as %s", lease.identity)
                     LEADER.set(1)
                     LEADERSHIP.labels("acquired").inc()
                     work = [asyncio.create_task(self.watcher.follow(k), name=f"follow {k.plural}") for k in self.kinds]
                     work.append(asyncio.create_task(self.poller.poll(), name="poll"))
+                    work.append(asyncio.create_task(self.follow_holds(), name="hold expiries"))
                 elif work and not held:
                     taken = lease.reachable and lease.holder not in ("", lease.identity)
                     if taken or not lease.valid():
@@ -215,5 +303,6 @@ class Reconciler:
         await self.touches.stop()
         self.leading = False
         self.synced.clear()
+        self.gauges.clear()
         LEADER.set(0)
         self._publish()

@@ -16,6 +16,7 @@ again after a jittered, capped backoff, and touched again if still stale.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 import time
@@ -179,7 +180,9 @@ class Toucher:
         if pending is None:
             return
         recorded = {r.pointer: r.record.get("uri") for r in t.refs}
-        if t.paused or all(recorded.get(pointer) != old for pointer, old in pending.stale.items()):
+        if t.held(dt.datetime.now(dt.UTC)) or all(
+            recorded.get(pointer) != old for pointer, old in pending.stale.items()
+        ):
             self._settle(t.key, pending, "confirmed")
         elif t.refresh_ms >= pending.token:
             # admitted with the token and without a new URI: the webhook did not see it

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.support.fakes import FakeRegistry
+from tests.support.fakes import FakeRegistry, make_settings
 from tests.unit.reconcile.conftest import KIND, FakeKube, load, managed
 from webhook.reconcile.kube import Kind
 from webhook.reconcile.loops import WorkDied
@@ -17,6 +19,7 @@ from webhook.reconcile.watching import Watcher
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
+from webhook.templating.rollout_annotations import HOLD, Hold, dump_hold, format_time
 
 
 async def test_only_objects_whose_version_moved_are_touched(
@@ -157,3 +160,87 @@ def test_the_work_is_named_after_its_steps(reconciler: Reconciler) -> None:
     assert reconciler.touches.retry is reconciler.poller.retry  # a touch that gave up is polled again
     assert reconciler.watcher.synced is reconciler.synced
     assert KIND in reconciler.kinds
+
+
+# --- holds and gates -------------------------------------------------------------------------------
+
+
+def _held(obj: dict[str, Any], until: dt.datetime | None, reason: str = "incident") -> dict[str, Any]:
+    since = format_time(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    hold = Hold(reason, since, format_time(until) if until is not None else None, "alice")
+    obj["metadata"]["annotations"][HOLD] = dump_hold(hold)
+    return obj
+
+
+async def test_an_object_under_a_hold_in_force_is_not_touched_and_one_whose_hold_ended_is(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube
+) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    earlier = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    load(
+        reconciler.index,
+        [
+            _held(await managed(live, "held", "models:/fraud@champion"), later),
+            _held(await managed(live, "forever", "models:/fraud@champion"), None),
+            _held(await managed(live, "ended", "models:/fraud@champion"), earlier),
+        ],
+    )
+    registry.set_alias("fraud", "champion", 3)
+    assert await reconciler.compare() == 1
+    assert kube.touched() == {"ended"}
+
+
+async def test_a_hold_ending_during_the_term_moves_its_object_and_says_so(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube
+) -> None:
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.2)
+    load(reconciler.index, [_held(await managed(live, "held", "models:/fraud@champion"), ends, "bad canary")])
+    registry.set_alias("fraud", "champion", 3)
+    await reconciler.expire_holds()
+    assert kube.attempts == 0 and kube.events == []  # not yet
+    await asyncio.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
+    await reconciler.expire_holds()
+    await reconciler.expire_holds()  # once
+    assert kube.touched() == {"held"}
+    assert kube.events == [("held", "Normal", "HoldExpired", "hold expired (reason: bad canary); moving fraud 2 -> 3")]
+
+
+async def test_a_hold_that_ended_before_the_term_began_is_not_announced(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube
+) -> None:
+    ended = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    load(reconciler.index, [_held(await managed(live, "old", "models:/fraud@champion"), ended)])
+    await reconciler.expire_holds()
+    assert kube.events == []
+
+
+def _gated_reconciler(registry: FakeRegistry, kube: FakeKube) -> tuple[Reconciler, Resolver]:
+    settings = make_settings(namespaces={"team": {"require_tags": {"validation_status": "passed"}}})
+    resolver = Resolver(settings, {"mlflow": registry})
+    return Reconciler(resolver, kube, [KIND]), resolver  # type: ignore[arg-type]
+
+
+async def test_a_move_to_a_version_without_the_required_tag_waits_with_one_warning(
+    registry: FakeRegistry, kube: FakeKube
+) -> None:
+    reconciler, resolver = _gated_reconciler(registry, kube)
+    registry.versions["fraud"]["2"] = replace(registry.versions["fraud"]["2"], tags={"validation_status": "passed"})
+    load(reconciler.index, [await managed(resolver, "fraud", "models:/fraud@champion")])
+    untagged = registry.versions["fraud"]["3"]
+    registry.set_alias("fraud", "champion", 3)
+    for _ in range(3):
+        assert await reconciler.compare({"fraud"}) == 0
+    assert kube.attempts == 0
+    assert kube.events == [
+        (
+            "fraud",
+            "Warning",
+            "ModelVersionGated",
+            "fraud@champion names version 3, which lacks validation_status=passed required in namespace team; "
+            "keeping version 2",
+        )
+    ]
+    assert "fraud" in reconciler.poller.retry  # the next poll looks again, whatever the search says
+    registry.versions["fraud"]["3"] = replace(untagged, tags={"validation_status": "passed"})
+    assert await reconciler.compare({"fraud"}) == 1
+    await reconciler.touches.stop()

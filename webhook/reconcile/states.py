@@ -1,0 +1,58 @@
+"""The state of one template field, as ``modelpin status`` and the reconciler's gauges both name it.
+
+First match wins: paused > held > pinned > unresolvable > gated > behind > current
+(DESIGN.md section 6a). Pure: what the registry names is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from webhook.registry.clients import ModelVersion
+from webhook.templating import record_annotations
+from webhook.templating.rollout_annotations import Hold
+
+STATES = ("paused", "held", "pinned", "unresolvable", "gated", "behind", "current")
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the registry names now for one reference, or why it names nothing."""
+
+    version: ModelVersion | None
+    problem: str = ""
+
+
+def decide(
+    *,
+    paused: bool,
+    hold: Hold | None,
+    now: dt.datetime,
+    pinned: bool,
+    lookup: Lookup,
+    missing_tags: Sequence[str],
+    running_version: str,
+) -> tuple[str, str | None, str | None]:
+    """The field's state, with its reason and expiry where it has them."""
+    if paused:
+        return "paused", f"{record_annotations.PAUSED}=true", None
+    if hold is not None and hold.active(now):
+        return "held", hold.reason, hold.until
+    if pinned:
+        return "pinned", None, None
+    if lookup.version is None:
+        return "unresolvable", lookup.problem, None
+    if missing_tags:
+        return "gated", f"version {lookup.version.version} lacks {', '.join(missing_tags)}", None
+    if lookup.version.version != running_version:
+        return "behind", None, None
+    return "current", None, None
+
+
+def missing_tags(version: ModelVersion | None, required: Mapping[str, str] | None) -> list[str]:
+    """``key=value`` for each tag the namespace policy requires and the version does not carry."""
+    if version is None or not required:
+        return []
+    return [f"{k}={v}" for k, v in sorted(required.items()) if version.tags.get(k) != v]
