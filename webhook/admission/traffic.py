@@ -119,8 +119,11 @@ def _kserve(spec: dict[str, Any], state: State, mode: KServeMode) -> Split:
     entries = spec.get("canary")
     if entries is not None and not isinstance(entries, list):
         return Split(spec, tuple(state.to), "spec.canary is not a list")
-    taken = sum(e.get("trafficPercent", 0) for e in entries or [] if isinstance(e, dict))
-    if not isinstance(taken, int) or taken + state.percent > 100:
+    shares = [e.get("trafficPercent") if isinstance(e, dict) else None for e in entries or []]
+    if not all(isinstance(p, int) and not isinstance(p, bool) for p in shares):
+        return Split(spec, tuple(state.to), "spec.canary holds an entry without an integer trafficPercent")
+    taken = sum(p for p in shares if isinstance(p, int))
+    if taken + state.percent > 100:
         return Split(spec, tuple(state.to), f"spec.canary already carries {taken} % of traffic")
     canary = copy.deepcopy(predictor)
     canary.pop("canaryTrafficPercent", None)

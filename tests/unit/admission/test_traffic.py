@@ -117,6 +117,15 @@ def test_kserve_no_split_past_100_percent() -> None:
     assert result.unsplit == (STORAGE,)
 
 
+@pytest.mark.parametrize("entry", [{"predictor": {}, "trafficPercent": "ten"}, {"predictor": {}}, "junk"])
+def test_kserve_a_malformed_canary_entry_is_a_problem_not_a_crash(entry: object) -> None:
+    sent = isvc()
+    sent["canary"] = [entry]
+    result = split("InferenceService", sent, state([STORAGE], 10))
+    assert result.spec == sent
+    assert result.problem == "spec.canary holds an entry without an integer trafficPercent"
+
+
 def test_kserve_fields_outside_the_predictor_are_named_as_unsplit() -> None:
     result = split("InferenceService", isvc(), state([STORAGE, TRANSFORMER]))
     assert result.unsplit == (TRANSFORMER,)

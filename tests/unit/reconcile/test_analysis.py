@@ -138,9 +138,17 @@ async def test_anything_but_a_measurement_is_unreachable(answer: Any, says: str)
 
 async def test_a_silent_prometheus_is_cut_off_by_the_policys_timeout() -> None:
     # A loopback socket that accepts and never answers: httpx's own read timeout must end the query.
+    release = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
         await reader.read(65536)
-        await asyncio.sleep(30)
+        await release.wait()
+        writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -150,7 +158,11 @@ async def test_a_silent_prometheus_is_cut_off_by_the_policys_timeout() -> None:
     try:
         async with client(30.0) as http:
             outcome = await analyse(analysis, LABELS, 10, http)
+        elapsed = loop.time() - started
     finally:
+        release.set()
+        await asyncio.gather(*handlers)
         server.close()
+        await server.wait_closed()
     assert outcome.verdict is Verdict.UNREACHABLE and "ReadTimeout" in outcome.reason
-    assert 0.3 <= loop.time() - started < 2
+    assert 0.3 <= elapsed < 2
