@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 
 class TooLarge(Exception):
@@ -16,25 +17,31 @@ class TooLarge(Exception):
 
 async def read_within(request: Request, limit: int) -> bytes:
     """The body, or ``TooLarge`` as soon as it is known to exceed ``limit`` bytes."""
-    length = b""
-    framed = True
+    return await receive_within(request.scope, request.receive, limit)
+
+
+async def receive_within(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The body of the ASGI request ``scope``, or ``TooLarge`` as soon as it is known to exceed ``limit``.
+
+    A client that goes away before its whole body came raises starlette's ``ClientDisconnect``.
+    """
     # The raw ASGI header list (names arrive lower-cased): a Headers mapping costs more than this scan.
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if name == b"content-length":
-            length = value
-        elif name == b"transfer-encoding":
-            framed = False  # chunks decide the length, whatever Content-Length says
-    if length.isdigit():
-        if int(length) > limit:
-            raise TooLarge(limit, int(length))
-        if framed:
-            # the server frames the body by Content-Length: it cannot grow past it
-            return await request.body()
+            if value.isdigit() and int(value) > limit:
+                raise TooLarge(limit, int(value))
+            break
+    # Counted as it arrives whatever Content-Length said: chunked framing decides the length then.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise TooLarge(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

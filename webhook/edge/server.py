@@ -19,7 +19,10 @@ read timeout, and refuses request lines and headers over ``MAX_HEADER_BYTES``
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
+import os
+import signal
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +30,6 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 import uvicorn
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -45,6 +47,9 @@ MAX_HEADER_BYTES = 64 * 1024
 # Routes that answer only a named client (the others serve probes and scrapes).
 NAMED_CLIENT_PATHS = frozenset({"/mutate"})
 _DEFAULTS = Settings.model_fields
+# A file to write a cProfile of the serving process to: SIGUSR1 starts profiling, SIGUSR2
+# stops it and writes the file (tests/benchmarks/dryrun.py --profile); unset, nothing is installed.
+PROFILE_ENV = "MODELPIN_PROFILE"
 
 
 class HasReloader(Protocol):
@@ -70,6 +75,67 @@ def peer_names(peer: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
+class CoalescingTransport(asyncio.Transport):
+    """A connection's transport whose writes within one turn of the loop leave as one.
+
+    uvicorn writes a response's status line and headers, then its body, each at once: over
+    TLS, two records in two segments, and the apiserver's reader wakes for the headers only
+    to wait again for the body. Joined, an answer is one record, one send, one wake-up.
+    """
+
+    def __init__(self, inner: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._inner = inner
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending = []
+        if not self._inner.is_closing():
+            self._inner.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._inner.abort()
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._inner.write_eof()
+
+
 class TLSScopeProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol, adding the ASGI TLS extension and a deadline to read each request."""
 
@@ -80,6 +146,7 @@ class TLSScopeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = CoalescingTransport(transport, self.loop)
         ssl_object = transport.get_extra_info("ssl_object")
         peer = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         self._tls = {
@@ -181,10 +248,27 @@ class ClientNameCheck:
         await self.app(scope, receive, send)
 
 
+def profile_on_signals(path: str) -> None:
+    """Profile the process between SIGUSR1 and SIGUSR2, writing the stats to ``path`` on SIGUSR2."""
+    profiler = cProfile.Profile()
+
+    def start(signum: int, frame: object) -> None:
+        profiler.enable()
+
+    def stop(signum: int, frame: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+
+
 def run(settings: Settings, resolver: Resolver, *, host: str, port: int, cert: Path, key: Path, log_level: str) -> None:
     if settings.tls_client_names and settings.tls_client_ca is None:
         raise SystemExit("modelpin serve: tls_client_names needs a client CA (--client-ca or tls_client_ca)")
     state = ServerState(resolver=resolver)
+    if profile := os.environ.get(PROFILE_ENV):
+        profile_on_signals(profile)
     serve_app(
         create_app(state),
         state,
@@ -201,7 +285,7 @@ def run(settings: Settings, resolver: Resolver, *, host: str, port: int, cert: P
 
 
 def build_server(
-    app: FastAPI,
+    app: ASGIApp,
     state: HasReloader,
     *,
     host: str,
@@ -224,6 +308,8 @@ def build_server(
         http=protocol_class(read_timeout),
         loop="uvloop",
         lifespan="on",
+        # modelpin is reached directly (apiserver, probes, scrapes): no X-Forwarded-* to honour
+        proxy_headers=False,
         access_log=False,
         log_level=log_level,
         server_header=False,
@@ -241,7 +327,7 @@ def build_server(
 
 
 def serve_app(
-    app: FastAPI,
+    app: ASGIApp,
     state: HasReloader,
     *,
     host: str,

@@ -1,8 +1,13 @@
-"""HTTP at the edge: FastAPI routes around the admission core.
+"""HTTP at the edge: the admission core behind ``POST /mutate``, FastAPI for the rest.
 
 The transport checks what controller-runtime checks (Content-Type, body size)
 and maps the two error families: not an AdmissionReview is HTTP 400, an
 object modelpin cannot admit is a denial inside a 200.
+
+``POST /mutate`` is answered by plain ASGI ahead of FastAPI: it is on the
+apiserver's path for every admitted object, and FastAPI's layers (middleware
+stack, router, dependency solving, response classes) cost it more than the
+decision itself. Probes and scrapes go through FastAPI.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from webhook import metrics
 from webhook.admission.decision import admit
 from webhook.admission.review import BadRequest, denied, parse_review, review
-from webhook.edge.bodies import TooLarge, read_within
+from webhook.edge.bodies import TooLarge, receive_within
 from webhook.edge.cert_reload import CertReloader
 from webhook.registry.resolver import Resolver
 from webhook.templating.causes import Cause
@@ -31,6 +37,7 @@ from webhook.templating.causes import Cause
 log = logging.getLogger("modelpin")
 
 JSON = "application/json"
+MUTATE = "/mutate"
 
 
 @dataclass(slots=True)
@@ -39,39 +46,76 @@ class ServerState:
     reloader: CertReloader | None = None
 
 
-def _error(status: int, reason: str) -> Response:
-    return Response(orjson.dumps({"error": reason}), status_code=status, media_type=JSON)
+def _error(status: int, reason: str) -> tuple[int, bytes]:
+    return status, orjson.dumps({"error": reason})
 
 
-async def read_body(request: Request, limit: int) -> bytes | Response:
-    """The body, or the error response that refuses it."""
-    try:
-        return await _read_body(request, limit)
-    except ClientDisconnect:
-        # the client's doing, and nobody is left to answer: one line, not a traceback
-        client = request.client
-        log.warning("client %s disconnected before sending its whole body", client.host if client else "?")
-        return _error(400, "client disconnected before sending its whole body")
+def _client_certified(scope: Scope) -> bool:
+    """Whether the connection presented a client certificate (verified against the CA at the handshake)."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    return bool(tls.get("client_cert_chain"))
 
 
-async def _read_body(request: Request, limit: int) -> bytes | Response:
-    ctype = next((value for name, value in request.scope["headers"] if name == b"content-type"), b"")
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | tuple[int, bytes]:
+    """The body, or the (status, body) of the error that refuses it."""
+    ctype = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
     media = ctype.split(b";")[0].strip().lower().decode("latin-1")
     if media != JSON:
         return _error(400, f"Content-Type must be {JSON}, got {media or 'none'!r}")
     try:
-        return await read_within(request, limit)
+        return await receive_within(scope, receive, limit)
     except TooLarge as exc:
         return _error(413, str(exc))
+    except ClientDisconnect:
+        # the client's doing, and nobody is left to answer: one line, not a traceback
+        client = scope.get("client")
+        log.warning("client %s disconnected before sending its whole body", client[0] if client else "?")
+        return _error(400, "client disconnected before sending its whole body")
 
 
-def _client_certified(request: Request) -> bool:
-    """Whether the connection presented a client certificate (verified against the CA at the handshake)."""
-    tls = request.scope.get("extensions", {}).get("tls") or {}
-    return bool(tls.get("client_cert_chain"))
+async def answer(state: ServerState, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    """The (status, body) answering one ``POST /mutate``."""
+    settings = state.resolver.settings
+    if settings.tls_client_ca is not None and not _client_certified(scope):
+        # Answers carry artifact URIs and versions: only the apiserver may ask (README: trust model).
+        metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
+        return _error(403, "a client certificate signed by the configured client CA is required")
+    body = await read_body(scope, receive, settings.max_body_bytes)
+    if isinstance(body, tuple):
+        metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
+        return body
+    try:
+        req = parse_review(body)
+    except BadRequest as exc:
+        metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
+        return _error(400, str(exc))
+    try:
+        response = await admit(req, resolver=state.resolver)
+    except Exception as exc:  # never an HTTP 500 for a valid review: deny and say why
+        log.exception("admission failed for uid %s", req["uid"])
+        metrics.ADMISSION_OUTCOME["internal_error"].observe(0)
+        response = denied(Cause.INTERNAL, f"modelpin failed internally: {type(exc).__name__}")
+    return 200, review(req["uid"], response)
 
 
-def create_app(state: ServerState) -> FastAPI:
+class WebhookApp:
+    """ASGI: ``POST /mutate`` answered here, every other request passed to ``api`` (FastAPI)."""
+
+    def __init__(self, state: ServerState, api: FastAPI) -> None:
+        self.state = state
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != MUTATE or scope["method"] != "POST":
+            await self.api(scope, receive, send)
+            return
+        status, body = await answer(self.state, scope, receive)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(state: ServerState) -> WebhookApp:
     settings = state.resolver.settings
 
     @contextlib.asynccontextmanager
@@ -94,28 +138,11 @@ def create_app(state: ServerState) -> FastAPI:
 
     app = FastAPI(title="modelpin", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.post("/mutate")
+    @app.post(MUTATE)
     async def mutate(request: Request) -> Response:
-        if settings.tls_client_ca is not None and not _client_certified(request):
-            # Answers carry artifact URIs and versions: only the apiserver may ask (README: trust model).
-            metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
-            return _error(403, "a client certificate signed by the configured client CA is required")
-        body = await read_body(request, settings.max_body_bytes)
-        if isinstance(body, Response):
-            metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
-            return body
-        try:
-            req = parse_review(body)
-        except BadRequest as exc:
-            metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
-            return _error(400, str(exc))
-        try:
-            answer = await admit(req, resolver=state.resolver)
-        except Exception as exc:  # never an HTTP 500 for a valid review: deny and say why
-            log.exception("admission failed for uid %s", req["uid"])
-            metrics.ADMISSION_OUTCOME["internal_error"].observe(0)
-            answer = denied(Cause.INTERNAL, f"modelpin failed internally: {type(exc).__name__}")
-        return Response(review(req["uid"], answer), media_type=JSON)
+        # reached only when this app is called without WebhookApp; it gives other methods their 405
+        status, body = await answer(state, request.scope, request.receive)
+        return Response(body, status_code=status, media_type=JSON)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -137,4 +164,4 @@ def create_app(state: ServerState) -> FastAPI:
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return WebhookApp(state, app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -128,6 +129,45 @@ def test_a_whole_request_is_answered_and_the_next_one_on_the_connection_too(tmp_
             assert client.post("/mutate", content=b"{}").status_code == 200
             time.sleep(0.8)  # idle past the read timeout: keep-alive, not a request being read
             assert client.post("/mutate", content=b"{}").status_code == 200
+
+
+def test_an_answer_leaves_as_one_tls_record(tmp_path: Path) -> None:
+    # SSLSocket.recv returns one record's data at most: headers and body in one read means one record
+    with serving(tmp_path) as running, tls_socket(running) as sock:
+        sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        time.sleep(0.3)  # all of the answer has arrived
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert first.endswith(b'\r\n\r\n{"ok":true}')
+
+
+def test_writes_within_one_loop_turn_are_joined_and_a_close_sends_them_first() -> None:
+    sent: list[bytes] = []
+
+    class Inner(asyncio.Transport):
+        def write(self, data: Any) -> None:
+            sent.append(bytes(data))
+
+        def close(self) -> None:
+            sent.append(b"<closed>")
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def go() -> None:
+        transport = edge.CoalescingTransport(Inner(), asyncio.get_running_loop())
+        transport.write(b"head ")
+        transport.write(b"body")
+        assert sent == []
+        await asyncio.sleep(0)
+        assert sent == [b"head body"]
+        transport.write(b"431")
+        transport.close()
+        assert sent == [b"head body", b"431", b"<closed>"]
+        await asyncio.sleep(0)
+        assert sent == [b"head body", b"431", b"<closed>"]
+
+    asyncio.run(go())
 
 
 def test_oversized_headers_are_refused_with_431(tmp_path: Path) -> None:

@@ -143,3 +143,8 @@ async def test_a_repeated_review_is_decided_again(client: httpx.AsyncClient) -> 
     assert again.json()["response"]["uid"] == uid != first.json()["response"]["uid"]
     assert {**again.json()["response"], "uid": None} == {**first.json()["response"], "uid": None}
     assert after == before + 4  # four distinct references, each looked up in the resolver cache again
+
+
+async def test_other_methods_on_mutate_are_405(client: httpx.AsyncClient) -> None:
+    r = await client.get("/mutate")
+    assert r.status_code == 405
