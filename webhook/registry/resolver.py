@@ -541,9 +541,14 @@ class Resolver:
 
     def servable(self, resolution: Resolution, need: Need | None) -> Servability:
         """Whether the server that ``need`` names can load the resolved version; in memory, no request."""
-        if resolution.flavors is None:
+        read = resolution.flavors
+        if read is None:
             return NotChecked("the MLmodel file was not read (servability is off)")
-        return judge(resolution.flavors, need)
+        if isinstance(read, NotChecked) and read.retry:
+            # a passing failure: a later resolution of the same version may have read it since
+            version = resolution.version
+            read = self._flavors.get((resolution.registry, version.name, version.version)) or read
+        return judge(read, need)
 
     def uri(self, p: Plan, resolution: Resolution, flavor: Flavor) -> str:
         memo_key = (p.profile, flavor)

@@ -20,7 +20,7 @@ from webhook.registry.resolver import (
     plan,
     select_version,
 )
-from webhook.registry.servability import Flavors, Mismatch, NotChecked, Read, Servable
+from webhook.registry.servability import RETRY_AFTER_SECONDS, FlavorCache, Flavors, Mismatch, NotChecked, Read, Servable
 from webhook.templating.causes import Cause
 from webhook.templating.flavors import Need
 from webhook.templating.grammar import Reference, Selector, SelectorKind, parse
@@ -992,4 +992,23 @@ async def test_a_registry_without_a_reader_is_not_checked() -> None:
     resolver = Resolver(make_settings(servability="warn"), {"mlflow": registry})
     verdict = resolver.servable((await resolver.resolve(p("models:/iris/1"))).resolution, SK_NEED)
     assert isinstance(verdict, NotChecked) and "no way to read" in verdict.reason
+    await resolver.aclose()
+
+
+async def test_a_passing_read_failure_is_judged_again_once_the_version_is_read() -> None:
+    registry = LoggedRegistry()
+    registry.add("iris", 1, "s3://m/1")
+    registry.set_alias("iris", "champion", 1)
+    registry.mlmodels["s3://m/1"] = NotChecked("the registry answered 503", retry=True)
+    now = [0.0]
+    resolver = Resolver(make_settings(servability="deny"), {"mlflow": registry})
+    resolver._flavors = FlavorCache(clock=lambda: now[0])
+    pinned = (await resolver.resolve(p("models:/iris/1"))).resolution
+    assert isinstance(resolver.servable(pinned, SK_NEED), NotChecked)
+    registry.mlmodels["s3://m/1"] = Flavors(frozenset({"sklearn"}), "s3://m/1/MLmodel")
+    now[0] += RETRY_AFTER_SECONDS
+    await resolver.resolve(p("models:/iris@champion"))  # the same version, read again
+    # the pinned resolution, cached for an hour, is judged by the newer read
+    assert isinstance(resolver.servable(pinned, SK_NEED), Servable)
+    assert registry.calls["read_mlmodel"] == 2
     await resolver.aclose()
