@@ -123,7 +123,8 @@ OBJECTS = Gauge(
 )
 # the states of webhook/reconcile/states.py, exported at zero from the start
 OBJECT_STATE = {
-    s: OBJECTS.labels(s) for s in ("paused", "held", "pinned", "unresolvable", "gated", "behind", "current")
+    s: OBJECTS.labels(s)
+    for s in ("paused", "rolled-back", "held", "rolling-out", "pinned", "unresolvable", "gated", "behind", "current")
 }
 VERSIONS_RUNNING = Gauge(
     "modelpin_model_versions_running",
@@ -131,3 +132,20 @@ VERSIONS_RUNNING = Gauge(
     "longer running are dropped)",
     ["registry", "model", "version"],
 )
+# Progressive rollouts (the leading reconciler's)
+ROLLOUTS = Gauge(
+    "modelpin_rollouts",
+    "Objects by the phase of their rollout (modelpin.io/rollout): progressing, paused, promoted, rolled-back, "
+    "aborted; objects keep their last phase until the next rollout",
+    ["phase"],
+)
+ROLLOUT_PHASE = {p: ROLLOUTS.labels(p) for p in ("progressing", "paused", "promoted", "rolled-back", "aborted")}
+ROLLOUT_RESULT_TOTAL = Counter(
+    "modelpin_rollout_results_total",
+    "Rollouts ended or stopped, by result: promoted, rolled-back (analysis failed), aborted (by an operator), "
+    "paused-unreachable (analysis could not run)",
+    ["result"],
+)
+ROLLOUT_RESULTS = {
+    r: ROLLOUT_RESULT_TOTAL.labels(r) for r in ("promoted", "rolled-back", "aborted", "paused-unreachable")
+}

@@ -1,7 +1,7 @@
 """``modelpin status``: one row per template field of every managed object.
 
-The state of a field, first match wins: paused > held > pinned > unresolvable >
-gated > behind > current (DESIGN.md section 6a). The registry is asked
+The state of a field, first match wins: paused > rolled-back > held > rolling-out
+> pinned > unresolvable > gated > behind > current (DESIGN.md section 6a). The registry is asked
 directly, bypassing the resolver's caches: the answer is what it names now.
 """
 
@@ -24,6 +24,7 @@ from webhook.registry.resolver import Plan, ResolutionError, Resolver, select_ve
 from webhook.templating import record_annotations
 from webhook.templating.grammar import TemplateError, parse
 from webhook.templating.rollout_annotations import HOLD, parse_hold
+from webhook.templating.rollout_policy import ROLLOUT, parse_state
 
 # registry lookups in flight at once
 CONCURRENCY = 8
@@ -44,6 +45,7 @@ class Row:
     uri: str = ""
     reason: str | None = None
     until: str | None = None
+    percent: int | None = None  # rolling-out: the share of traffic on the new version
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +65,8 @@ class Row:
             out["reason"] = self.reason
         if self.until is not None:
             out["until"] = self.until
+        if self.percent is not None:
+            out["percent"] = self.percent
         return out
 
 
@@ -150,6 +154,9 @@ def _row(f: _Field, answers: Mapping[tuple[str, str, str], Lookup], settings: Se
     records = record_annotations.read(meta)
     recorded = records.resolved.get(f.pointer, {})
     hold, _ = parse_hold(annotations.get(HOLD))
+    rollout, _ = parse_state(annotations.get(ROLLOUT))
+    if rollout is not None and f.pointer not in rollout.from_:
+        rollout = None
     lookup = answers[f.plan.key] if f.plan is not None else Lookup(None, f.problem)
     required = settings.policy(namespace).require_tags
     # a version number or an MLflow 3 logged model id: neither moves
@@ -163,6 +170,7 @@ def _row(f: _Field, answers: Mapping[tuple[str, str, str], Lookup], settings: Se
         lookup=lookup,
         missing_tags=missing_tags(lookup.version, required),
         running_version=running,
+        rollout=rollout,
     )
     model = f.plan.reference.name if f.plan is not None else recorded.get("model", "")
     return Row(
@@ -179,6 +187,7 @@ def _row(f: _Field, answers: Mapping[tuple[str, str, str], Lookup], settings: Se
         uri=recorded.get("uri", ""),
         reason=reason,
         until=until,
+        percent=rollout.percent if rollout is not None and state == "rolling-out" else None,
     )
 
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from webhook.metrics import INDEX_SIZE, LEADER, LEADERSHIP, POLL, SYNCED
 from webhook.reconcile.events import Events
 from webhook.reconcile.gauges import StateGauges
-from webhook.reconcile.index import Index, Key, Tracked
+from webhook.reconcile.index import Key, Tracked
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.leadership import LeaderLease
 from webhook.reconcile.loops import Once, WorkDied, cancel_tasks
 from webhook.reconcile.polling import Poller
+from webhook.reconcile.rollout_driver import RolloutDriver, RolloutIndex, record
 from webhook.reconcile.states import Lookup as Named
 from webhook.reconcile.states import missing_tags
 from webhook.reconcile.touching import TokenBucket, Toucher
@@ -52,7 +53,7 @@ class Reconciler:
     resolver: Resolver
     kube: Kube
     kinds: list[Kind]
-    index: Index = field(default_factory=Index)
+    index: RolloutIndex = field(default_factory=RolloutIndex)
     synced: set[Kind] = field(default_factory=set)  # kinds listed and compared since the last loss
     leading: bool = False
     bucket: TokenBucket | None = None  # the touch rate; from the settings when not given
@@ -62,6 +63,7 @@ class Reconciler:
     poller: Poller = field(init=False)
     touches: Toucher = field(init=False)
     gauges: StateGauges = field(init=False)
+    rollouts: RolloutDriver = field(init=False)  # objects with a rollout policy move through it
     # (object, the hold's until) -> expiry: holds whose end has been dealt with
     _expired: dict[tuple[Key, str | None], dt.datetime] = field(default_factory=dict)
     _term_started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -71,6 +73,7 @@ class Reconciler:
         bucket = self.bucket or TokenBucket(rc.touch_rate_per_second, rc.touch_burst)
         self.events = Events(self.kube, self.errors, rc.warning_interval_seconds)
         self.gauges = StateGauges(self.resolver)
+        self.rollouts = RolloutDriver(self.kube, self.index, self.events, self.resolver.settings, self.errors)
         self.poller = Poller(
             self.resolver,
             self.index,
@@ -184,6 +187,7 @@ class Reconciler:
             answers = await asyncio.gather(*(current(t, r.pointer, r.template) for r in t.refs))
             required = self.resolver.settings.policy(t.namespace).require_tags
             stale: dict[str, str] = {}
+            named: dict[str, dict[str, str]] = {}  # pointer -> the record of what the registry names
             moves: list[str] = []
             for answer, r in zip(answers, t.refs, strict=True):
                 if answer is None or answer[0] == r.record.get("uri"):
@@ -200,11 +204,14 @@ class Reconciler:
                     self.poller.retry.add(r.model)  # the next poll looks again: a tag set need not change a search
                     continue
                 stale[r.pointer] = r.record.get("uri", "")
+                named[r.pointer] = record(p, version, answer[0])
                 moves.append(f"{p.reference.name} {running} -> {version.version}")
             if not stale:
                 if None not in answers:
                     self.touches.current(t.key)
                 return None
+            if self.rollouts.governs(t):
+                return moves if await self.rollouts.moved(t, named) else None
             return moves if await self.touches.touch(t, token, stale) else None
 
         results = await asyncio.gather(*(check(t) for t in targets))
@@ -274,6 +281,7 @@ class Reconciler:
                     work = [asyncio.create_task(self.watcher.follow(k), name=f"follow {k.plural}") for k in self.kinds]
                     work.append(asyncio.create_task(self.poller.poll(), name="poll"))
                     work.append(asyncio.create_task(self.follow_holds(), name="hold expiries"))
+                    work.append(asyncio.create_task(self.rollouts.follow(), name="rollouts"))
                 elif work and not held:
                     taken = lease.reachable and lease.holder not in ("", lease.identity)
                     if taken or not lease.valid():

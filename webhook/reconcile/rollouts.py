@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+import orjson
+
 from webhook.reconcile.analysis import Outcome, Verdict
+from webhook.templating.record_annotations import PREFIX, dumps
 from webhook.templating.rollout_annotations import format_time, parse_time
 from webhook.templating.rollout_policy import SPLITTING, Phase, Policy, Record, State
 
 Records = Mapping[str, Record]
+
+# An operator's command, written by ``modelpin rollout`` with the operator's credentials and
+# carried out by the reconciler, the only writer of ``modelpin.io/rollout``.
+COMMAND = PREFIX + "rollout-command"
+MAX_COMMAND_BYTES = 1024
 
 
 class Command(StrEnum):
@@ -28,6 +36,53 @@ class Command(StrEnum):
     RESUME = "resume"
     PROMOTE = "promote"
     ABORT = "abort"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """``modelpin.io/rollout-command``: what an operator asked for, by whom, when; ``id`` tells requests apart."""
+
+    command: Command
+    by: str
+    at: str
+    id: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"command": str(self.command), "by": self.by, "at": self.at, "id": self.id}
+
+    def applies_to(self, state: State | None) -> bool:
+        """Asked during this rollout: a request left on the object from an earlier rollout is not carried out."""
+        if state is None:
+            return False
+        try:
+            return parse_time(self.at) >= parse_time(state.started)
+        except ValueError:
+            return False
+
+
+def dump_request(request: Request) -> str:
+    return dumps(request.to_json())
+
+
+def parse_request(raw: object) -> tuple[Request | None, str | None]:
+    """The request, or None; the second value names what was wrong with a damaged annotation."""
+    if raw is None or raw == "":
+        return None, None
+    if not isinstance(raw, str) or len(raw.encode()) > MAX_COMMAND_BYTES:
+        return None, f"ignored annotation {COMMAND}: not a string of at most {MAX_COMMAND_BYTES} bytes"
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, f"ignored annotation {COMMAND}: not JSON"
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in ("command", "by", "at", "id")):
+        return None, f"ignored annotation {COMMAND}: command, by, at and id must be strings"
+    try:
+        cmd = Command(value["command"])
+        parse_time(value["at"])
+    except ValueError:
+        known = ", ".join(c.value for c in Command)
+        return None, f"ignored annotation {COMMAND}: command must be one of {known} and at an RFC 3339 time"
+    return Request(cmd, value["by"], value["at"], value["id"]), None
 
 
 @dataclass(frozen=True, slots=True)
