@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from webhook.config import Settings
 from webhook.metrics import ROLLOUT_PHASE, ROLLOUT_RESULTS
 from webhook.reconcile import analysis, rollouts
@@ -158,6 +160,7 @@ class RolloutDriver:
     errors: Once
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     retry_cap: float = 30.0
+    transport: httpx.AsyncBaseTransport | None = None  # the analysis client's; tests give their own
     timers: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     _seen_requests: set[str] = field(default_factory=set)
@@ -264,7 +267,8 @@ class RolloutDriver:
             "version": to[0].get("version", "") if to else "",
         }
         ca: Path | None = getattr(self.settings, "rollout_prometheus_ca", None)
-        async with analysis.client(policy.analysis.timeout_seconds, verify=str(ca) if ca else True) as http:
+        verify: str | bool = str(ca) if ca else True
+        async with analysis.client(policy.analysis.timeout_seconds, self.transport, verify) as http:
             outcome = await analysis.analyse(policy.analysis, labels, state.percent, http)
         log.info("%s: analysis at %d %%: %s %s", t.describe(), state.percent, outcome.verdict, outcome.reason)
         return outcome
