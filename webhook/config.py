@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from webhook.templating.grammar import Selector, parse_selector
+from webhook.templating.rollout_policy import Policy, parse_policy
 from webhook.templating.template_paths import KINDS
 from webhook.templating.uris import BUILTIN_PROFILES, RcloneRemotes
 
@@ -33,6 +34,21 @@ def _validate_selector(value: str) -> str:
 
 # A default selector as written (``@champion``, ``/Production``), checked when the configuration loads.
 DefaultSelector = Annotated[str, AfterValidator(_validate_selector)] | None
+
+
+def _rollout_policy(value: object) -> object:
+    """A ``rollout:`` value read as the policy annotation is (YAML/JSON text or a mapping); a bad one is refused."""
+    if value is None or isinstance(value, Policy):
+        return value
+    policy, problem = parse_policy(value, source="rollout")
+    if problem is not None:
+        # pydantic's error already names namespaces.<ns>.rollout; the problem names the key inside it
+        raise ValueError(problem.removeprefix("ignored rollout: "))
+    return policy
+
+
+# A rollout policy (webhook.templating.rollout_policy.Policy), given as a mapping or YAML/JSON text.
+RolloutPolicy = Annotated[Policy | None, BeforeValidator(_rollout_policy)]
 
 # The ``namespaces:`` key whose policy applies to every namespace without an entry of its own.
 DEFAULT_NAMESPACE_POLICY = "*"
@@ -97,6 +113,9 @@ class NamespacePolicy(BaseModel):
     require_tags: dict[str, str] | None = None
     # None: the global setting. Whether a version's MLmodel flavors must fit what the object runs.
     servability: Literal["deny", "warn", "off"] | None = None
+    # None: no progressive rollout; a registry move switches the object at once. The object's
+    # modelpin.io/rollout-policy annotation, when set, wins over this.
+    rollout: RolloutPolicy = None
 
     @field_validator("require_tags")
     @classmethod
@@ -227,6 +246,9 @@ class Settings(BaseSettings):
     # through its AdmissionConfiguration kubeConfigFile); other routes stay open to probes.
     tls_client_ca: Path | None = None
     reconciler: ReconcilerConfig = Field(default_factory=ReconcilerConfig)
+    # The CA bundle that verifies the Prometheus a rollout policy's analysis queries over https;
+    # None: the system's trust store.
+    rollout_prometheus_ca: Path | None = None
     config_file: Path | None = None
 
     @field_validator("namespaces")

@@ -8,9 +8,11 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydantic.dataclasses
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from webhook import metrics
 from webhook.config import Settings
@@ -22,9 +24,11 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _models_in(annotation: object) -> Iterator[type[BaseModel]]:
-    """The pydantic models an annotation holds: itself, in a union, or as a list item or dict value."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _models_in(annotation: object) -> Iterator[type]:
+    """The pydantic models and dataclasses an annotation holds: itself, in a union, or as a list item or dict value."""
+    if isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel) or pydantic.dataclasses.is_pydantic_dataclass(annotation)
+    ):
         yield annotation
         return
     if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, dict, typing.Annotated):
@@ -32,10 +36,17 @@ def _models_in(annotation: object) -> Iterator[type[BaseModel]]:
             yield from _models_in(arg)
 
 
-def settings_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+def _fields(model: type) -> dict[str, FieldInfo]:
+    if issubclass(model, BaseModel):
+        return model.model_fields
+    found: dict[str, FieldInfo] = model.__pydantic_fields__  # type: ignore[attr-defined]
+    return found
+
+
+def settings_keys(model: type = Settings, prefix: str = "") -> list[str]:
     """Every key of the settings model and the models nested in it, as dotted paths."""
     keys = []
-    for name, field in model.model_fields.items():
+    for name, field in _fields(model).items():
         keys.append(f"{prefix}{name}")
         for nested in _models_in(field.annotation):
             keys += settings_keys(nested, f"{prefix}{name}.")
@@ -65,6 +76,8 @@ def test_the_walk_reaches_nested_and_dict_valued_models() -> None:
     assert "registries.max_concurrent_lookups" in keys  # dict[str, RegistryConfig]
     assert "namespaces.models" in keys  # dict[str, NamespacePolicy]
     assert "reconciler.touch_burst" in keys
+    assert "rclone.s3_buckets" in keys  # a pydantic dataclass
+    assert "namespaces.rollout.analysis.queries.max" in keys  # a model in a list, in a model, in a dict's model
 
 
 @pytest.mark.parametrize("key", settings_keys())

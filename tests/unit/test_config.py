@@ -312,3 +312,35 @@ def test_the_reconcilers_default_kinds_are_the_catalogues() -> None:
             "serving.kserve.io/v1alpha1/trainedmodels",
         ]
     )
+
+
+def test_a_rollout_policy_per_namespace_inherited_from_the_star_entry() -> None:
+    settings = Settings(
+        namespaces={"*": {"rollout": "steps: [10, 50]\nstep_seconds: 60"}, "team": {}, "off": {"rollout": None}}
+    )
+    team = settings.policy("team").rollout
+    assert team is not None and (team.steps, team.step_seconds, team.kserve) == ([10, 50], 60, "canary")
+    assert settings.policy("elsewhere").rollout == team
+    assert settings.policy("off").rollout is None
+
+
+@pytest.mark.parametrize(
+    ("rollout", "named"),
+    [
+        ({"steps": [50, 10]}, "steps: Value error, steps must increase"),
+        ({"steps": [10], "stpe_seconds": 5}, "stpe_seconds: Extra inputs are not permitted"),
+        ("steps: [", "not YAML or JSON"),
+    ],
+)
+def test_a_bad_rollout_policy_is_refused_naming_the_key(rollout: object, named: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        Settings(namespaces={"team": {"rollout": rollout}})
+    assert "namespaces.team.rollout" in str(err.value)
+    assert named in str(err.value)
+
+
+def test_the_prometheus_ca_for_rollout_analysis(tmp_path: Path) -> None:
+    assert Settings().rollout_prometheus_ca is None
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"rollout_prometheus_ca": "/etc/modelpin/prometheus-ca.crt"}))
+    assert load_settings(config).rollout_prometheus_ca == Path("/etc/modelpin/prometheus-ca.crt")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import metrics
-from webhook.admission import gates, history, holds
+from webhook.admission import gates, history, holds, traffic
 from webhook.admission.holds import Holding
 from webhook.admission.patch import annotations_after, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
@@ -24,6 +24,7 @@ from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, Template, TemplateError, is_candidate, parse
 from webhook.templating.rollout_annotations import HISTORY, HOLD
+from webhook.templating.rollout_policy import ROLLOUT
 from webhook.templating.spec_fields import interesting_strings
 from webhook.templating.template_paths import SELDON_GRAPH_DEPTH, KindPaths, for_kind
 from webhook.templating.uris import Flavor
@@ -73,6 +74,8 @@ class Outcome:
     refusal: tuple[Cause, str] | None = None
     # pointer -> how its resolution came about (history.RESOLVED, PINNED, KEPT)
     how: dict[str, str] = field(default_factory=dict)
+    # the whole spec wanted, when a rollout's traffic split is written or removed (else None)
+    spec: dict[str, Any] | None = None
 
 
 async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
@@ -101,7 +104,14 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
             metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
             return denied(Cause.POLICY, _reconciler_overreach(str(username), changed))
     outcome = await decide(
-        obj, namespace=namespace, flavor=flavor, resolver=resolver, paths=paths, old=old, may_refresh=by_reconciler
+        obj,
+        namespace=namespace,
+        flavor=flavor,
+        resolver=resolver,
+        paths=paths,
+        old=old,
+        may_refresh=by_reconciler,
+        kind=request["kind"]["kind"],
     )
     if outcome.refusal is not None:
         metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
@@ -115,7 +125,9 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
         message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
         metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(outcome.errors[0][0], message, outcome.warnings)
-    ops = build_patch(obj, outcome.values, outcome.templates, outcome.resolved, outcome.current, outcome.annotations)
+    ops = build_patch(
+        obj, outcome.values, outcome.templates, outcome.resolved, outcome.current, outcome.annotations, outcome.spec
+    )
     oversize = _oversize(obj, ops)
     if oversize is not None:
         metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
@@ -204,6 +216,7 @@ async def decide(
     paths: KindPaths | None = None,
     old: Mapping[str, Any] | None = None,
     may_refresh: bool = True,
+    kind: str | None = None,
 ) -> Outcome:
     """What admission decides for ``obj``: new field values and records, or errors.
 
@@ -219,7 +232,14 @@ async def decide(
     moves it to the version the hold names. A namespace's ``require_tags`` gate
     refuses a fresh resolution to a version without them; a field with a trusted
     record keeps it instead. Each changed resolution is appended to the history.
+
+    With ``kind``, a rollout's traffic split (traffic.py) is written: any split on the
+    object as sent is stripped before its fields are read, the fields of the state's
+    ``from`` records keep those records, and the canary side takes the ``to`` URIs.
     """
+    sent_spec = obj.get("spec")
+    if kind is not None and isinstance(sent_spec, dict) and traffic.has_split(kind, sent_spec):
+        obj = {**obj, "spec": traffic.strip(kind, sent_spec)}  # a split is not the user's literals
     rec, found = _survey(obj, paths)
     out = Outcome(warnings=list(rec.problems))
     old_rec = _records_of(old) if old is not None else None
@@ -227,6 +247,9 @@ async def decide(
     holding = holds.read(obj, now)
     if holding.problem is not None:
         out.warnings.append(holding.problem)
+    rollout = _rollout(obj, old, may_refresh, holding, namespace, resolver, out) if kind is not None else None
+    pins = rollout.state.from_ if rollout is not None and rollout.state is not None else {}
+    pinned: list[str] = []
     refresh_ms = rec.refresh_ms
     if not may_refresh:
         refresh_ms = _refused_refresh(obj, old, old_rec, out, resolver)
@@ -239,6 +262,9 @@ async def decide(
                 metrics.RESOLUTION_RESULT["invalid"].inc()
             continue  # a recorded URI off the declared fields: its record is dropped
         out.current[pointer] = value
+        if pointer in pins and _rollout_pin(pointer, value, rec, pins[pointer], namespace, resolver, out):
+            pinned.append(pointer)
+            continue
         trusted = _trusted(pointer, rec, old_rec)
         if candidate:
             job = _template_job(pointer, value, rec, trusted, holding, namespace, resolver, out)
@@ -264,7 +290,88 @@ async def decide(
         await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out, (namespace, required))
     if not out.errors:
         _record_history(obj, old, old_rec, holding, now, out)
+        if kind is not None and isinstance(sent_spec, dict):
+            _split(kind, sent_spec, obj["spec"], rollout, pinned, out)
     return out
+
+
+def _rollout(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    may_refresh: bool,
+    holding: Holding,
+    namespace: str | None,
+    resolver: Resolver,
+    out: Outcome,
+) -> traffic.Rollout | None:
+    """The rollout in force; None when there is none to split (a hold wins over a rollout)."""
+    writers = ", ".join(resolver.settings.reconciler_usernames) or "no one"
+    default = resolver.settings.policy(namespace).rollout
+    rollout = traffic.read(obj, old, trusted=may_refresh, default=default, writers=writers)
+    out.warnings += rollout.warnings
+    if rollout.set_back is not None:
+        out.annotations[ROLLOUT] = rollout.set_back[0]
+    if rollout.state is None or not rollout.state.splitting:
+        return None
+    if holding.active:
+        out.warnings.append(f"the rollout's traffic split is not written while {HOLD} or {records.PAUSED} holds")
+        return None
+    return rollout
+
+
+def _rollout_pin(
+    pointer: str,
+    value: str,
+    rec: records.Records,
+    pin: Mapping[str, str],
+    namespace: str | None,
+    resolver: Resolver,
+    out: Outcome,
+) -> bool:
+    """Keep a field on its rollout's stable (``from``) record, if it still names that record's model.
+
+    A field whose template now names another model (edited mid-rollout) is resolved as usual
+    and left out of the split.
+    """
+    recorded = rec.templates.get(pointer) if rec.recorded_uri(pointer) == value else None
+    text = value if is_candidate(value) else recorded
+    if text is None:
+        return False  # a literal the user wrote: an override, not part of the rollout
+    try:
+        p = resolver.plan(parse(text), namespace)
+    except (TemplateError, ResolutionError):
+        return False  # refused by the ordinary resolution, which says why
+    if p.registry != pin.get("registry") or p.reference.name != pin.get("model"):
+        out.warnings.append(f"{pointer}: left out of the rollout: its template {show(text)} names another model")
+        return False
+    out.values[pointer] = pin["uri"]
+    out.templates[pointer] = text
+    out.resolved[pointer] = dict(pin)
+    metrics.RESOLUTION_RESULT["recorded"].inc()
+    return True
+
+
+def _split(
+    kind: str,
+    sent_spec: Mapping[str, Any],
+    stripped: Mapping[str, Any],
+    rollout: traffic.Rollout | None,
+    pinned: list[str],
+    out: Outcome,
+) -> None:
+    """Set ``out.spec`` when the spec as admitted differs from the one sent by more than field values."""
+    state = rollout.state if rollout is not None else None
+    if state is not None:
+        # only the fields kept on their stable record get a canary side
+        state = state.model_copy(update={"to": {p: r for p, r in state.to.items() if p in pinned}})
+    if (state is None or not state.to) and stripped is sent_spec:
+        return
+    resolved = traffic.with_values(stripped, out.values)
+    mode = rollout.mode if rollout is not None else "canary"
+    result = traffic.split(kind, resolved, state if state is not None and state.to else None, mode)
+    if result.problem is not None:
+        out.warnings.append(f"the rollout's traffic split is not written: {result.problem}")
+    out.spec = result.spec
 
 
 def _record_history(

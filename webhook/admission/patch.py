@@ -17,6 +17,7 @@ def build_patch(
     resolved: Mapping[str, Mapping[str, str]],
     current: Mapping[str, str] | None = None,
     annotations: Mapping[str, str | None] | None = None,
+    spec: Mapping[str, Any] | None = None,
 ) -> list[Op]:
     """Ops that set field values and bring the label and records up to date.
 
@@ -26,12 +27,20 @@ def build_patch(
     Records for every managed field are rewritten whole: a field that is not
     in ``templates`` any more loses its record, and with no field left the
     label and records are removed.
+
+    ``spec``, when given, is the whole spec wanted (a rollout's traffic split):
+    each top-level key of it that differs from ``obj``'s is replaced whole, and
+    ``values`` under such a key are left to that replacement. A split adds and
+    removes list items (``spec.canary``, ``spec.predictors``), which would shift
+    the pointers of item-by-item ops.
     """
     known = current or {}
-    ops: list[Op] = [
+    whole = _changed_keys(obj.get("spec"), spec) if spec is not None else {}
+    ops: list[Op] = [_key_op(obj, key, value) for key, value in whole.items()]
+    ops += [
         {"op": "replace", "path": pointer, "value": value}
         for pointer, value in values.items()
-        if (known[pointer] if pointer in known else _get(obj, pointer)) != value
+        if _spec_key(pointer) not in whole and (known[pointer] if pointer in known else _get(obj, pointer)) != value
     ]
     metadata = obj.get("metadata") or {}
     extra = annotations or {}
@@ -47,6 +56,33 @@ def build_patch(
     if ops and "metadata" not in obj:
         ops.insert(0, {"op": "add", "path": "/metadata", "value": {}})
     return ops
+
+
+_ABSENT = object()
+
+
+def _changed_keys(sent: object, wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level keys of ``wanted`` (or of the spec as sent) whose values differ; ``_ABSENT``: to remove."""
+    have: Mapping[str, Any] = sent if isinstance(sent, dict) else {}
+    changed = {key: value for key, value in wanted.items() if key not in have or have[key] != value}
+    changed |= {key: _ABSENT for key in have if key not in wanted}
+    return changed
+
+
+def _key_op(obj: Mapping[str, Any], key: str, value: Any) -> Op:
+    path = f"/spec/{escape(key)}"
+    if value is _ABSENT:
+        return {"op": "remove", "path": path}
+    spec = obj.get("spec")
+    return {"op": "replace" if isinstance(spec, dict) and key in spec else "add", "path": path, "value": value}
+
+
+def _spec_key(pointer: str) -> str | None:
+    """The top-level spec key a pointer lies under (unescaped), if it lies under spec."""
+    parts = pointer.split("/")
+    if len(parts) < 3 or parts[1] != "spec":
+        return None
+    return parts[2].replace("~1", "/").replace("~0", "~")
 
 
 def _set_map(metadata: Mapping[str, Any], field: str, wanted: Mapping[str, str], absent: tuple[str, ...]) -> list[Op]:

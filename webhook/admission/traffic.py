@@ -36,7 +36,7 @@ from typing import Any, Literal
 import orjson
 
 from webhook.templating.record_annotations import PREFIX, dumps
-from webhook.templating.rollout_policy import State
+from webhook.templating.rollout_policy import ROLLOUT, ROLLOUT_POLICY, Policy, State, parse_policy, parse_state
 
 CANARY = PREFIX + "canary"
 SPLIT_KINDS = ("InferenceService", "SeldonDeployment")
@@ -49,6 +49,75 @@ class Split:
     # state.to pointers the split could not carry (outside the split predictor); they move at promotion
     unsplit: tuple[str, ...] = ()
     problem: str | None = None  # why nothing was split at all
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """The rollout as admission reads it from an object: the state in force and how to split KServe."""
+
+    state: State | None = None
+    mode: KServeMode = "canary"
+    warnings: tuple[str, ...] = ()
+    # the state annotation as the patch must leave it (None: removed), when the sender's is not kept
+    set_back: tuple[str | None] | None = None
+
+
+def read(
+    obj: Mapping[str, Any], old: Mapping[str, Any] | None, *, trusted: bool, default: Policy | None, writers: str
+) -> Rollout:
+    """The state and policy of ``obj``.
+
+    The state is the reconciler's: a sender other than the reconciler (not ``trusted``) cannot
+    change it, so its version is set back to the stored object's, which is the one in force.
+    The policy is the object's ``modelpin.io/rollout-policy`` if it parses, else ``default``.
+    """
+    warnings: list[str] = []
+    sent, stored = _annotation(obj, ROLLOUT), _annotation(old, ROLLOUT)
+    raw, set_back = sent, None
+    if not trusted and sent != stored:
+        raw = stored
+        set_back = (stored if isinstance(stored, str) else None,)
+        done = "removed" if set_back[0] is None else "set back to the stored object's"
+        warnings.append(f"{ROLLOUT} is written only by {writers}: {done}")
+    state, problem = parse_state(raw)
+    if problem is not None:
+        warnings.append(problem)
+    policy, problem = parse_policy(_annotation(obj, ROLLOUT_POLICY))
+    if problem is not None:
+        warnings.append(problem)
+    chosen = policy or default
+    return Rollout(state, chosen.kserve if chosen is not None else "canary", tuple(warnings), set_back)
+
+
+def has_split(kind: str, spec: object) -> bool:
+    """Whether ``spec`` carries a piece of a split modelpin wrote (cheap: no copy)."""
+    if not isinstance(spec, dict):
+        return False
+    if kind == "InferenceService":
+        canary = spec.get("canary")
+        entries = canary if isinstance(canary, list) else []
+        return _marked(spec.get("predictor")) is not None or any(
+            isinstance(e, dict) and _marked(e.get("predictor")) is not None for e in entries
+        )
+    if kind == "SeldonDeployment":
+        predictors = spec.get("predictors")
+        return isinstance(predictors, list) and any(_marked(p) is not None for p in predictors)
+    return False
+
+
+def with_values(spec: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of ``spec`` with the strings at ``values``' pointers (``/spec/...``) replaced."""
+    out = copy.deepcopy(dict(spec))
+    for pointer, value in values.items():
+        if pointer.startswith("/spec/"):
+            _set(out, pointer[len("/spec") :], value)
+    return out
+
+
+def _annotation(obj: Mapping[str, Any] | None, key: str) -> object:
+    metadata = obj.get("metadata") if obj is not None else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations.get(key) if isinstance(annotations, dict) else None
 
 
 def strip(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:

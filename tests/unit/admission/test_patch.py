@@ -152,3 +152,24 @@ def test_every_patch_applies(value: str) -> None:
         assert out["metadata"]["annotations"][records.RESOLVED] == expected_annotations()[records.RESOLVED]
         # applying a fresh patch to the output changes nothing
         assert patch_for(out) == []
+
+
+def test_a_whole_spec_replaces_the_keys_that_differ_and_leaves_their_fields_to_it() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "X",
+        "spec": {"predictor": {"storageUri": TEMPLATE}, "canary": [{"trafficPercent": 5}], "transformer": {"a": 1}},
+    }
+    wanted = {"predictor": {"storageUri": URI}, "transformer": {"a": 1}, "explainer": {"b": 2}}
+    ops = build_patch(
+        sent, {"/spec/predictor/storageUri": URI}, {"/spec/predictor/storageUri": TEMPLATE}, {}, spec=wanted
+    )
+    spec_ops = [op for op in ops if op["path"].startswith("/spec")]
+    assert sorted(op["path"] for op in spec_ops) == ["/spec/canary", "/spec/explainer", "/spec/predictor"]
+    assert apply(sent, ops)["spec"] == wanted
+
+
+def test_a_whole_spec_equal_to_the_sent_one_adds_no_spec_op() -> None:
+    sent = obj({"labels": {records.MANAGED: "true"}}, URI)
+    ops = build_patch(sent, {"/spec/model/storageUri": URI}, {}, {}, spec=copy.deepcopy(sent["spec"]))
+    assert not [op for op in ops if op["path"].startswith("/spec")]
