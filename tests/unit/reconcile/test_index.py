@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -78,3 +79,25 @@ def test_retain_drops_what_a_relist_did_not_return() -> None:
     index.upsert(KIND, obj("gone", "iris", "1"))
     assert index.retain(KIND, {kept.key}) == [(KIND, "ns", "gone")]
     assert [t.name for t in index.using(None)] == ["kept"]
+
+
+def test_holds_are_read_and_the_objects_carrying_one_listed() -> None:
+    index = Index()
+    held = obj("held", "fraud", "2")
+    until = "2030-01-01T00:00:00Z"
+    held["metadata"]["annotations"]["modelpin.io/hold"] = json.dumps(
+        {"reason": "incident", "since": "2029-12-31T00:00:00Z", "until": until, "by": "alice", "versions": {}}
+    )
+    damaged = obj("damaged", "fraud", "2")
+    damaged["metadata"]["annotations"]["modelpin.io/hold"] = "{not json"
+    for o in (held, damaged, obj("plain", "fraud", "2"), obj("paused", "fraud", "2", paused=True)):
+        index.upsert(KIND, o)
+    assert [t.name for t in index.holding()] == ["held"]  # a damaged hold reads as none, as admission reads it
+    (t,) = index.holding()
+    assert t.hold is not None and t.hold.reason == "incident"
+    assert t.held(dt.datetime(2029, 12, 31, 12, tzinfo=dt.UTC))
+    assert not t.held(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))  # the hold ends at its until
+    paused = index.get((KIND, "ns", "paused"))
+    assert paused is not None and paused.held(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    index.upsert(KIND, obj("held", "fraud", "2"))  # the hold removed
+    assert index.holding() == []
