@@ -1,4 +1,4 @@
-"""The ``modelpin`` command: serve, render, certs, reconcile, and the operator's status, history, hold, release."""
+"""The ``modelpin`` command: serve, render, certs, reconcile; the operator's status, history, hold, release, rollout."""
 
 from __future__ import annotations
 
@@ -493,6 +493,46 @@ def cmd_release(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from webhook.ops import rollout
+    from webhook.reconcile.kube import KUBE_ERRORS, Kube
+    from webhook.reconcile.rollouts import Command
+
+    named, name = args.target
+    cmd = Command(args.action)
+
+    async def go() -> int:
+        creds = await _credentials(args)
+        if creds is None:
+            return 2
+        namespace = args.namespace or creds.namespace
+        kube = Kube(creds.configuration, KUBE_TIMEOUT_SECONDS)
+        try:
+            asked = await rollout.request(kube, named, namespace, name, cmd, by=creds.user, now=dt.datetime.now(dt.UTC))
+            if args.no_wait:
+                print(f"{cmd} requested for {named.singular}/{name} in {namespace}")
+                return 0
+            state = await rollout.carried_out(kube, named, namespace, name, asked, args.timeout)
+        except rollout.RolloutError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except KUBE_ERRORS as exc:
+            return _kube_failure(exc, f"{named.singular}/{name} in {namespace}")
+        finally:
+            await kube.aclose()
+        if state is None:
+            print(
+                f"error: {cmd} requested for {named.singular}/{name} in {namespace}, and not carried out within "
+                f"{args.timeout:g}s (is the reconciler running and leading?)",
+                file=sys.stderr,
+            )
+            return 1
+        print(rollout.describe(named, namespace, name, state))
+        return 0
+
+    return asyncio.run(go())
+
+
 def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from webhook.ops.status import STATES
 
@@ -534,6 +574,15 @@ def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     release.add_argument("-n", "--namespace", help="default: the context's namespace")
     _add_kube_flags(release)
     release.set_defaults(func=cmd_release)
+
+    roll = sub.add_parser("rollout", help="pause, resume, promote or abort an object's rollout (the reconciler acts)")
+    roll.add_argument("action", choices=["pause", "resume", "promote", "abort"])
+    roll.add_argument("target", type=_target, metavar="KIND/NAME")
+    roll.add_argument("-n", "--namespace", help="default: the context's namespace")
+    roll.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reconciler (default 30)")
+    roll.add_argument("--no-wait", action="store_true", help="write the request and return")
+    _add_kube_flags(roll)
+    roll.set_defaults(func=cmd_rollout)
 
 
 def parser(prog: str = "modelpin") -> argparse.ArgumentParser:
