@@ -145,7 +145,7 @@ def start(
             return Step(state)
         ended = _with(state, phase=Phase.ABORTED, percent=0, reason="the registry names the running version again")
         return Step(ended, True, True, (Event("Normal", "RolloutAborted", ended.reason),))
-    when = format_time(now)
+    when = _stamp(now)
     begun = State.model_validate(
         {
             "phase": Phase.PROGRESSING,
@@ -184,7 +184,7 @@ def advance(state: State, policy: Policy, now: dt.datetime, outcome: Outcome | N
         return _back(state, Phase.ROLLED_BACK, f"analysis failed: {outcome.reason if outcome else ''}", now)
     nxt = state.step + 1
     if nxt < len(policy.steps):
-        moved = _with(state, step=nxt, percent=policy.steps[nxt], step_started=format_time(now), reason="")
+        moved = _with(state, step=nxt, percent=policy.steps[nxt], step_started=_stamp(now), reason="")
         message = f"rollout of {_model(state.to)}: version {_versions(state.to)} on {moved.percent} % of traffic"
         return Step(moved, True, True, (Event("Normal", "RolloutStepped", message),))
     return _promote(state, "every step passed", now)
@@ -213,13 +213,13 @@ def command(state: State | None, cmd: Command, now: dt.datetime, by: str = "") -
 
 
 def _promote(state: State, reason: str, now: dt.datetime) -> Step:
-    done = _with(state, phase=Phase.PROMOTED, percent=100, step_started=format_time(now), reason=reason)
+    done = _with(state, phase=Phase.PROMOTED, percent=100, step_started=_stamp(now), reason=reason)
     message = f"rollout of {_model(state.to)} promoted: version {_versions(state.to)} on all traffic ({reason})"
     return Step(done, True, True, (Event("Normal", "RolloutPromoted", message),), history="moved")
 
 
 def _back(state: State, phase: Phase, reason: str, now: dt.datetime) -> Step:
-    ended = _with(state, phase=phase, percent=0, step_started=format_time(now), reason=reason)
+    ended = _with(state, phase=phase, percent=0, step_started=_stamp(now), reason=reason)
     hold = Hold(
         f"rollout of version {_versions(state.to)} {phase}: {reason}",
         {pointer: record.get("version", "") for pointer, record in state.from_.items()},
@@ -227,6 +227,13 @@ def _back(state: State, phase: Phase, reason: str, now: dt.datetime) -> Step:
     kind = "RolloutRolledBack" if phase is Phase.ROLLED_BACK else "RolloutAborted"
     message = f"rollout of {_model(state.to)} {phase}: version {_versions(state.from_)} on all traffic ({reason})"
     return Step(ended, True, True, (Event("Warning", kind, message),), hold, history="rollback")
+
+
+def _stamp(now: dt.datetime) -> str:
+    """``now`` rounded up to the second the annotation keeps: a step timed from it lasts at least its time."""
+    if now.microsecond:
+        now += dt.timedelta(microseconds=1_000_000 - now.microsecond)
+    return format_time(now)
 
 
 def _same(a: Records, b: Records) -> bool:

@@ -66,6 +66,12 @@ async def with_policy(live: Resolver, name: str, policy: str) -> dict[str, Any]:
     return obj
 
 
+def skip(reconciler: Reconciler, seconds: float) -> None:
+    """The driver's clock moved on by ``seconds`` more (steps are timed from whole seconds, rounded up)."""
+    clock = reconciler.rollouts.clock
+    reconciler.rollouts.clock = lambda: clock() + dt.timedelta(seconds=seconds)
+
+
 def written(kube: FakeKube, name: str) -> list[dict[str, str]]:
     return [p["metadata"]["annotations"] for n, p in kube.patches if n == name]
 
@@ -109,7 +115,11 @@ async def test_steps_are_served_then_promoted(
     key = (KIND, "team", "canaried")
     promoted = ROLLOUT_RESULTS["promoted"]._value.get()
     step = await reconciler.rollouts.advance(key)
+    assert step is not None and step.due is not None  # within the second it began: not yet served
+    skip(reconciler, 1.01)
+    step = await reconciler.rollouts.advance(key)
     assert step is not None and state_of(reconciler, "canaried").percent == 50
+    skip(reconciler, 1.01)
     step = await reconciler.rollouts.advance(key)
     assert step is not None and state_of(reconciler, "canaried").phase is Phase.PROMOTED
     assert await reconciler.rollouts.advance(key) is None  # over: nothing more to time
@@ -127,7 +137,7 @@ async def test_a_step_is_held_for_its_time(
     await reconciler.compare({"fraud"})
     step = await reconciler.rollouts.advance((KIND, "team", "slow"))
     assert step is not None and step.due is not None and not step.write
-    assert 299 <= (step.due - dt.datetime.now(dt.UTC)).total_seconds() <= 300
+    assert 300 <= (step.due - dt.datetime.now(dt.UTC)).total_seconds() <= 301
     assert len(written(kube, "slow")) == 1
 
 
@@ -138,6 +148,7 @@ async def test_failing_analysis_rolls_back_and_holds_the_old_version(
     registry.set_alias("fraud", "champion", 3)
     await reconciler.compare({"fraud"})
     prometheus.value = 0.2
+    skip(reconciler, 1.01)
     await reconciler.rollouts.advance((KIND, "team", "canaried"))
     assert prometheus.queries == ['errors{version="3"}']  # the new version's, escaped into the query
     last = written(kube, "canaried")[-1]
@@ -158,6 +169,7 @@ async def test_unreachable_analysis_pauses_without_deciding(
     await reconciler.compare({"fraud"})
     prometheus.down = True
     paused = ROLLOUT_RESULTS["paused-unreachable"]._value.get()
+    skip(reconciler, 1.01)
     await reconciler.rollouts.advance((KIND, "team", "canaried"))
     state = state_of(reconciler, "canaried")
     assert (state.phase, state.percent) == (Phase.PAUSED, 10)
@@ -179,6 +191,7 @@ async def test_a_failed_write_is_retried_by_the_timer(
     reconciler.rollouts.retry_cap = 0.05
     kube.failures.append(ApiException(status=500, reason="etcd"))
     key = (KIND, "team", "canaried")
+    skip(reconciler, 1.01)
     timer = asyncio.create_task(reconciler.rollouts._time(key))
     await asyncio.wait_for(timer, 5)
     assert state_of(reconciler, "canaried").phase is Phase.PROMOTED
@@ -293,3 +306,18 @@ def test_damaged_annotations_read_as_absent() -> None:
     meta = {"annotations": {ROLLOUT: "{", ROLLOUT_POLICY: "steps: [50, 10]", COMMAND: '{"command": "launch"}'}}
     view = read_view({"metadata": meta})
     assert view is not None and (view.state, view.policy, view.request) == (None, None, None)
+
+
+async def test_a_step_begun_mid_second_is_timed_from_the_next_second(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry
+) -> None:
+    # the annotation keeps whole seconds: rounding down would cut a step short by up to one
+    load(reconciler.index, [await with_policy(live, "slow", '{"steps": [10], "step_seconds": 3}')])
+    registry.set_alias("fraud", "champion", 3)
+    begun = dt.datetime(2026, 1, 2, 3, 4, 5, 900_000, tzinfo=dt.UTC)
+    reconciler.rollouts.clock = lambda: begun
+    await reconciler.compare({"fraud"})
+    assert state_of(reconciler, "slow").step_started == "2026-01-02T03:04:06Z"
+    reconciler.rollouts.clock = lambda: begun + dt.timedelta(seconds=2.5)
+    step = await reconciler.rollouts.advance((KIND, "team", "slow"))
+    assert step is not None and step.due == dt.datetime(2026, 1, 2, 3, 4, 9, tzinfo=dt.UTC)
