@@ -105,7 +105,12 @@ async def test_kserve_split_at_the_step_and_the_stable_side_pinned(resolver: Res
     assert out["spec"]["predictor"]["model"]["storageUri"] == V2
     (entry,) = out["spec"]["canary"]
     assert entry["trafficPercent"] == 10
-    assert entry["predictor"]["model"] == {"modelFormat": {"name": "sklearn"}, "storageUri": V3}
+    # KServe's schema requires a canary's model container to be named
+    assert entry["predictor"]["model"] == {
+        "modelFormat": {"name": "sklearn"},
+        "storageUri": V3,
+        "name": "kserve-container",
+    }
     assert entry["predictor"]["annotations"] == {CANARY: "true"}
     resolved = orjson.loads(out["metadata"]["annotations"][records.RESOLVED])
     assert resolved[STORAGE]["version"] == "2"  # the records name the stable side

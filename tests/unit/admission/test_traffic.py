@@ -226,3 +226,15 @@ def test_a_damaged_mark_is_not_ours() -> None:
     sent = isvc()
     sent["canary"] = [{"predictor": {"annotations": {"other": "x"}}, "trafficPercent": 5}, "junk"]
     assert strip("InferenceService", copy.deepcopy(sent)) == sent
+
+
+def test_a_kserve_canary_names_its_model_container_as_the_schema_requires() -> None:
+    spec = isvc()
+    spec["predictor"]["sklearn"] = {"storageUri": OLD}
+    spec["predictor"]["model"]["name"] = "mine"
+    out = split("InferenceService", spec, state([STORAGE])).spec
+    canary = out["canary"][0]["predictor"]
+    assert canary["model"]["name"] == "mine"  # a name of the user's own is kept
+    assert canary["sklearn"]["name"] == "kserve-container"
+    assert "name" not in out["predictor"]["sklearn"]  # the stable side is as sent
+    assert strip("InferenceService", out) == spec
