@@ -208,11 +208,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         servers["new"] = ModelpinServer(work / "modelpin", config, work / "ca", extra_args=extra, env=env)
         if args.baseline is not None:
             # the same settings and arguments, that checkout's package first on the path
+            before = os.environ.get("PYTHONPATH")
             os.environ["PYTHONPATH"] = str(args.baseline.resolve())
             try:
                 servers["baseline"] = ModelpinServer(work / "baseline", config, work / "ca", extra_args=extra)
             finally:
-                del os.environ["PYTHONPATH"]
+                if before is None:
+                    del os.environ["PYTHONPATH"]
+                else:
+                    os.environ["PYTHONPATH"] = before
         install_cluster(cp)
         client = Client(cp)
         templated = objects()
