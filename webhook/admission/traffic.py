@@ -29,6 +29,7 @@ Per platform:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -99,11 +100,18 @@ def read(
     state, problem = parse_state(raw)
     if problem is not None:
         warnings.append(problem)
-    policy, problem = parse_policy(_annotation(obj, ROLLOUT_POLICY))
+    raw_policy = _annotation(obj, ROLLOUT_POLICY)
+    policy, problem = _policy(raw_policy) if isinstance(raw_policy, str) else parse_policy(raw_policy)
     if problem is not None:
         warnings.append(problem)
     chosen = policy or default
     return Rollout(state, chosen.kserve if chosen is not None else "canary", tuple(warnings), set_back)
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(text: str) -> tuple[Policy | None, str | None]:
+    # read on every admission of the object; YAML parsing is most of an admission's time otherwise
+    return parse_policy(text)
 
 
 def has_split(kind: str, spec: object) -> bool:

@@ -242,3 +242,25 @@ async def test_the_namespace_policy_chooses_the_mode_and_a_bad_annotation_is_nam
     out = apply_response(sent, response)
     assert out["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert any(w.startswith(f"ignored {ROLLOUT_POLICY}: steps: ") for w in response["warnings"])
+
+
+async def test_a_damaged_state_is_a_warning_and_no_split(resolver: Resolver, registry: FakeRegistry) -> None:
+    stored = await created(isvc(), resolver)
+    sent = annotate(stored, refresh="1", rollout='{"phase": "progressing"')
+    out, response = await updated(sent, stored, resolver, RECONCILER)
+    assert out["spec"] == stored["spec"]
+    assert f"ignored annotation {ROLLOUT}: not JSON" in response["warnings"]
+
+
+async def test_a_field_edited_to_another_model_mid_rollout_leaves_the_split(
+    resolver: Resolver, registry: FakeRegistry
+) -> None:
+    stored = await created(isvc(), resolver)
+    registry.set_alias("fraud", "champion", 3)
+    split = await as_reconciler(stored, resolver, rollout=state(STORAGE))
+    edited = copy.deepcopy(split)
+    edited["spec"] = isvc('{{ mlflow.blob["iris demo1"] }}')["spec"]
+    out, response = await updated(edited, split, resolver, "alice")
+    assert "canary" not in out["spec"]
+    assert out["spec"]["predictor"]["model"]["storageUri"].endswith("/run-1-1/artifacts/model")
+    assert any("left out of the rollout" in w and "names another model" in w for w in response["warnings"])
