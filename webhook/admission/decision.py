@@ -19,7 +19,8 @@ from webhook.admission.holds import Holding
 from webhook.admission.patch import annotations_after, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
-from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver
+from webhook.registry import servable
+from webhook.registry.resolver import Lookup, Plan, Resolution, ResolutionError, Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, Template, TemplateError, is_candidate, parse
@@ -287,7 +288,8 @@ async def decide(
         return out
     if jobs:
         required = resolver.settings.policy(namespace).require_tags
-        await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out, (namespace, required))
+        check = servable.checker(resolver, namespace, obj)
+        await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out, (namespace, required), check)
     if not out.errors:
         _record_history(obj, old, old_rec, holding, now, out)
         if kind is not None and isinstance(sent_spec, dict):
@@ -576,6 +578,7 @@ async def _run(
     resolver: Resolver,
     out: Outcome,
     gate: tuple[str | None, Mapping[str, str] | None] = (None, None),
+    check: servable.Check | None = None,
 ) -> None:
     deadline = time.monotonic() + resolver.settings.lookup_deadline_seconds
     by_key: dict[tuple[str, str, str], Lookup | BaseException] = {}
@@ -628,6 +631,8 @@ async def _run(
             refusal = gates.refusal(namespace, res.model, res.version.version, res.version.tags, lacking)
             _gated(job, refusal, out)
             continue
+        if check is not None and not _servable(job, res, check(job.pointer, res), out):
+            continue
         out.values[job.pointer] = uri
         out.templates[job.pointer] = job.template.text
         out.resolved[job.pointer] = {
@@ -642,6 +647,21 @@ async def _run(
         out.n_resolved += 1
     if out.n_resolved:
         metrics.RESOLUTION_RESULT["resolved"].inc(out.n_resolved)
+
+
+def _servable(job: _Job, res: Resolution, verdict: servable.FieldVerdict, out: Outcome) -> bool:
+    """Whether the field takes ``res`` by its server's flavor; a field already at that version is only warned."""
+    if verdict.refusal is None:
+        if verdict.warning is not None:
+            out.warnings.append(verdict.warning)
+        return True
+    if job.fallback is not None and job.fallback.get("version") == res.version.version:
+        # already running it: refusing would block every later edit of the object, not the model
+        out.warnings.append(f"{job.pointer}: {verdict.refusal}")
+        return True
+    out.errors.append((Cause.INVALID, f"{job.pointer}: template {show(job.template.text)}: {verdict.refusal}"))
+    metrics.RESOLUTION_RESULT["invalid"].inc()
+    return False
 
 
 def _gated(job: _Job, refusal: str, out: Outcome) -> None:
