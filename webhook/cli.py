@@ -150,7 +150,9 @@ def cmd_render(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # MLflow's INFO lines (store migrations, ...) are not render's output
+    # MLflow's INFO lines (store migrations, ...) are not render's output; MLflow sets its loggers'
+    # level when imported (later, if at all), from this variable
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     settings = with_servability(settings_from(args), args.servability)
