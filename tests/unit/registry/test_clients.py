@@ -22,7 +22,9 @@ from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
 from webhook.registry.clients import LocalRegistry, NotFound, RegistryError, RestRegistry, Unavailable
+from webhook.registry.logged_models import LoggedModelsUnsupported
 from webhook.registry.resolver import ResolutionError, Resolver, plan
+from webhook.registry.servability import Flavors, NotChecked
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import parse
 
@@ -307,3 +309,63 @@ async def test_local_store_errors_are_unavailable_without_the_store_uri(
     with pytest.raises(ResolutionError) as failed:
         await resolver.resolve(plan(parse("models:/fraud@champion"), "default", settings))
     assert failed.value.cause is Cause.UNAVAILABLE and "s3cret" not in str(failed.value)
+
+
+LOGGED_ID = "m-" + "c3" * 16
+
+
+async def test_logged_model_on_an_mlflow2_server_is_unsupported_not_missing() -> None:
+    html = b"<!doctype html><title>404 Not Found</title>"
+    client = rest(
+        httpx.MockTransport(
+            lambda request: httpx.Response(404, content=html, headers={"content-type": "text/html; charset=utf-8"})
+        )
+    )
+    with pytest.raises(LoggedModelsUnsupported, match=r"MLflow 2\): models:/m-c3.* needs MLflow 3"):
+        await client.logged_model(LOGGED_ID)
+    with pytest.raises(LoggedModelsUnsupported):
+        await client.logged_model_artifact_uri(LOGGED_ID)
+    await client.aclose()
+
+
+async def test_logged_model_failures_are_unavailable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(Unavailable, match="connection failed"):
+        await rest(httpx.MockTransport(refuse)).logged_model(LOGGED_ID)
+    down = rest(httpx.MockTransport(lambda request: httpx.Response(503, json={"error_code": "X"})))
+    with pytest.raises(Unavailable, match="503"):
+        await down.logged_model(LOGGED_ID)
+
+
+async def test_the_flavor_reader_reads_from_the_tracking_servers_root() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, content=b"flavors:\n  sklearn: {}\n")
+
+    reader = rest(httpx.MockTransport(answer)).flavor_reader()
+    read = await reader.read("mlflow-artifacts:/1/abc/artifacts/model")
+    assert isinstance(read, Flavors) and read.names == {"sklearn"}
+    assert seen == ["/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/MLmodel"]
+
+
+async def test_local_registry_reads_logged_models(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("lm", artifact_location=str(tmp_path / "artifacts"))
+    logged = client.create_logged_model(experiment_id=experiment, name="model")
+    registry = LocalRegistry("local", uri)
+    pending = await registry.logged_model(logged.model_id)
+    assert not pending.ready and pending.status == "LOGGED_MODEL_PENDING"
+    client.finalize_logged_model(logged.model_id, "READY")
+    ready = await registry.logged_model(logged.model_id)
+    assert ready.ready and ready.artifact_uri == logged.artifact_location
+    with pytest.raises(NotFound):
+        await registry.logged_model("m-" + "0" * 32)
+    # no tracking server: local folders only, and only when allowed
+    assert isinstance(await registry.flavor_reader().read("s3://b/m", model="x", version="1"), NotChecked)
