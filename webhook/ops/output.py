@@ -37,13 +37,18 @@ def status(rows: Sequence[Row], fmt: str, all_namespaces: bool) -> str:
         header.insert(0, "NAMESPACE")
     lines = []
     for r in rows:
-        line = [f"{r.kind}/{r.name}", r.model, r.running_version, r.registry_version, r.state, r.serving]
+        line = [f"{r.kind}/{r.name}", r.model, r.running_version, r.registry_version, state_cell(r), r.serving]
         if fmt == "wide":
             line += [r.field, r.reference, r.uri, r.reason or "", r.until or ""]
         if all_namespaces:
             line.insert(0, r.namespace)
         lines.append(line)
     return table(header, lines)
+
+
+def state_cell(r: Row) -> str:
+    """``rolling-out 10 %`` for a field under a rollout: the share is what an operator watches."""
+    return f"{r.state} {r.percent} %" if r.percent is not None else r.state
 
 
 def history(entries: Sequence[tuple[str, Entry]], fmt: str) -> str:

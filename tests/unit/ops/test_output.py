@@ -42,6 +42,28 @@ def test_status_table_wide_and_all_namespaces() -> None:
     assert wide[1].split()[-2:] == ["incident", "2026-03-01T14:00:00Z"]
 
 
+def test_status_table_shows_a_rollouts_share_in_the_state_cell() -> None:
+    rolling = Row(
+        "prod",
+        "inferenceservice",
+        "iris",
+        "/spec/p",
+        "iris",
+        "iris@champion",
+        "2",
+        "3",
+        "rolling-out",
+        "True",
+        "s3://m/2",
+        "10 % on version 3",
+        percent=10,
+    )
+    for fmt in ("table", "wide"):
+        line = status([rolling], fmt, all_namespaces=False).splitlines()[1]
+        assert "   rolling-out 10 %   True" in line
+    assert "rolling-out 10 %" not in status([ROW], "table", all_namespaces=False)
+
+
 def test_status_json_and_yaml_carry_objects_and_summary() -> None:
     doc = orjson.loads(status([ROW, HELD], "json", all_namespaces=False))
     assert doc["summary"] == {"held": 1, "behind": 1}
