@@ -635,7 +635,7 @@ async def _run(
             continue
         out.values[job.pointer] = uri
         out.templates[job.pointer] = job.template.text
-        out.resolved[job.pointer] = {
+        entry = {
             "registry": res.registry,
             "model": res.model,
             "selector": res.selector if job.selector is None else job.selector,
@@ -643,6 +643,10 @@ async def _run(
             "run_id": res.version.run_id,
             "uri": uri,
         }
+        model_id = res.version.model_id
+        if model_id and model_id != res.version.version:
+            entry[records.MODEL_ID] = model_id  # a registered version's logged model (MLflow 3)
+        out.resolved[job.pointer] = entry
         out.how[job.pointer] = job.how
         out.n_resolved += 1
     if out.n_resolved:

@@ -18,6 +18,9 @@ REFRESH = PREFIX + "refresh"
 PAUSED = PREFIX + "paused"
 
 RECORD_FIELDS = ("registry", "model", "selector", "version", "run_id", "uri")
+# Kept when a non-empty string: the MLflow 3 logged model a registered version is linked to.
+# Optional, so records written before it (and versions without one) stay as they are.
+MODEL_ID = "model_id"
 
 
 def dumps(value: Mapping[str, Any]) -> str:
@@ -58,7 +61,11 @@ def read(metadata: Mapping[str, Any]) -> Records:
             # Written back, it would put a raw template in the spec: the record is forged or damaged.
             records.problems.append(f"ignored the recorded URI of {pointer}: it is itself a template")
             continue
-        records.resolved[str(pointer)] = {f: _text(entry.get(f, "")) for f in RECORD_FIELDS}
+        kept = {f: _text(entry.get(f, "")) for f in RECORD_FIELDS}
+        model_id = entry.get(MODEL_ID)
+        if isinstance(model_id, str) and model_id:
+            kept[MODEL_ID] = model_id
+        records.resolved[str(pointer)] = kept
     raw_refresh = annotations.get(REFRESH)
     if raw_refresh:
         if isinstance(raw_refresh, str) and raw_refresh.isascii() and raw_refresh.isdigit() and len(raw_refresh) <= 18:

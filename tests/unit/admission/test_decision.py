@@ -520,3 +520,26 @@ async def test_concurrent_admissions_share_lookups(
 async def test_non_ascii_digit_version_is_denied(resolver: Resolver) -> None:
     response = await admit(request(one_field("models:/fraud/²")), resolver=resolver)
     assert response["status"]["code"] == 422
+
+
+async def test_a_registered_version_linked_to_a_logged_model_records_its_model_id(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    registry.add("linked", 1, "s3://b/linked/1", run_id="r1", model_id="m-0123abcd")
+    registry.set_alias("linked", "champion", 1)
+    obj = one_field('{{ mlflow.s3["linked@champion"] }}')
+    out = await admitted(obj, resolver)
+    entry = resolved_records(out)["/spec/predictor/model/storageUri"]
+    assert entry["model_id"] == "m-0123abcd"
+    assert entry["version"] == "1"
+    # the record read back keeps it: re-admission, also from a kept record while the registry is down
+    assert await admit(request(out, "UPDATE", old=out), resolver=resolver) == {"allowed": True}
+    clock.advance(3600)
+    registry.failure = Unavailable(DOWN, "http_503")
+    response = await admit(request(out, "UPDATE", old=out), resolver=resolver)
+    assert "patch" not in response and response["allowed"] is True
+
+
+async def test_a_version_without_a_linked_logged_model_records_no_model_id(resolver: Resolver) -> None:
+    out = await admitted(one_field('{{ mlflow.s3["fraud@champion"] }}'), resolver)
+    assert "model_id" not in resolved_records(out)["/spec/predictor/model/storageUri"]

@@ -85,3 +85,18 @@ def test_recorded_uri_needs_both_records() -> None:
 
 def test_null_annotations() -> None:
     assert records.read({"annotations": None}).templates == {}
+
+
+def test_model_id_is_kept_when_a_non_empty_string() -> None:
+    base = {"registry": "mlflow", "model": "m", "selector": "@c", "version": "3", "run_id": "r", "uri": "s3://x"}
+    resolved = {
+        "/spec/a": {**base, "model_id": "m-abc"},
+        "/spec/b": {**base, "model_id": ""},
+        "/spec/c": {**base, "model_id": 7},
+        "/spec/d": {**base, "other": "dropped"},
+    }
+    rec = records.read({"annotations": {records.RESOLVED: records.dumps(resolved)}})
+    assert rec.resolved["/spec/a"] == {**base, "model_id": "m-abc"}
+    assert rec.resolved["/spec/b"] == base
+    assert rec.resolved["/spec/c"] == base
+    assert rec.resolved["/spec/d"] == base
