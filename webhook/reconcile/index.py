@@ -2,22 +2,26 @@
 
 Built from the records the webhook writes (``modelpin.io/templates`` and
 ``modelpin.io/resolved``), so the reconciler never needs to understand a kind.
-It keeps only what the reconciler acts on (kind, namespace, name, uid and the
-records), never the object: at 20,000 objects the specs would be most of the
-process's memory, and a secret the reconciler has no use for.
+It keeps only what the reconciler acts on (kind, namespace, name, uid, the
+records and the rollout annotations), never the object: at 20,000 objects the
+specs would be most of the process's memory, and a secret the reconciler has
+no use for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.reconcile import rollouts
 from webhook.reconcile.kube import Kind
 from webhook.templating import record_annotations as records
 from webhook.templating.rollout_annotations import HOLD, Hold, parse_hold
+from webhook.templating.rollout_policy import ROLLOUT, ROLLOUT_POLICY, Policy, State, parse_policy, parse_state
 
 Key = tuple[Kind, str, str]
 
@@ -37,6 +41,39 @@ class Ref:
         return self.record.get("registry", "")
 
 
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """One object's rollout annotations, as last seen."""
+
+    state: State | None
+    policy: Policy | None  # from modelpin.io/rollout-policy; None: the namespace's, if any
+    request: rollouts.Request | None
+    version: int  # resourceVersion, when it reads as a number: an older event does not undo a newer write
+
+    def newer_than(self, seen: Rollout | None) -> bool:
+        """False for an event from before a write already seen (the driver's own, typically)."""
+        return seen is None or not self.version or seen.version <= self.version
+
+
+def _version(meta: Mapping[str, Any]) -> int:
+    text = str(meta.get("resourceVersion") or "")
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
+def read_rollout(obj: Mapping[str, Any]) -> Rollout | None:
+    """The rollout annotations of ``obj``; None when it carries none. Damaged ones read as absent, as in admission."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations")
+    if not isinstance(annotations, Mapping) or not any(
+        k in annotations for k in (ROLLOUT, ROLLOUT_POLICY, rollouts.COMMAND)
+    ):
+        return None
+    state, _ = parse_state(annotations.get(ROLLOUT))
+    policy, _ = parse_policy(annotations.get(ROLLOUT_POLICY))
+    request, _ = rollouts.parse_request(annotations.get(rollouts.COMMAND))
+    return Rollout(state, policy, request, _version(meta))
+
+
 @dataclass(slots=True)
 class Tracked:
     kind: Kind
@@ -48,6 +85,7 @@ class Tracked:
     paused: bool = False
     refresh_ms: int = 0
     hold: Hold | None = None  # modelpin.io/hold, active or expired; a damaged one reads as none, as in admission
+    rollout: Rollout | None = None  # None: no rollout annotations
 
     @property
     def key(self) -> Key:
@@ -96,6 +134,7 @@ def track(kind: Kind, obj: Mapping[str, Any]) -> Tracked:
         rec.paused,
         rec.refresh_ms,
         hold,
+        read_rollout(obj),
     )
 
 
@@ -113,6 +152,8 @@ class Index:
     def __init__(self) -> None:
         self._objects: dict[Key, Tracked] = {}
         self._holding: set[Key] = set()  # objects carrying a hold annotation: the expiry check reads only these
+        self._rolling: set[Key] = set()  # objects carrying rollout annotations: the rollout driver reads only these
+        self.changed = asyncio.Event()  # set as rollout annotations are seen: the driver looks at once
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -126,6 +167,7 @@ class Index:
             self._holding.add(tracked.key)
         else:
             self._holding.discard(tracked.key)
+        self._note(tracked, previous.rollout if previous is not None else None)
         if previous is None:
             return tracked, []
         before = {ref.pointer: ref.record.get("version", "") for ref in previous.refs}
@@ -136,11 +178,34 @@ class Index:
         ]
         return tracked, changes
 
+    def _note(self, t: Tracked, seen: Rollout | None) -> None:
+        if t.rollout is None:
+            self._rolling.discard(t.key)
+            return
+        self._rolling.add(t.key)
+        if t.rollout.newer_than(seen):
+            self.changed.set()
+        else:
+            t.rollout = seen
+
+    def wrote(self, key: Key, state: State | None, answer: object) -> None:
+        """The rollout driver wrote ``state``: the patch's answer (the stored object) where there is one."""
+        t = self._objects.get(key)
+        if t is None:
+            return
+        seen = t.rollout
+        if isinstance(answer, Mapping) and answer.get("metadata"):
+            t.rollout = read_rollout(answer)
+        else:
+            t.rollout = Rollout(state, seen.policy if seen else None, seen.request if seen else None, 0)
+        self._note(t, seen)
+
     def remove(self, kind: Kind, obj: Mapping[str, Any]) -> Key:
         meta = obj.get("metadata") or {}
         key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
         self._objects.pop(key, None)
         self._holding.discard(key)
+        self._rolling.discard(key)
         return key
 
     def retain(self, kind: Kind, listed: set[Key]) -> list[Key]:
@@ -149,6 +214,7 @@ class Index:
         for key in gone:
             del self._objects[key]
             self._holding.discard(key)
+            self._rolling.discard(key)
         return gone
 
     def using(self, models: set[str] | None) -> list[Tracked]:
@@ -158,6 +224,10 @@ class Index:
     def holding(self) -> list[Tracked]:
         """Objects carrying a hold annotation, in force or expired."""
         return [self._objects[k] for k in self._holding]
+
+    def rolling(self) -> list[Tracked]:
+        """Objects carrying rollout annotations (a state, a policy or a command)."""
+        return [self._objects[k] for k in self._rolling]
 
     def get(self, key: Key) -> Tracked | None:
         return self._objects.get(key)

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from webhook.metrics import INDEX_SIZE, LEADER, LEADERSHIP, POLL, SYNCED
 from webhook.reconcile.events import Events
 from webhook.reconcile.gauges import StateGauges
-from webhook.reconcile.index import Key, Tracked
+from webhook.reconcile.index import Index, Key, Tracked
 from webhook.reconcile.kube import Kind, Kube
 from webhook.reconcile.leadership import LeaderLease
 from webhook.reconcile.loops import Once, WorkDied, cancel_tasks
 from webhook.reconcile.polling import Poller
-from webhook.reconcile.rollout_driver import RolloutDriver, RolloutIndex, record
+from webhook.reconcile.rollout_driver import RolloutDriver, record
 from webhook.reconcile.states import Lookup as Named
 from webhook.reconcile.states import missing_tags
 from webhook.reconcile.touching import TokenBucket, Toucher
@@ -53,7 +53,7 @@ class Reconciler:
     resolver: Resolver
     kube: Kube
     kinds: list[Kind]
-    index: RolloutIndex = field(default_factory=RolloutIndex)
+    index: Index = field(default_factory=Index)
     synced: set[Kind] = field(default_factory=set)  # kinds listed and compared since the last loss
     leading: bool = False
     bucket: TokenBucket | None = None  # the touch rate; from the settings when not given

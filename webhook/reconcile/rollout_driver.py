@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -33,8 +32,8 @@ from webhook.config import Settings
 from webhook.metrics import ROLLOUT_PHASE, ROLLOUT_RESULTS
 from webhook.reconcile import analysis, rollouts
 from webhook.reconcile.events import Events
-from webhook.reconcile.index import Index, Key, Tracked, VersionChange
-from webhook.reconcile.kube import KUBE_ERRORS, Kind, Kube, describe
+from webhook.reconcile.index import Index, Key, Rollout, Tracked
+from webhook.reconcile.kube import KUBE_ERRORS, Kube, describe
 from webhook.reconcile.loops import Backoff, Once, cancel_tasks
 from webhook.registry.clients import ModelVersion
 from webhook.registry.resolver import Plan, now_ms
@@ -42,7 +41,6 @@ from webhook.templating import record_annotations as records
 from webhook.templating.rollout_annotations import HOLD, Hold, dump_hold, format_time, parse_time
 from webhook.templating.rollout_policy import (
     ROLLOUT,
-    ROLLOUT_POLICY,
     SPLITTING,
     Phase,
     Policy,
@@ -50,7 +48,6 @@ from webhook.templating.rollout_policy import (
     State,
     dump_state,
     parse_policy,
-    parse_state,
 )
 
 log = logging.getLogger("modelpin.reconciler")
@@ -64,79 +61,6 @@ RESULT_OF = {
     "RolloutRolledBack": "rolled-back",
     "RolloutAborted": "aborted",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """One object's rollout annotations, as last seen."""
-
-    state: State | None
-    policy: Policy | None  # from modelpin.io/rollout-policy; None: the namespace's, if any
-    request: rollouts.Request | None
-    version: int  # resourceVersion, when it reads as a number: an older event does not undo a newer write
-
-
-def _version(meta: Mapping[str, Any]) -> int:
-    text = str(meta.get("resourceVersion") or "")
-    return int(text) if text.isascii() and text.isdigit() else 0
-
-
-def read_view(obj: Mapping[str, Any]) -> View | None:
-    """The rollout annotations of ``obj``; None when it carries none. Damaged ones read as absent, as in admission."""
-    meta = obj.get("metadata") or {}
-    annotations = meta.get("annotations")
-    if not isinstance(annotations, Mapping) or not any(
-        k in annotations for k in (ROLLOUT, ROLLOUT_POLICY, rollouts.COMMAND)
-    ):
-        return None
-    state, _ = parse_state(annotations.get(ROLLOUT))
-    policy, _ = parse_policy(annotations.get(ROLLOUT_POLICY))
-    request, _ = rollouts.parse_request(annotations.get(rollouts.COMMAND))
-    return View(state, policy, request, _version(meta))
-
-
-class RolloutIndex(Index):
-    """The reconciler's index, with each object's rollout annotations kept beside it for the driver."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.views: dict[Key, View] = {}
-        self.changed = asyncio.Event()
-
-    def upsert(self, kind: Kind, obj: Mapping[str, Any]) -> tuple[Tracked, list[VersionChange]]:
-        tracked, changes = super().upsert(kind, obj)
-        self.note(tracked.key, obj)
-        return tracked, changes
-
-    def note(self, key: Key, obj: Mapping[str, Any]) -> None:
-        view = read_view(obj)
-        if view is None:
-            self.views.pop(key, None)
-            return
-        known = self.views.get(key)
-        if known is not None and view.version and known.version > view.version:
-            return  # an event from before the driver's own write
-        self.views[key] = view
-        self.changed.set()
-
-    def wrote(self, key: Key, state: State | None, answer: object) -> None:
-        """The driver wrote ``state``: the patch's answer (the stored object) where there is one."""
-        if isinstance(answer, Mapping) and answer.get("metadata"):
-            self.note(key, answer)
-            return
-        known = self.views.get(key)
-        self.views[key] = View(state, known.policy if known else None, known.request if known else None, 0)
-
-    def remove(self, kind: Kind, obj: Mapping[str, Any]) -> Key:
-        key = super().remove(kind, obj)
-        self.views.pop(key, None)
-        return key
-
-    def retain(self, kind: Kind, listed: set[Key]) -> list[Key]:
-        gone = super().retain(kind, listed)
-        for key in gone:
-            self.views.pop(key, None)
-        return gone
 
 
 def record(p: Plan, version: ModelVersion, uri: str) -> Record:
@@ -154,7 +78,7 @@ def record(p: Plan, version: ModelVersion, uri: str) -> Record:
 @dataclass(slots=True)
 class RolloutDriver:
     kube: Kube
-    index: RolloutIndex
+    index: Index
     events: Events
     settings: Settings
     errors: Once
@@ -167,10 +91,15 @@ class RolloutDriver:
 
     # --- what governs an object ------------------------------------------------------------------
 
+    def _rollout(self, key: Key) -> Rollout | None:
+        # the index's latest, not the caller's copy: a compare's Tracked may predate a newer event
+        t = self.index.get(key)
+        return t.rollout if t is not None else None
+
     def policy(self, t: Tracked) -> Policy | None:
-        view = self.index.views.get(t.key)
-        if view is not None and view.policy is not None:
-            return view.policy
+        rollout = self._rollout(t.key)
+        if rollout is not None and rollout.policy is not None:
+            return rollout.policy
         # the namespace's ``rollout`` setting; read defensively, as a Policy or as the raw value
         raw = getattr(self.settings.policy(t.namespace), "rollout", None)
         if raw is None or isinstance(raw, Policy):
@@ -179,8 +108,8 @@ class RolloutDriver:
         return policy
 
     def state(self, key: Key) -> State | None:
-        view = self.index.views.get(key)
-        return view.state if view is not None else None
+        rollout = self._rollout(key)
+        return rollout.state if rollout is not None else None
 
     def governs(self, t: Tracked) -> bool:
         """Whether registry moves of ``t`` go through a rollout rather than a plain touch."""
@@ -295,21 +224,22 @@ class RolloutDriver:
                 del self.timers[key]
 
     def _start_timers(self) -> None:
-        for key, view in list(self.index.views.items()):
-            progressing = view.state is not None and view.state.phase is Phase.PROGRESSING
-            if progressing and key not in self.timers and key in self.index:
-                self.timers[key] = asyncio.create_task(self._time(key), name=f"rollout {key[1]}/{key[2]}")
+        for t in self.index.rolling():
+            state = t.rollout.state if t.rollout is not None else None
+            if state is not None and state.phase is Phase.PROGRESSING and t.key not in self.timers:
+                self.timers[t.key] = asyncio.create_task(self._time(t.key), name=f"rollout {t.namespace}/{t.name}")
 
     # --- operators' commands ------------------------------------------------------------------------
 
     async def _carry_out(self) -> None:
-        for key, view in list(self.index.views.items()):
-            request = view.request
+        for t in self.index.rolling():
+            if t.rollout is None:
+                continue
+            request, key = t.rollout.request, t.key
             if request is None or request.id in self._seen_requests:
                 continue
             self._seen_requests.add(request.id)
-            t = self.index.get(key)
-            if t is None or not request.applies_to(view.state):
+            if not request.applies_to(t.rollout.state):
                 continue
             async with self._lock(key):
                 step = rollouts.command(self.state(key), request.command, self.clock(), request.by)
@@ -342,9 +272,10 @@ class RolloutDriver:
 
     def publish(self) -> None:
         counts = dict.fromkeys(ROLLOUT_PHASE, 0)
-        for view in self.index.views.values():
-            if view.state is not None:
-                counts[view.state.phase.value] = counts.get(view.state.phase.value, 0) + 1
+        for t in self.index.rolling():
+            if t.rollout is not None and t.rollout.state is not None:
+                phase = t.rollout.state.phase.value
+                counts[phase] = counts.get(phase, 0) + 1
         for phase, n in counts.items():
             ROLLOUT_PHASE[phase].set(n)
 

@@ -4,8 +4,12 @@ import datetime as dt
 import json
 from typing import Any
 
-from webhook.reconcile.index import Index
+import orjson
+
+from webhook.reconcile.index import Index, read_rollout
 from webhook.reconcile.kube import Kind
+from webhook.reconcile.rollouts import COMMAND
+from webhook.templating.rollout_policy import ROLLOUT, ROLLOUT_POLICY, Phase
 
 KIND = Kind.parse("serving.kserve.io/v1beta1/inferenceservices")
 
@@ -101,3 +105,57 @@ def test_holds_are_read_and_the_objects_carrying_one_listed() -> None:
     assert paused is not None and paused.held(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     index.upsert(KIND, obj("held", "fraud", "2"))  # the hold removed
     assert index.holding() == []
+
+
+# --- the rollout annotations -----------------------------------------------------------------------
+
+
+def test_an_event_older_than_the_drivers_write_does_not_undo_it() -> None:
+    index = Index()
+    field = "/spec/predictor/model/storageUri"
+    state = {
+        "phase": "progressing",
+        "percent": 10,
+        "from": {field: {"uri": "s3://a/2", "version": "2"}},
+        "to": {field: {"uri": "s3://a/3", "version": "3"}},
+        "started": "2026-01-02T03:04:05Z",
+        "step_started": "2026-01-02T03:04:05Z",
+    }
+
+    def rolled(version: str, phase: str) -> dict[str, Any]:
+        meta = {"name": "x", "namespace": "team", "resourceVersion": version}
+        meta["annotations"] = {ROLLOUT: orjson.dumps({**state, "phase": phase}).decode()}  # type: ignore[assignment]
+        return {"kind": "InferenceService", "metadata": meta}
+
+    key = (KIND, "team", "x")
+    index.upsert(KIND, rolled("10", "progressing"))
+    assert index.changed.is_set() and [t.key for t in index.rolling()] == [key]
+    index.changed.clear()
+    index.wrote(key, None, rolled("12", "promoted"))
+    assert index.changed.is_set()
+    index.changed.clear()
+    index.upsert(KIND, rolled("11", "progressing"))
+    t = index.get(key)
+    assert t is not None and t.rollout is not None and t.rollout.state is not None
+    assert t.rollout.state.phase is Phase.PROMOTED and not index.changed.is_set()
+    index.upsert(KIND, {"kind": "InferenceService", "metadata": {"name": "x", "namespace": "team"}})
+    t = index.get(key)
+    assert t is not None and t.rollout is None and index.rolling() == []  # no rollout annotations: nothing kept
+
+
+def test_a_write_without_an_answer_keeps_the_policy_and_request_seen() -> None:
+    index = Index()
+    meta = {"name": "x", "namespace": "team", "annotations": {ROLLOUT_POLICY: '{"steps": [10]}'}}
+    index.upsert(KIND, {"kind": "InferenceService", "metadata": meta})
+    index.wrote((KIND, "team", "x"), None, None)
+    t = index.get((KIND, "team", "x"))
+    assert t is not None and t.rollout is not None and t.rollout.policy is not None
+    assert t.rollout.policy.steps == [10]
+    index.remove(KIND, {"metadata": meta})
+    assert index.rolling() == []
+
+
+def test_damaged_rollout_annotations_read_as_absent() -> None:
+    meta = {"annotations": {ROLLOUT: "{", ROLLOUT_POLICY: "steps: [50, 10]", COMMAND: '{"command": "launch"}'}}
+    rollout = read_rollout({"metadata": meta})
+    assert rollout is not None and (rollout.state, rollout.policy, rollout.request) == (None, None, None)

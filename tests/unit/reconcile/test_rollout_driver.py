@@ -14,7 +14,7 @@ from tests.support.fakes import FakeRegistry
 from tests.unit.reconcile.conftest import KIND, FakeKube, load, managed
 from webhook.metrics import ROLLOUT_PHASE, ROLLOUT_RESULTS
 from webhook.reconcile.reconciler import Reconciler
-from webhook.reconcile.rollout_driver import HOLDER, RolloutIndex, read_view
+from webhook.reconcile.rollout_driver import HOLDER
 from webhook.reconcile.rollouts import COMMAND, Command, Request, dump_request
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
@@ -272,40 +272,6 @@ async def test_follow_times_progressing_rollouts_and_stops_their_timers_when_it_
     with pytest.raises(asyncio.CancelledError):
         await task
     assert timers[0].cancelled() and not reconciler.rollouts.timers
-
-
-# --- the index's view ---------------------------------------------------------------------------------
-
-
-def test_an_event_older_than_the_drivers_write_does_not_undo_it() -> None:
-    index = RolloutIndex()
-    state = {
-        "phase": "progressing",
-        "percent": 10,
-        "from": {FIELD: {"uri": "s3://a/2", "version": "2"}},
-        "to": {FIELD: {"uri": "s3://a/3", "version": "3"}},
-        "started": "2026-01-02T03:04:05Z",
-        "step_started": "2026-01-02T03:04:05Z",
-    }
-
-    def obj(version: str, phase: str) -> dict[str, Any]:
-        meta = {"name": "x", "namespace": "team", "resourceVersion": version}
-        meta["annotations"] = {ROLLOUT: orjson.dumps({**state, "phase": phase}).decode()}  # type: ignore[assignment]
-        return {"kind": "InferenceService", "metadata": meta}
-
-    index.upsert(KIND, obj("10", "progressing"))
-    index.wrote((KIND, "team", "x"), None, obj("12", "promoted"))
-    index.upsert(KIND, obj("11", "progressing"))
-    view = index.views[(KIND, "team", "x")]
-    assert view.state is not None and view.state.phase is Phase.PROMOTED
-    index.upsert(KIND, {"kind": "InferenceService", "metadata": {"name": "x", "namespace": "team"}})
-    assert (KIND, "team", "x") not in index.views  # no rollout annotations: nothing kept
-
-
-def test_damaged_annotations_read_as_absent() -> None:
-    meta = {"annotations": {ROLLOUT: "{", ROLLOUT_POLICY: "steps: [50, 10]", COMMAND: '{"command": "launch"}'}}
-    view = read_view({"metadata": meta})
-    assert view is not None and (view.state, view.policy, view.request) == (None, None, None)
 
 
 async def test_a_step_begun_mid_second_is_timed_from_the_next_second(
