@@ -19,7 +19,7 @@ from webhook.templating.grammar import TemplateError, parse
 
 PlanKey = tuple[str, str, str]
 # states decided without asking the registry: a field in one of them needs no lookup to be counted
-WITHOUT_LOOKUP = ("paused", "held", "pinned")
+WITHOUT_LOOKUP = ("paused", "rolled-back", "held", "rolling-out", "pinned")
 
 
 @dataclass(slots=True)
@@ -36,6 +36,7 @@ class StateGauges:
         unknown: set[str] = set()
         for t in index.using(None):
             required = self.resolver.settings.policy(t.namespace).require_tags
+            rollout = t.rollout.state if t.rollout is not None else None
             for r in t.refs:
                 version = r.record.get("version", "")
                 if version:
@@ -57,6 +58,7 @@ class StateGauges:
                     lookup=lookup or Lookup(None),
                     missing_tags=missing_tags(lookup.version if lookup else None, required),
                     running_version=version,
+                    rollout=rollout if rollout is not None and r.pointer in rollout.from_ else None,
                 )
                 if lookup is None and state not in WITHOUT_LOOKUP:
                     unknown.add(r.model)

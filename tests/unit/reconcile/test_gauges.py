@@ -10,6 +10,10 @@ from webhook.reconcile.reconciler import Reconciler
 from webhook.reconcile.states import STATES
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
+from webhook.templating.rollout_annotations import HOLD, Hold, dump_hold
+from webhook.templating.rollout_policy import ROLLOUT, Phase, State, dump_state
+
+FIELD = "/spec/predictor/model/storageUri"
 
 
 def states() -> dict[str, float]:
@@ -64,3 +68,31 @@ async def test_a_replica_that_stops_leading_exports_zeros(
     assert states()["pinned"] == 1.0 and running("fraud", "1") == 1.0
     reconciler.gauges.clear()
     assert states() == dict.fromkeys(STATES, 0.0) and running("fraud", "1") is None
+
+
+async def test_fields_under_a_rollout_count_as_rolling_out_or_rolled_back(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry
+) -> None:
+    reconciler.leading = True
+
+    def under(obj: dict[str, object], phase: Phase, pointer: str = FIELD) -> dict[str, object]:
+        old = {"version": "2", "uri": "s3://a/2"}
+        state = State(
+            phase=phase, percent=10, from_={pointer: old}, to={pointer: {"version": "3", "uri": "s3://a/3"}},
+            started="2026-01-02T03:04:05Z", step_started="2026-01-02T03:04:05Z", reason="analysis failed",
+        )  # fmt: skip
+        obj["metadata"]["annotations"][ROLLOUT] = dump_state(state)  # type: ignore[index]
+        return obj
+
+    rolled_back = under(await managed(live, "back", "models:/fraud@champion"), Phase.ROLLED_BACK)
+    hold = Hold("rolled back", "2026-01-02T03:04:05Z", by="modelpin-reconciler", versions={FIELD: "2"})
+    rolled_back["metadata"]["annotations"][HOLD] = dump_hold(hold)  # type: ignore[index]
+    objs = [
+        under(await managed(live, "canaried", "models:/fraud@champion"), Phase.PROGRESSING),
+        rolled_back,
+        under(await managed(live, "other", "models:/fraud/1"), Phase.PROGRESSING, "/spec/elsewhere"),
+    ]
+    load(reconciler.index, objs)
+    reconciler.publish_states()  # counted before any lookup: a rollout's state needs none
+    expected = {"rolling-out": 1.0, "rolled-back": 1.0, "pinned": 1.0}
+    assert states() == dict.fromkeys(STATES, 0.0) | expected  # a field the rollout does not cover: its own state
