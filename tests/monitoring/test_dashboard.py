@@ -65,3 +65,12 @@ def test_dashboard_panels_have_queries_and_unique_ids() -> None:
     assert all(p["targets"] and all(t["expr"] for t in p["targets"]) for p in panels)
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_dashboard_shows_rollouts_by_phase_and_their_results() -> None:
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    by_title = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dashboard["panels"]}
+    assert by_title["Rollouts by phase"] == ['sum by (phase) (modelpin_rollouts{namespace=~"$namespace"})']
+    assert by_title["Rollout results"] == [
+        'sum by (result) (increase(modelpin_rollout_results_total{namespace=~"$namespace"}[1h]))'
+    ]
