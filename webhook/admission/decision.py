@@ -6,7 +6,6 @@ same function serves the webhook, ``modelpin render`` and the tests.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from webhook.admission.patch import annotations_after, annotations_size, build_p
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
 from webhook.registry import servable
-from webhook.registry.resolver import Lookup, Plan, Resolution, ResolutionError, Resolver
+from webhook.registry.resolver import Plan, Resolution, ResolutionError, Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import Reference, Selector, SelectorKind, Template, TemplateError, is_candidate, parse
@@ -581,45 +580,17 @@ async def _run(
     check: servable.Check | None = None,
 ) -> None:
     deadline = time.monotonic() + resolver.settings.lookup_deadline_seconds
-    by_key: dict[tuple[str, str, str], Lookup | BaseException] = {}
-    misses: dict[tuple[str, str, str], Plan] = {}
-    for job in jobs:
-        key = job.plan.key
-        if key in by_key or key in misses:
-            continue
-        hit = resolver.cached(job.plan, not_before_ms=refresh_ms, count=False)
-        if hit is None:
-            misses[key] = job.plan
-        else:
-            by_key[key] = hit
-    if by_key:
-        metrics.CACHE_RESULT["hit"].inc(len(by_key))
-    if misses:
-        # only misses pay for tasks: a warm review never leaves this coroutine
-        keys = list(misses)
-        results = await asyncio.gather(
-            *(resolver.resolve(misses[k], not_before_ms=refresh_ms, deadline=deadline) for k in keys),
-            return_exceptions=True,
-        )
-        by_key.update(zip(keys, results, strict=True))
+    by_key = await resolver.resolve_many((job.plan for job in jobs), not_before_ms=refresh_ms, deadline=deadline)
     warned: set[str] = set()
     for job in jobs:
         result = by_key[job.plan.key]
+        if isinstance(result, ResolutionError):
+            _unresolved(job, result, out)  # shared by every field naming the reference: not raised again
+            continue
         try:
-            if isinstance(result, BaseException):
-                raise result
             uri = resolver.uri(job.plan, result.resolution, flavor)
         except ResolutionError as exc:
-            if job.fallback is not None and exc.cause in (Cause.UNAVAILABLE, Cause.NOT_FOUND):
-                out.values[job.pointer] = job.fallback["uri"]
-                out.templates[job.pointer] = job.template.text
-                out.resolved[job.pointer] = job.fallback
-                out.warnings.append(
-                    f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
-                )
-                metrics.RESOLUTION_RESULT["recorded"].inc()
-            else:
-                out.errors.append((exc.cause, f"{job.pointer}: template {show(job.template.text)}: {exc}"))
+            _unresolved(job, exc, out)
             continue
         if result.warning and result.warning not in warned:
             warned.add(result.warning)
@@ -651,6 +622,20 @@ async def _run(
         out.n_resolved += 1
     if out.n_resolved:
         metrics.RESOLUTION_RESULT["resolved"].inc(out.n_resolved)
+
+
+def _unresolved(job: _Job, exc: ResolutionError, out: Outcome) -> None:
+    """A field the registry could not answer for: its trusted record stands in, if the registry is the cause."""
+    if job.fallback is not None and exc.cause in (Cause.UNAVAILABLE, Cause.NOT_FOUND):
+        out.values[job.pointer] = job.fallback["uri"]
+        out.templates[job.pointer] = job.template.text
+        out.resolved[job.pointer] = job.fallback
+        out.warnings.append(
+            f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
+        )
+        metrics.RESOLUTION_RESULT["recorded"].inc()
+    else:
+        out.errors.append((exc.cause, f"{job.pointer}: template {show(job.template.text)}: {exc}"))
 
 
 def _servable(job: _Job, res: Resolution, verdict: servable.FieldVerdict, out: Outcome) -> bool:

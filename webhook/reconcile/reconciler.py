@@ -38,7 +38,7 @@ from webhook.reconcile.states import missing_tags
 from webhook.reconcile.touching import TokenBucket, Toucher
 from webhook.reconcile.watching import Watcher
 from webhook.registry.clients import ModelVersion
-from webhook.registry.resolver import Lookup, Plan, ResolutionError, Resolver, now_ms
+from webhook.registry.resolver import Plan, ResolutionError, Resolver, now_ms
 from webhook.templating.causes import Cause
 from webhook.templating.grammar import TemplateError, parse
 from webhook.templating.uris import Flavor
@@ -149,42 +149,51 @@ class Reconciler:
             if not t.held(now) and (kind is None or t.kind == kind) and (only is None or t.key == only)
         ]
         settings = self.resolver.settings.reconciler
-        limit = asyncio.Semaphore(settings.concurrency)
-        # One lookup per distinct reference in this compare. The resolver's cache is not enough:
-        # with thousands of objects the compare outlasts the floating TTL, and an entry fetched
-        # for the first object using a model has expired by the last (20,000 objects over 2,000
-        # models made 18,000 lookups instead of 2,000).
-        lookups: dict[tuple[str, str, str], asyncio.Task[Lookup]] = {}
+        # Every field planned first, then one lookup per distinct reference in this compare. The
+        # resolver's cache is not enough: with thousands of objects the compare outlasts the floating
+        # TTL, and an entry fetched for the first object using a model has expired by the last
+        # (20,000 objects over 2,000 models made 18,000 lookups instead of 2,000).
+        planned: dict[Key, list[Plan | TemplateError | ResolutionError | None]] = {}
+        for t in targets:
+            planned[t.key] = [self._plan(t, r.template, moving_only=moving_only) for r in t.refs]
+        found = await self.resolver.resolve_many(
+            (p for plans in planned.values() for p in plans if isinstance(p, Plan)),
+            not_before_ms=token,
+            limit=settings.concurrency,
+        )
+        for key, result in found.items():
+            if isinstance(result, ResolutionError):
+                self.gauges.named[key] = Named(None, str(result))
+            else:
+                self.gauges.named[key] = Named(result.resolution.version)
 
-        async def lookup(p: Plan) -> Lookup:
-            async with limit:
+        async def current(
+            t: Tracked, pointer: str, p: Plan | TemplateError | ResolutionError | None
+        ) -> tuple[str, Plan, ModelVersion] | None:
+            if p is None:
+                return None  # a pinned reference in a poll: its version cannot move
+            failure: TemplateError | ResolutionError
+            if isinstance(p, Plan):
+                answer = found[p.key]
                 try:
-                    found = await self.resolver.resolve(p, not_before_ms=token)
+                    if isinstance(answer, ResolutionError):
+                        failure = answer  # shared by every field naming the reference: not raised again
+                    else:
+                        flavor = Flavor.for_group(t.kind.group, t.kind.plural)
+                        return self.resolver.uri(p, answer.resolution, flavor), p, answer.resolution.version
                 except ResolutionError as exc:
-                    self.gauges.named[p.key] = Named(None, str(exc))
-                    raise
-                self.gauges.named[p.key] = Named(found.resolution.version)
-                return found
-
-        async def current(t: Tracked, pointer: str, template_text: str) -> tuple[str, Plan, ModelVersion] | None:
-            try:
-                p = self.resolver.plan(parse(template_text), t.namespace)
-                if moving_only and p.reference.selector.pinned:
-                    return None
-                task = lookups.get(p.key)
-                if task is None:
-                    task = lookups[p.key] = asyncio.ensure_future(lookup(p))
-                found = await task
-                uri = self.resolver.uri(p, found.resolution, Flavor.for_group(t.kind.group, t.kind.plural))
-                return uri, p, found.resolution.version
-            except (TemplateError, ResolutionError) as exc:
-                if isinstance(exc, ResolutionError) and exc.cause is Cause.UNAVAILABLE:
-                    self.poller.retry.update(r.model for r in t.refs)
-                await self.events.warn(t, pointer, exc)
-                return None
+                    failure = exc
+            else:
+                failure = p
+            if isinstance(failure, ResolutionError) and failure.cause is Cause.UNAVAILABLE:
+                self.poller.retry.update(r.model for r in t.refs)
+            await self.events.warn(t, pointer, failure)
+            return None
 
         async def check(t: Tracked) -> list[str] | None:
-            answers = await asyncio.gather(*(current(t, r.pointer, r.template) for r in t.refs))
+            answers = await asyncio.gather(
+                *(current(t, r.pointer, p) for r, p in zip(t.refs, planned[t.key], strict=True))
+            )
             required = self.resolver.settings.policy(t.namespace).require_tags
             stale: dict[str, str] = {}
             named: dict[str, dict[str, str]] = {}  # pointer -> the record of what the registry names
@@ -221,6 +230,16 @@ class Reconciler:
         self.events.prune(self.index)
         self.publish_states()
         return touched
+
+    def _plan(
+        self, t: Tracked, template_text: str, *, moving_only: bool
+    ) -> Plan | TemplateError | ResolutionError | None:
+        """The field's plan, or why it has none; None for a pinned reference when only moving ones count."""
+        try:
+            p = self.resolver.plan(parse(template_text), t.namespace)
+        except (TemplateError, ResolutionError) as exc:
+            return exc
+        return None if moving_only and p.reference.selector.pinned else p
 
     def publish_states(self) -> None:
         """The state gauges from the index and the last lookups; fields never compared are compared next poll."""

@@ -19,7 +19,7 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -434,6 +434,53 @@ class Resolver:
                 # nobody waits for it any more and it never reached the registry: drop it
                 metrics.REGISTRY_ABANDONED.labels(p.registry).inc()
                 flight.task.cancel()
+
+    async def resolve_many(
+        self,
+        plans: Iterable[Plan],
+        *,
+        not_before_ms: int = 0,
+        deadline: float | None = None,
+        limit: int | None = None,
+    ) -> dict[tuple[str, str, str], Lookup | ResolutionError]:
+        """Each distinct reference among ``plans`` resolved once: the door admission and the reconciler share.
+
+        Cache hits are answered without leaving this coroutine (and counted together); only
+        misses become tasks. ``deadline`` bounds them all (a review's); without one, each miss
+        gets the lookup deadline from when it starts, and ``limit`` caps how many run at once
+        (a compare over thousands of references). A reference that cannot be resolved maps
+        to its ``ResolutionError``; anything else raised is modelpin's fault and propagates.
+        """
+        answers: dict[tuple[str, str, str], Lookup | ResolutionError] = {}
+        misses: dict[tuple[str, str, str], Plan] = {}
+        for p in plans:
+            key = p.key
+            if key in answers or key in misses:
+                continue
+            entry = self._usable(p, not_before_ms)
+            if entry is None:
+                misses[key] = p
+            else:
+                answers[key] = Lookup(entry)
+        if answers:
+            metrics.CACHE_RESULT["hit"].inc(len(answers))
+        if not misses:
+            return answers
+        turns = asyncio.Semaphore(limit) if limit is not None else None
+
+        async def one(p: Plan) -> Lookup | ResolutionError:
+            try:
+                if turns is None:
+                    return await self.resolve(p, not_before_ms=not_before_ms, deadline=deadline)
+                async with turns:
+                    return await self.resolve(p, not_before_ms=not_before_ms, deadline=deadline)
+            except ResolutionError as exc:
+                return exc
+
+        keys = list(misses)
+        results = await asyncio.gather(*(one(misses[k]) for k in keys))
+        answers.update(zip(keys, results, strict=True))
+        return answers
 
     def _land(self, key: tuple[str, str, str], flight: _Flight, _task: object) -> None:
         if self._flights.get(key) is flight:

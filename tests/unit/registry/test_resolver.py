@@ -1012,3 +1012,60 @@ async def test_a_passing_read_failure_is_judged_again_once_the_version_is_read()
     assert isinstance(resolver.servable(pinned, SK_NEED), Servable)
     assert registry.calls["read_mlmodel"] == 2
     await resolver.aclose()
+
+
+# --- resolve_many: the one door for a batch ------------------------------------
+
+
+async def test_resolve_many_asks_once_per_distinct_reference_and_counts_hits_together(
+    resolver: Resolver, registry: FakeRegistry
+) -> None:
+    champion, fraud2, nope = (
+        p(t, resolver=resolver) for t in ("models:/fraud@champion", "models:/fraud/2", "models:/nope@x")
+    )
+    hits = metric("modelpin_cache_total", result="hit")
+    misses = metric("modelpin_cache_total", result="miss")
+    found = await resolver.resolve_many([champion, fraud2, champion, nope, champion])
+    assert set(found) == {champion.key, fraud2.key, nope.key}
+    assert registry.lookups == 3
+    assert metric("modelpin_cache_total", result="miss") - misses == 3
+    error = found[nope.key]
+    assert isinstance(error, ResolutionError) and error.cause is Cause.NOT_FOUND
+    again = await resolver.resolve_many([champion, fraud2, champion])
+    assert registry.lookups == 3
+    assert metric("modelpin_cache_total", result="hit") - hits == 2  # one per distinct reference, not per field
+    assert again[champion.key] == found[champion.key]
+
+
+async def test_resolve_many_respects_the_refresh_token(
+    resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    champion = p("models:/fraud@champion", resolver=resolver)
+    await resolver.resolve_many([champion])
+    clock.advance(1)
+    await resolver.resolve_many([champion], not_before_ms=resolver.clock_ms())
+    assert registry.lookups == 2
+
+
+async def test_resolve_many_limit_caps_lookups_running_at_once(resolver: Resolver, registry: FakeRegistry) -> None:
+    for n in range(6):
+        registry.add(f"m{n}", 1, f"s3://b/m{n}/1")
+    plans = [p(f"models:/m{n}/1", resolver=resolver) for n in range(6)]
+    running = 0
+    most = 0
+    ask = registry.get_version
+
+    async def counted(name: str, version: str) -> ModelVersion:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        try:
+            return await ask(name, version)
+        finally:
+            running -= 1
+
+    registry.get_version = counted  # type: ignore[method-assign]
+    found = await resolver.resolve_many(plans, limit=2)
+    assert all(not isinstance(v, ResolutionError) for v in found.values())
+    assert most == 2
