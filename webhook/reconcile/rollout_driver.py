@@ -129,7 +129,7 @@ class RolloutDriver:
             if policy is None:
                 return False  # a rollout whose policy was removed: left where it stands
             old = {r.pointer: dict(r.record) for r in t.refs if r.pointer in new}
-            step = rollouts.start(state, old, new, policy, self.clock(), None)
+            step = rollouts.start(state, old, new, policy, self.clock())
             return await self._act(t, step)
 
     # --- acting on a step --------------------------------------------------------------------------

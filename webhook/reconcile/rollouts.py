@@ -128,18 +128,16 @@ def start(
     new: Records,
     policy: Policy,
     now: dt.datetime,
-    gate: str | None = None,
 ) -> Step:
     """The registry names ``new`` for fields running ``old``: begin (or redirect) a rollout.
 
-    ``gate`` is the approval gate's refusal (require_tags), None when the gate passes.
+    A version the namespace's required tags refuse never reaches here: the compare
+    holds it back first (Warning ModelVersionGated).
     """
     active = state is not None and state.phase in SPLITTING
     if active and state is not None and _same(state.to, new):
         return Step(state)
     source = state.from_ if active and state is not None else dict(old)
-    if gate is not None:
-        return Step(state, events=(Event("Warning", "RolloutGated", f"not rolling out: {gate}"),))
     if _same(source, new):
         if not active or state is None:
             return Step(state)

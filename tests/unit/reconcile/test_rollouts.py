@@ -63,14 +63,6 @@ def test_an_alias_move_starts_on_the_first_step() -> None:
     )
 
 
-def test_a_gated_version_does_not_start() -> None:
-    step = start(None, records("3"), records("4"), ANALYSED, T0, gate="namespace 'ml' requires tag validated=true")
-    assert step.state is None and not step.write and not step.touch
-    assert step.events == (
-        Event("Warning", "RolloutGated", "not rolling out: namespace 'ml' requires tag validated=true"),
-    )
-
-
 def test_the_same_target_again_changes_nothing() -> None:
     state = begun()
     step = start(state, records("3"), records("4"), ANALYSED, after(10))
