@@ -54,6 +54,46 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _save(cert_path: Path, key_path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    # key first: a watcher that sees the new cert must find its key already there
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int
+) -> x509.CertificateBuilder:
+    """What every certificate here has: names, key, a random serial, and validity from five minutes ago
+    (clocks disagree a little) for ``days``."""
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
+
+
+def _leaf(
+    directory: Path, common_name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName], days: int
+) -> tuple[x509.CertificateBuilder, ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey]:
+    """A new key and an end-entity certificate for it, not yet signed: (builder, key, the CA's key)."""
+    ca_cert, ca_key = ensure_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        _builder(subject, ca_cert.subject, key, days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder, key, ca_key
+
+
 def ensure_ca(directory: Path, common_name: str = "modelpin CA") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     if cert_path.is_file() and key_path.is_file():
@@ -64,15 +104,8 @@ def ensure_ca(directory: Path, common_name: str = "modelpin CA") -> tuple[x509.C
         return cert, key
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        _builder(name, name, key, CA_DAYS)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -91,8 +124,7 @@ def ensure_ca(directory: Path, common_name: str = "modelpin CA") -> tuple[x509.C
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), private=True)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _save(cert_path, key_path, cert, key)
     return cert, key
 
 
@@ -110,8 +142,6 @@ def service_names(services: Iterable[str], namespace: str) -> list[str]:
 
 def issue(directory: Path, names: Iterable[str], days: int = SERVING_DAYS) -> Bundle:
     """Issue a serving certificate for DNS names and IP addresses in ``names``."""
-    ca_cert, ca_key = ensure_ca(directory)
-    key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     all_names = list(dict.fromkeys(names))
     for name in all_names:
@@ -119,28 +149,11 @@ def issue(directory: Path, names: Iterable[str], days: int = SERVING_DAYS) -> Bu
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, all_names[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    builder, key, ca_key = _leaf(directory, all_names[0], ExtendedKeyUsageOID.SERVER_AUTH, sans, days)
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    cert = builder.add_extension(authority, critical=False).sign(ca_key, hashes.SHA256())
     bundle = Bundle(directory / "ca.crt", directory / "ca.key", directory / "tls.crt", directory / "tls.key")
-    # key first: a watcher that sees the new cert must find its key already there
-    _write(bundle.key, _key_pem(key), private=True)
-    _write(bundle.cert, cert.public_bytes(serialization.Encoding.PEM))
+    _save(bundle.cert, bundle.key, cert, key)
     return bundle
 
 
@@ -152,27 +165,10 @@ def issue_client(
     For the apiserver's AdmissionConfiguration kubeConfigFile when the webhook requires a client
     certificate (tls_client_ca, tls_client_names): the CN and DNS names are what the webhook matches.
     """
-    ca_cert, ca_key = ensure_ca(directory)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    )
-    sans = [x509.DNSName(n) for n in dns_names]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    builder, key, ca_key = _leaf(directory, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, sans, days)
     cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-    _write(key_path, _key_pem(key), private=True)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _save(cert_path, key_path, builder.sign(ca_key, hashes.SHA256()), key)
     return cert_path, key_path
 
 

@@ -179,3 +179,25 @@ def test_keys_are_private_from_creation(tmp_path: Path, monkeypatch: pytest.Monk
         assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert stat.S_IMODE(bundle.cert.stat().st_mode) == 0o644
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_issue_client_writes_a_client_auth_pair_from_the_same_ca(tmp_path: Path) -> None:
+    bundle = certs.issue(tmp_path, ["modelpin-webhook"])
+    cert_path, key_path = certs.issue_client(tmp_path, "kube-apiserver", ["apiserver.local"], stem="apiserver")
+    assert (cert_path, key_path) == (tmp_path / "apiserver.crt", tmp_path / "apiserver.key")
+    ca, leaf = load(bundle.ca_cert), load(cert_path)
+    leaf.verify_directly_issued_by(ca)
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "kube-apiserver"
+    assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["apiserver.local"]
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.public_key() == leaf.public_key()
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    # a serving certificate names its issuer's key; a client one without DNS names has no SAN at all
+    assert load(bundle.cert).extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    bare, _ = certs.issue_client(tmp_path, "someone")
+    with pytest.raises(x509.ExtensionNotFound):
+        load(bare).extensions.get_extension_for_class(x509.SubjectAlternativeName)
