@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from webhook.tools import certs, embedded
 if TYPE_CHECKING:
     from webhook.ops.credentials import Credentials
     from webhook.ops.kinds import Named
+    from webhook.reconcile.kube import Kube
 
 log = logging.getLogger("modelpin")
 # each apiserver call of history, hold and release
@@ -218,7 +219,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     import socket
 
     from webhook.edge.reconciler_app import ReconcilerState, create_app
-    from webhook.edge.server import serve_app
+    from webhook.edge.server import build_server
     from webhook.reconcile.deliveries import Verifier
     from webhook.reconcile.kube import Kind, Kube, load_configuration
     from webhook.reconcile.leadership import LeaderLease
@@ -272,7 +273,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     )
     if secret is None:
         print(f"no MLflow webhook secret in ${rc.mlflow_secret_env}: MLflow events are off, polling only", flush=True)
-    serve_app(
+    build_server(
         create_app(state),
         state,
         host=args.host,
@@ -282,7 +283,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         limit_concurrency=settings.limit_concurrency,
         read_timeout=settings.request_read_timeout_seconds,
-    )
+    ).run()
     if state.failed is not None:
         print(f"modelpin reconcile: the work loop died: {state.failed}", file=sys.stderr)
         return 1
@@ -392,8 +393,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    from webhook.ops import holds, output
+def _on_object(
+    args: argparse.Namespace,
+    act: Callable[[Kube, Credentials, str], Awaitable[int]],
+    refusals: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run ``act(kube, credentials, namespace)`` on the object ``args.target`` names, with the operator's
+    credentials; an apiserver failure, or one of ``refusals``, is said as an error about that object (exit 1).
+    """
     from webhook.reconcile.kube import KUBE_ERRORS, Kube
 
     named, name = args.target
@@ -405,11 +412,25 @@ def cmd_history(args: argparse.Namespace) -> int:
         namespace = args.namespace or creds.namespace
         kube = Kube(creds.configuration, KUBE_TIMEOUT_SECONDS)
         try:
-            history, problem = await holds.history(kube, named, namespace, name)
+            return await act(kube, creds, namespace)
+        except refusals as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         except KUBE_ERRORS as exc:
             return _kube_failure(exc, f"{named.singular}/{name} in {namespace}")
         finally:
             await kube.aclose()
+
+    return asyncio.run(go())
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from webhook.ops import holds, output
+
+    named, name = args.target
+
+    async def act(kube: Kube, creds: Credentials, namespace: str) -> int:
+        history, problem = await holds.history(kube, named, namespace, name)
         if problem:
             print(f"warning: {problem}", file=sys.stderr)
         entries = [(pointer, e) for pointer, items in sorted(history.items()) for e in items]
@@ -419,13 +440,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         sys.stdout.write(output.history(entries, args.output))
         return 0
 
-    return asyncio.run(go())
+    return _on_object(args, act)
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
     from webhook.ops import holds
     from webhook.ops.durations import parse_until
-    from webhook.reconcile.kube import KUBE_ERRORS, Kube
 
     named, name = args.target
     now = dt.datetime.now(dt.UTC)
@@ -436,92 +456,45 @@ def cmd_hold(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    which = {"previous": args.previous, "version": args.version, "model": args.model}
 
-    async def go() -> int:
-        creds = await _credentials(args)
-        if creds is None:
-            return 2
-        namespace = args.namespace or creds.namespace
-        kube = Kube(creds.configuration, KUBE_TIMEOUT_SECONDS)
-        try:
-            made = await holds.hold(
-                kube,
-                named,
-                namespace,
-                name,
-                reason=args.reason,
-                now=now,
-                until=until,
-                by=creds.user,
-                previous=args.previous,
-                version=args.version,
-                model=args.model,
-            )
-        except holds.HoldError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except KUBE_ERRORS as exc:
-            return _kube_failure(exc, f"{named.singular}/{name} in {namespace}")
-        finally:
-            await kube.aclose()
+    async def act(kube: Kube, creds: Credentials, namespace: str) -> int:
+        made = await holds.hold(
+            kube, named, namespace, name, reason=args.reason, now=now, until=until, by=creds.user, **which
+        )
         print(holds.describe_hold(named, namespace, name, made))
         return 0
 
-    return asyncio.run(go())
+    return _on_object(args, act, (holds.HoldError,))
 
 
 def cmd_release(args: argparse.Namespace) -> int:
     from webhook.ops import holds
-    from webhook.reconcile.kube import KUBE_ERRORS, Kube
 
     named, name = args.target
 
-    async def go() -> int:
-        creds = await _credentials(args)
-        if creds is None:
-            return 2
-        namespace = args.namespace or creds.namespace
-        kube = Kube(creds.configuration, KUBE_TIMEOUT_SECONDS)
-        try:
-            existed, _ = await holds.release(kube, named, namespace, name)
-        except KUBE_ERRORS as exc:
-            return _kube_failure(exc, f"{named.singular}/{name} in {namespace}")
-        finally:
-            await kube.aclose()
+    async def act(kube: Kube, creds: Credentials, namespace: str) -> int:
+        existed, _ = await holds.release(kube, named, namespace, name)
         what = "released" if existed else "no hold on"
         print(f"{what} {named.singular}/{name} in {namespace}")
         return 0
 
-    return asyncio.run(go())
+    return _on_object(args, act)
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     from webhook.ops import rollout
-    from webhook.reconcile.kube import KUBE_ERRORS, Kube
     from webhook.reconcile.rollouts import Command
 
     named, name = args.target
     cmd = Command(args.action)
 
-    async def go() -> int:
-        creds = await _credentials(args)
-        if creds is None:
-            return 2
-        namespace = args.namespace or creds.namespace
-        kube = Kube(creds.configuration, KUBE_TIMEOUT_SECONDS)
-        try:
-            asked = await rollout.request(kube, named, namespace, name, cmd, by=creds.user, now=dt.datetime.now(dt.UTC))
-            if args.no_wait:
-                print(f"{cmd} requested for {named.singular}/{name} in {namespace}")
-                return 0
-            state = await rollout.carried_out(kube, named, namespace, name, asked, args.timeout)
-        except rollout.RolloutError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except KUBE_ERRORS as exc:
-            return _kube_failure(exc, f"{named.singular}/{name} in {namespace}")
-        finally:
-            await kube.aclose()
+    async def act(kube: Kube, creds: Credentials, namespace: str) -> int:
+        asked = await rollout.request(kube, named, namespace, name, cmd, by=creds.user, now=dt.datetime.now(dt.UTC))
+        if args.no_wait:
+            print(f"{cmd} requested for {named.singular}/{name} in {namespace}")
+            return 0
+        state = await rollout.carried_out(kube, named, namespace, name, asked, args.timeout)
         if state is None:
             print(
                 f"error: {cmd} requested for {named.singular}/{name} in {namespace}, and not carried out within "
@@ -532,7 +505,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print(rollout.describe(named, namespace, name, state))
         return 0
 
-    return asyncio.run(go())
+    return _on_object(args, act, (rollout.RolloutError,))
 
 
 def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

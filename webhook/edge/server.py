@@ -269,7 +269,7 @@ def run(settings: Settings, resolver: Resolver, *, host: str, port: int, cert: P
     state = ServerState(resolver=resolver)
     if profile := os.environ.get(PROFILE_ENV):
         profile_on_signals(profile)
-    serve_app(
+    build_server(
         create_app(state),
         state,
         host=host,
@@ -281,7 +281,7 @@ def run(settings: Settings, resolver: Resolver, *, host: str, port: int, cert: P
         client_names=settings.tls_client_names,
         limit_concurrency=settings.limit_concurrency,
         read_timeout=settings.request_read_timeout_seconds,
-    )
+    ).run()
 
 
 def build_server(
@@ -298,7 +298,8 @@ def build_server(
     limit_concurrency: int | None = _DEFAULTS["limit_concurrency"].default,
     read_timeout: float = _DEFAULTS["request_read_timeout_seconds"].default,
 ) -> uvicorn.Server:
-    """An HTTPS-only server for ``app``; ``state.reloader`` gets the live context."""
+    """An HTTPS-only server for ``app``; ``state.reloader`` gets the live context. ``run()`` serves it
+    until a signal stops it."""
     config = uvicorn.Config(
         ClientNameCheck(app, client_names) if client_names else app,
         host=host,
@@ -324,33 +325,3 @@ def build_server(
     harden(config.ssl, client_ca)
     state.reloader = CertReloader(config.ssl, cert, key)
     return uvicorn.Server(config)
-
-
-def serve_app(
-    app: ASGIApp,
-    state: HasReloader,
-    *,
-    host: str,
-    port: int,
-    cert: Path,
-    key: Path,
-    log_level: str,
-    client_ca: Path | None = None,
-    client_names: Sequence[str] = (),
-    limit_concurrency: int | None = _DEFAULTS["limit_concurrency"].default,
-    read_timeout: float = _DEFAULTS["request_read_timeout_seconds"].default,
-) -> None:
-    """Serve ``app`` over HTTPS only, until a signal stops it."""
-    build_server(
-        app,
-        state,
-        host=host,
-        port=port,
-        cert=cert,
-        key=key,
-        log_level=log_level,
-        client_ca=client_ca,
-        client_names=client_names,
-        limit_concurrency=limit_concurrency,
-        read_timeout=read_timeout,
-    ).run()
