@@ -18,6 +18,7 @@ from webhook.admission.holds import Holding
 from webhook.admission.patch import annotations_after, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
+from webhook.config import Settings
 from webhook.registry import servable
 from webhook.registry.resolver import Plan, Resolution, ResolutionError, Resolver
 from webhook.templating import record_annotations as records
@@ -78,16 +79,18 @@ class Outcome:
     spec: dict[str, Any] | None = None
 
 
-async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
-    """The answer to ``request`` (without its uid: the edge stamps it)."""
-    started = time.perf_counter()
+async def admit(request: AdmissionRequest, *, resolver: Resolver, settings: Settings | None = None) -> Response:
+    """The answer to ``request`` (without its uid: the edge stamps it, and records the outcome).
+
+    ``settings`` are those the resolver was built with unless given.
+    """
+    if settings is None:
+        settings = resolver.settings
     if request["operation"] not in ("CREATE", "UPDATE"):
-        metrics.ADMISSION_OUTCOME["skipped"].observe(time.perf_counter() - started)
         return allowed()
     obj = request["object"]
     malformed = _malformed(obj)
     if malformed is not None:
-        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(Cause.INVALID, f"modelpin cannot admit this object: {malformed}")
     namespace = request.get("namespace")
     if namespace is None:
@@ -97,24 +100,23 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
     paths = for_kind(request["kind"]["group"], request["kind"]["kind"])
     old = request.get("oldObject") if request["operation"] == "UPDATE" else None
     username = request.get("userInfo", {}).get("username")
-    by_reconciler = username is not None and username in resolver.settings.reconciler_usernames
+    by_reconciler = username is not None and username in settings.reconciler_usernames
     if by_reconciler and request["operation"] == "UPDATE":
         changed = changes_outside_templates(old, obj, paths)
         if changed:
-            metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
             return denied(Cause.POLICY, _reconciler_overreach(str(username), changed))
     outcome = await decide(
         obj,
         namespace=namespace,
         flavor=flavor,
         resolver=resolver,
+        settings=settings,
         paths=paths,
         old=old,
         may_refresh=by_reconciler,
         kind=request["kind"]["kind"],
     )
     if outcome.refusal is not None:
-        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(*outcome.refusal, outcome.warnings)
     if outcome.errors:
         shown = outcome.errors[:MAX_ERRORS_SHOWN]
@@ -123,16 +125,13 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver) -> Response:
             detail += f"; and {len(outcome.errors) - len(shown)} more"
         noun = "template" if len(outcome.errors) == 1 else "templates"
         message = f"modelpin could not resolve {len(outcome.errors)} {noun}: {detail}"
-        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(outcome.errors[0][0], message, outcome.warnings)
     ops = build_patch(
         obj, outcome.values, outcome.templates, outcome.resolved, outcome.current, outcome.annotations, outcome.spec
     )
     oversize = _oversize(obj, ops)
     if oversize is not None:
-        metrics.ADMISSION_OUTCOME["denied"].observe(time.perf_counter() - started)
         return denied(Cause.INVALID, oversize, outcome.warnings)
-    metrics.ADMISSION_OUTCOME["patched" if ops else "unchanged"].observe(time.perf_counter() - started)
     return patched(ops, outcome.warnings)
 
 
@@ -213,6 +212,7 @@ async def decide(
     namespace: str | None,
     flavor: Flavor,
     resolver: Resolver,
+    settings: Settings | None = None,
     paths: KindPaths | None = None,
     old: Mapping[str, Any] | None = None,
     may_refresh: bool = True,
@@ -237,22 +237,25 @@ async def decide(
     object as sent is stripped before its fields are read, the fields of the state's
     ``from`` records keep those records, and the canary side takes the ``to`` URIs.
     """
+    if settings is None:
+        settings = resolver.settings
     sent_spec = obj.get("spec")
     if kind is not None and isinstance(sent_spec, dict) and traffic.has_split(kind, sent_spec):
         obj = {**obj, "spec": traffic.strip(kind, sent_spec)}  # a split is not the user's literals
     rec, found = _survey(obj, paths)
     out = Outcome(warnings=list(rec.problems))
     old_rec = _records_of(old) if old is not None else None
-    now = dt.datetime.fromtimestamp(resolver.clock_ms() / 1000, dt.UTC)
+    now_ms = resolver.clock_ms()
+    now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
     holding = holds.read(obj, now)
     if holding.problem is not None:
         out.warnings.append(holding.problem)
-    rollout = _rollout(obj, old, may_refresh, holding, namespace, resolver, out) if kind is not None else None
+    rollout = _rollout(obj, old, may_refresh, holding, namespace, settings, out) if kind is not None else None
     pins = rollout.state.from_ if rollout is not None and rollout.state is not None else {}
     pinned: list[str] = []
     refresh_ms = rec.refresh_ms
     if not may_refresh:
-        refresh_ms = _refused_refresh(obj, old, old_rec, out, resolver)
+        refresh_ms = _refused_refresh(obj, old, old_rec, out, settings)
     jobs: list[_Job] = []
     for pointer, value, declared in found:
         candidate = is_candidate(value)
@@ -277,7 +280,7 @@ async def decide(
         if job is not None:
             jobs.append(job)
     references = len({job.plan.key for job in jobs})
-    limit = resolver.settings.max_references_per_review
+    limit = settings.max_references_per_review
     if references > limit:
         out.refusal = (
             Cause.INVALID,
@@ -286,9 +289,11 @@ async def decide(
         )
         return out
     if jobs:
-        required = resolver.settings.policy(namespace).require_tags
-        check = servable.checker(resolver, namespace, obj)
-        await _run(jobs, _not_before(refresh_ms, resolver, out), flavor, resolver, out, (namespace, required), check)
+        policy = settings.policy(namespace)
+        check = servable.checker(resolver, servable.mode(settings, namespace), obj)
+        deadline = time.monotonic() + settings.lookup_deadline_seconds
+        not_before = _not_before(refresh_ms, now_ms, out)
+        await _run(jobs, not_before, deadline, flavor, resolver, out, (namespace, policy.require_tags), check)
     if not out.errors:
         _record_history(obj, old, old_rec, holding, now, out)
         if kind is not None and isinstance(sent_spec, dict):
@@ -302,12 +307,12 @@ def _rollout(
     may_refresh: bool,
     holding: Holding,
     namespace: str | None,
-    resolver: Resolver,
+    settings: Settings,
     out: Outcome,
 ) -> traffic.Rollout | None:
     """The rollout in force; None when there is none to split (a hold wins over a rollout)."""
-    writers = ", ".join(resolver.settings.reconciler_usernames) or "no one"
-    default = resolver.settings.policy(namespace).rollout
+    writers = ", ".join(settings.reconciler_usernames) or "no one"
+    default = settings.policy(namespace).rollout
     rollout = traffic.read(obj, old, trusted=may_refresh, default=default, writers=writers)
     out.warnings += rollout.warnings
     if rollout.set_back is not None:
@@ -414,7 +419,7 @@ def _refused_refresh(
     old: Mapping[str, Any] | None,
     old_rec: records.Records | None,
     out: Outcome,
-    resolver: Resolver,
+    settings: Settings,
 ) -> int:
     """The refresh token in force when the sender may not change it: the old object's.
 
@@ -424,7 +429,7 @@ def _refused_refresh(
     sent, kept = _raw_refresh(obj), _raw_refresh(old)
     if sent == kept:
         return old_rec.refresh_ms if old_rec is not None else 0
-    writers = ", ".join(resolver.settings.reconciler_usernames) or "no one"
+    writers = ", ".join(settings.reconciler_usernames) or "no one"
     if isinstance(kept, str):
         out.annotations[records.REFRESH] = kept
         out.warnings.append(f"{records.REFRESH} is written only by {writers}: set back to {kept!r}")
@@ -443,14 +448,13 @@ def _unguarded(pointer: str, value: str, paths: KindPaths | None) -> str:
     )
 
 
-def _not_before(refresh_ms: int, resolver: Resolver, out: Outcome) -> int:
+def _not_before(refresh_ms: int, now: int, out: Outcome) -> int:
     """The refresh token; one the reconciler cannot have written (past now plus the skew) is treated as now.
 
     "Now" here is the skew's width back: a token of exactly now would still make every
     admission miss an entry fetched a moment earlier, so a forged token could keep every
     admission off the cache; this way it costs at most one lookup per reference per skew.
     """
-    now = resolver.clock_ms()
     if refresh_ms > now + REFRESH_SKEW_MS:
         out.warnings.append(f"{records.REFRESH} is in the future; treated as now")
         return now - REFRESH_SKEW_MS
@@ -573,13 +577,13 @@ def _plan(pointer: str, template: Template, namespace: str | None, resolver: Res
 async def _run(
     jobs: list[_Job],
     refresh_ms: int,
+    deadline: float,
     flavor: Flavor,
     resolver: Resolver,
     out: Outcome,
     gate: tuple[str | None, Mapping[str, str] | None] = (None, None),
     check: servable.Check | None = None,
 ) -> None:
-    deadline = time.monotonic() + resolver.settings.lookup_deadline_seconds
     by_key = await resolver.resolve_many((job.plan for job in jobs), not_before_ms=refresh_ms, deadline=deadline)
     warned: set[str] = set()
     for job in jobs:

@@ -229,6 +229,15 @@ def denied(cause: Cause, message: str, warnings: Sequence[str] = ()) -> Response
     return response
 
 
+def outcome(operation: str, response: Response) -> str:
+    """The response as the admission metric labels it: skipped, denied, patched or unchanged."""
+    if operation not in ("CREATE", "UPDATE"):
+        return "skipped"
+    if not response["allowed"]:
+        return "denied"
+    return "patched" if "patch" in response else "unchanged"
+
+
 def review(uid: str, response: Response) -> bytes:
     """The AdmissionReview answering the request ``uid``."""
     return orjson.dumps({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": {"uid": uid, **response}})

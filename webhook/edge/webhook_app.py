@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from webhook import metrics
 from webhook.admission.decision import admit
-from webhook.admission.review import BadRequest, denied, parse_review, review
+from webhook.admission.review import BadRequest, denied, outcome, parse_review, review
 from webhook.edge.bodies import TooLarge, receive_within
 from webhook.edge.cert_reload import CertReloader
 from webhook.registry.resolver import Resolver
@@ -89,12 +90,16 @@ async def answer(state: ServerState, scope: Scope, receive: Receive) -> tuple[in
     except BadRequest as exc:
         metrics.ADMISSION_OUTCOME["bad_request"].observe(0)
         return _error(400, str(exc))
+    started = time.perf_counter()
     try:
-        response = await admit(req, resolver=state.resolver)
+        response = await admit(req, resolver=state.resolver, settings=settings)
     except Exception as exc:  # never an HTTP 500 for a valid review: deny and say why
         log.exception("admission failed for uid %s", req["uid"])
         metrics.ADMISSION_OUTCOME["internal_error"].observe(0)
         response = denied(Cause.INTERNAL, f"modelpin failed internally: {type(exc).__name__}")
+    else:
+        # the decision's time, recorded here: admission itself is request in, response out
+        metrics.ADMISSION_OUTCOME[outcome(req["operation"], response)].observe(time.perf_counter() - started)
     return 200, review(req["uid"], response)
 
 

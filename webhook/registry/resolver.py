@@ -581,11 +581,6 @@ class Resolver:
         self._flavors.put(key, read)
         return read
 
-    def servability(self, namespace: str | None) -> str:
-        """``deny``, ``warn`` or ``off`` for ``namespace``: its policy's setting, else the global one."""
-        own = self.settings.policy(namespace).servability
-        return own if own is not None else self.settings.servability
-
     def servable(self, resolution: Resolution, need: Need | None) -> Servability:
         """Whether the server that ``need`` names can load the resolved version; in memory, no request."""
         read = resolution.flavors

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.config import Settings
 from webhook.registry.resolver import Resolution, Resolver
 from webhook.registry.servability import Flavors, Mismatch, NoMLmodel, Servable
 from webhook.templating.flavors import needed_flavor
@@ -28,9 +29,14 @@ FINE = FieldVerdict()
 Check = Callable[[str, Resolution], FieldVerdict]
 
 
-def checker(resolver: Resolver, namespace: str | None, obj: Mapping[str, Any]) -> Check | None:
-    """The check for ``obj``'s fields, or None when its namespace does not check."""
-    mode = resolver.servability(namespace)
+def mode(settings: Settings, namespace: str | None) -> str:
+    """``deny``, ``warn`` or ``off`` for ``namespace``: its policy's setting, else the global one."""
+    own = settings.policy(namespace).servability
+    return own if own is not None else settings.servability
+
+
+def checker(resolver: Resolver, mode: str, obj: Mapping[str, Any]) -> Check | None:
+    """The check for ``obj``'s fields under ``mode`` (the namespace's), or None when it does not check."""
     if mode == "off":
         return None
     api_version = obj.get("apiVersion")

@@ -70,7 +70,7 @@ async def render_documents(
             out.append(doc)
             continue
         name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
-        response = await admit(review_request(doc, namespace), resolver=resolver)
+        response = await admit(review_request(doc, namespace), resolver=resolver, settings=resolver.settings)
         warnings += [f"document {index + 1} ({name}): {w}" for w in response.get("warnings", [])]
         if not response["allowed"]:
             errors.append(f"document {index + 1} ({name}): {response['status']['message']}")

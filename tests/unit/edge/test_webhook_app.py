@@ -9,10 +9,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY as PROMETHEUS
 
-from tests.support.fakes import FakeRegistry, seed_uri, webhook_client
+from tests.support.fakes import FakeRegistry, apply_response, seed_uri, webhook_client
 from tests.support.reviews import DEMO1, fixture, request
+from webhook.admission.decision import admit
 from webhook.edge import webhook_app as app_module
+from webhook.registry.resolver import Resolver
 
 LIMIT = 64 * 1024
 JSON = "application/json"
@@ -148,3 +151,32 @@ async def test_a_repeated_review_is_decided_again(client: httpx.AsyncClient) -> 
 async def test_other_methods_on_mutate_are_405(client: httpx.AsyncClient) -> None:
     r = await client.get("/mutate")
     assert r.status_code == 405
+
+
+def admissions(outcome: str) -> float:
+    return PROMETHEUS.get_sample_value("modelpin_admission_seconds_count", {"outcome": outcome}) or 0.0
+
+
+async def test_the_edge_records_each_outcome_and_admission_alone_records_none(
+    client: httpx.AsyncClient, resolver: Resolver
+) -> None:
+    seed = fixture("seldon-seed.yaml")
+    before = {o: admissions(o) for o in ("patched", "unchanged", "denied", "skipped")}
+    r = await client.post("/mutate", content=review_body(seed), headers={"Content-Type": JSON})
+    out = apply_response(seed, r.json()["response"])
+    await client.post("/mutate", content=review_body(out), headers={"Content-Type": JSON})
+    bad = {**seed, "metadata": "nope"}
+    await client.post("/mutate", content=review_body(bad), headers={"Content-Type": JSON})
+    deleted = orjson.dumps(
+        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request(seed, "DELETE")}
+    )
+    await client.post("/mutate", content=deleted, headers={"Content-Type": JSON})
+    assert {o: admissions(o) - n for o, n in before.items()} == {
+        "patched": 1,
+        "unchanged": 1,
+        "denied": 1,
+        "skipped": 1,
+    }
+    # the core is request in, response out: called directly (as render does) it records no outcome
+    await admit(request(seed), resolver=resolver)
+    assert admissions("patched") - before["patched"] == 1

@@ -21,6 +21,7 @@ from webhook.registry.resolver import (
     select_version,
 )
 from webhook.registry.servability import RETRY_AFTER_SECONDS, FlavorCache, Flavors, Mismatch, NotChecked, Read, Servable
+from webhook.registry.servable import mode
 from webhook.templating.causes import Cause
 from webhook.templating.flavors import Need
 from webhook.templating.grammar import Reference, Selector, SelectorKind, parse
@@ -946,7 +947,8 @@ async def test_flavors_are_read_at_fetch_only_when_servability_is_on_somewhere()
     assert isinstance(off.servable((await off.resolve(p("models:/iris/1"))).resolution, SK_NEED), NotChecked)
     # on in one namespace only: read for everyone (the cache is shared), judged per namespace
     on = Resolver(make_settings(namespaces={"prod": {"servability": "deny"}}), {"mlflow": registry})
-    assert (on.servability("prod"), on.servability("dev"), on.servability(None)) == ("deny", "off", "off")
+    modes = (mode(on.settings, "prod"), mode(on.settings, "dev"), mode(on.settings, None))
+    assert modes == ("deny", "off", "off")
     res = (await on.resolve(p("models:/iris/1"))).resolution
     assert registry.calls["read_mlmodel"] == 1
     verdict = on.servable(res, SK_NEED)

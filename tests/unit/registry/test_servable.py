@@ -8,7 +8,7 @@ from tests.support.fakes import make_settings
 from tests.unit.registry.test_resolver import LOGGED_ID, LoggedRegistry, logged_model
 from webhook.registry.resolver import Resolver
 from webhook.registry.servability import Flavors, Missing
-from webhook.registry.servable import FINE, checker
+from webhook.registry.servable import FINE, checker, mode
 from webhook.templating.grammar import parse
 
 FIELD = "/spec/predictor/model/storageUri"
@@ -40,13 +40,13 @@ async def resolved(resolver: Resolver, text: str) -> Any:
 
 async def test_off_checks_nothing() -> None:
     resolver, _ = await resolver_with()
-    assert checker(resolver, "prod", isvc("sklearn")) is None
+    assert checker(resolver, mode(resolver.settings, "prod"), isvc("sklearn")) is None
     await resolver.aclose()
 
 
 async def test_deny_refuses_a_mismatch_naming_version_flavors_and_server() -> None:
     resolver, _ = await resolver_with(namespaces={"prod": {"servability": "deny"}})
-    check = checker(resolver, "prod", isvc("sklearn"))
+    check = checker(resolver, mode(resolver.settings, "prod"), isvc("sklearn"))
     assert check is not None
     verdict = check(FIELD, await resolved(resolver, "models:/iris/1"))
     assert verdict.warning is None and verdict.refusal is not None
@@ -54,13 +54,13 @@ async def test_deny_refuses_a_mismatch_naming_version_flavors_and_server() -> No
     assert "python_function" in verdict.refusal and "/spec/predictor/model/modelFormat/name" in verdict.refusal
     assert check(FIELD, await resolved(resolver, "models:/iris/2")) == FINE
     # another namespace keeps the global setting: off
-    assert checker(resolver, "dev", isvc("sklearn")) is None
+    assert checker(resolver, mode(resolver.settings, "dev"), isvc("sklearn")) is None
     await resolver.aclose()
 
 
 async def test_warn_warns_naming_the_field() -> None:
     resolver, _ = await resolver_with(servability="warn")
-    check = checker(resolver, "prod", isvc("sklearn"))
+    check = checker(resolver, mode(resolver.settings, "prod"), isvc("sklearn"))
     assert check is not None
     verdict = check(FIELD, await resolved(resolver, "models:/iris/1"))
     assert verdict.refusal is None and verdict.warning is not None and verdict.warning.startswith(FIELD)
@@ -69,7 +69,7 @@ async def test_warn_warns_naming_the_field() -> None:
 
 async def test_what_cannot_be_read_is_at_most_a_warning() -> None:
     resolver, _ = await resolver_with(servability="deny")
-    check = checker(resolver, "prod", isvc("sklearn"))
+    check = checker(resolver, mode(resolver.settings, "prod"), isvc("sklearn"))
     assert check is not None
     no_mlmodel = check(FIELD, await resolved(resolver, "models:/iris/3"))
     assert no_mlmodel.refusal is None and no_mlmodel.warning is not None and "no MLmodel" in no_mlmodel.warning
@@ -77,6 +77,6 @@ async def test_what_cannot_be_read_is_at_most_a_warning() -> None:
     assert logged.refusal is None and logged.warning is not None
     assert f"logged model {LOGGED_ID} not checked" in logged.warning
     # a server modelpin knows no flavor for: nothing to say
-    custom = checker(resolver, "prod", isvc("triton"))
+    custom = checker(resolver, mode(resolver.settings, "prod"), isvc("triton"))
     assert custom is not None and custom(FIELD, await resolved(resolver, "models:/iris/1")) == FINE
     await resolver.aclose()
