@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -27,36 +26,33 @@ from webhook import metrics
 from webhook.config import Settings
 from webhook.registry.clients import ModelVersion, NotFound, Registry, RegistryError, Unavailable
 from webhook.registry.health import RegistryHealth, Snapshot, State
+from webhook.registry.plans import Plan, ResolutionError, plan
 from webhook.registry.servability import FlavorCache, MLmodelReader, NotChecked, Read, Servability, judge
+from webhook.registry.slots import Slots
+from webhook.registry.versions import artifact_location, select_version
 from webhook.templating.causes import Cause
 from webhook.templating.flavors import Need
-from webhook.templating.grammar import Reference, Selector, SelectorKind, Template
+from webhook.templating.grammar import Selector, SelectorKind, Template
 from webhook.templating.uris import Flavor, ProfileError, VersionFields, map_artifact_root, render
+
+__all__ = [
+    "REFRESH_AHEAD",
+    "Lookup",
+    "Plan",
+    "Resolution",
+    "ResolutionError",
+    "Resolver",
+    "Slots",
+    "artifact_location",
+    "now_ms",
+    "plan",
+    "select_version",
+]
 
 T = TypeVar("T")
 
 # Fraction of a TTL after which a served entry is renewed in the background.
 REFRESH_AHEAD = 0.75
-
-
-class ResolutionError(Exception):
-    def __init__(self, cause: Cause, message: str) -> None:
-        self.cause = cause
-        super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A template with the configuration's defaults filled in."""
-
-    registry: str
-    profile: str
-    reference: Reference  # selector is never DEFAULT here
-    key: tuple[str, str, str] = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # the cache key, computed once: plans are memoised and looked up per field
-        object.__setattr__(self, "key", (self.registry, self.reference.name, str(self.reference.selector)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,157 +82,6 @@ class Lookup:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def plan(template: Template, namespace: str | None, settings: Settings) -> Plan:
-    registry = template.registry or settings.default_registry
-    profile = template.profile or settings.default_profile
-    if registry not in settings.registries:
-        known = ", ".join(sorted(settings.registries)) or "none"
-        raise ResolutionError(Cause.INVALID, f"unknown registry {registry!r} (configured: {known})")
-    if profile not in settings.known_profiles():
-        known = ", ".join(sorted(settings.known_profiles()))
-        raise ResolutionError(Cause.INVALID, f"unknown profile {profile!r} (known: {known})")
-    policy = settings.policy(namespace)
-    if not policy.allows_registry(registry):
-        raise ResolutionError(
-            Cause.POLICY,
-            f"namespace {namespace!r} may not use registry {registry!r} (allowed: {policy.registries})",
-        )
-    ref = template.reference
-    if not policy.allows_model(ref.name):
-        raise ResolutionError(
-            Cause.POLICY,
-            f"namespace {namespace!r} may not use model {ref.name!r} (allowed patterns: {policy.models})",
-        )
-    if ref.selector.kind is SelectorKind.DEFAULT:
-        selector = settings.selector_for(namespace)
-        if selector is None:
-            raise ResolutionError(
-                Cause.INVALID,
-                f"{ref.name!r} names no version and neither namespace {namespace!r} nor the global "
-                "configuration sets a default selector; write name@alias, name/<version>, "
-                "name/<stage> or name/latest",
-            )
-        ref = Reference(ref.name, selector)
-    return Plan(registry, profile, ref)
-
-
-async def select_version(registry: Registry, ref: Reference) -> ModelVersion:
-    """Only READY versions count (DESIGN.md section 3.1)."""
-    sel = ref.selector
-    if sel.kind is SelectorKind.LOGGED_MODEL:
-        return await logged_model_version(registry, ref.name)
-    if sel.kind is SelectorKind.ALIAS:
-        try:
-            found = await registry.get_alias(ref.name, sel.value)
-        except NotFound as exc:
-            raise NotFound(f"model {ref.name!r} has no alias {sel.value!r}") from exc
-    elif sel.kind is SelectorKind.VERSION:
-        try:
-            found = await registry.get_version(ref.name, sel.value)
-        except NotFound as exc:
-            raise NotFound(f"model {ref.name!r} has no version {sel.value}") from exc
-    else:
-        versions = [v for v in await registry.search_versions(ref.name) if v.status == "READY"]
-        if sel.kind is SelectorKind.STAGE:
-            versions = [v for v in versions if v.stage.lower() == sel.value.lower()]
-        if not versions:
-            where = f"in stage {sel.value}" if sel.kind is SelectorKind.STAGE else "at all"
-            raise NotFound(f"model {ref.name!r} has no READY version {where}")
-        return max(versions, key=lambda v: int(v.version))
-    if found.status != "READY":
-        raise NotFound(f"version {found.version} of {ref.name!r} ({sel}) is {found.status}, not READY")
-    return found
-
-
-async def logged_model_version(registry: Registry, model_id: str) -> ModelVersion:
-    """An MLflow 3 logged model, standing as its own (immutable) version: id for name and version."""
-    try:
-        logged = await registry.logged_model(model_id)
-    except NotFound as exc:
-        raise NotFound(f"registry {registry.name!r} has no logged model {model_id!r}") from exc
-    if not logged.ready:
-        status = logged.status.removeprefix("LOGGED_MODEL_") or "without a status"
-        raise NotFound(f"logged model {model_id!r} is {status}, not READY")
-    return ModelVersion(
-        name=model_id,
-        version=model_id,
-        status="READY",
-        stage="None",
-        source=logged.artifact_uri,
-        run_id=logged.run_id,
-        model_id=model_id,
-        tags=logged.tags,
-    )
-
-
-async def artifact_location(registry: Registry, version: ModelVersion) -> str:
-    """MLflow's download URI with ``runs:/`` and ``models:/m-`` expanded."""
-    uri = version.source
-    if uri.startswith("models:/"):
-        # The server resolves logged-model sources to their storage location.
-        uri = await registry.download_uri(version.name, version.version)
-    if uri.startswith("runs:/"):
-        run_id, _, path = uri[len("runs:/") :].partition("/")
-        root = await registry.run_artifact_uri(run_id)
-        return f"{root.rstrip('/')}/{path}" if path else root
-    if uri.startswith("models:/m-"):
-        model_id, _, path = uri[len("models:/") :].partition("/")
-        root = await registry.logged_model_artifact_uri(model_id)
-        return f"{root.rstrip('/')}/{path}" if path else root
-    return uri
-
-
-class Slots:
-    """At most ``limit`` lookups at once to one registry; waiters served round robin by group.
-
-    A group is one review (its deadline) or one outside call. Waiting here is not the
-    registry's doing and never counts toward its circuit.
-    """
-
-    def __init__(self, registry: str, limit: int) -> None:
-        self._free = limit
-        # group -> its waiters; dict order is the rotation
-        self._queues: dict[Hashable, deque[asyncio.Future[None]]] = {}
-        self._waiting = metrics.REGISTRY_WAITING.labels(registry)
-        self._wait = metrics.REGISTRY_WAIT.labels(registry)
-
-    async def acquire(self, group: Hashable) -> None:
-        if self._free > 0 and not self._queues:
-            self._free -= 1
-            self._wait.observe(0)
-            return
-        started = time.monotonic()
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._queues.setdefault(group, deque())
-        queue.append(waiter)
-        self._waiting.inc()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed a slot while being cancelled: pass it on
-            elif self._queues.get(group) is queue:
-                queue.remove(waiter)
-                if not queue:
-                    del self._queues[group]
-            raise
-        finally:
-            self._waiting.dec()
-        self._wait.observe(time.monotonic() - started)
-
-    def release(self) -> None:
-        while self._queues:
-            group = next(iter(self._queues))
-            queue = self._queues.pop(group)
-            waiter = queue.popleft()
-            if queue:
-                self._queues[group] = queue  # to the back of the rotation
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
 
 
 @dataclass(slots=True)

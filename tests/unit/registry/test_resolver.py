@@ -15,7 +15,6 @@ from webhook.registry.resolver import (
     Plan,
     ResolutionError,
     Resolver,
-    Slots,
     artifact_location,
     plan,
     select_version,
@@ -829,24 +828,6 @@ async def test_reviews_wait_for_the_half_open_probe_instead_of_failing(registry:
     answers = await asyncio.gather(probe, *others)
     assert all(a.warning is None for a in answers)
     assert resolver.health("mlflow").up
-
-
-async def test_a_slot_is_never_lost_to_a_cancelled_waiter() -> None:
-    slots = Slots("slots-test", 1)
-    await slots.acquire("a")
-    b = asyncio.create_task(slots.acquire("b"))
-    c = asyncio.create_task(slots.acquire("c"))
-    d = asyncio.create_task(slots.acquire("d"))
-    await asyncio.sleep(0)
-    b.cancel()  # gives up while waiting
-    await asyncio.sleep(0)
-    slots.release()  # a's slot: b is gone, c is next
-    c.cancel()  # c is handed the slot and cancelled before it runs: it passes the slot on to d
-    await asyncio.gather(b, c, return_exceptions=True)
-    await asyncio.wait_for(d, 1)
-    slots.release()
-    await asyncio.wait_for(slots.acquire("e"), 1)  # free again, no waiter left behind
-    assert metric("modelpin_registry_lookups_waiting", registry="slots-test") == 0
 
 
 # --- MLflow 3 logged models and MLmodel flavors --------------------------------------
