@@ -9,23 +9,25 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import metrics
-from webhook.admission import gates, history, holds, traffic
+from webhook.admission import history, holds, traffic
 from webhook.admission.holds import Holding
+from webhook.admission.jobs import Job, is_trusted, recorded_job, template_job
+from webhook.admission.lookups import run_lookups
+from webhook.admission.outcome import Outcome, show
 from webhook.admission.patch import annotations_after, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
+from webhook.admission.rollout_fields import pin_to_stable, rollout_in_force, write_split
 from webhook.config import Settings
 from webhook.registry import servable
-from webhook.registry.resolver import Plan, Resolution, ResolutionError, Resolver
+from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.causes import Cause
-from webhook.templating.grammar import Reference, Selector, SelectorKind, Template, TemplateError, is_candidate, parse
-from webhook.templating.rollout_annotations import HISTORY, HOLD
-from webhook.templating.rollout_policy import ROLLOUT
+from webhook.templating.grammar import is_candidate
+from webhook.templating.rollout_annotations import HISTORY
 from webhook.templating.spec_fields import interesting_strings
 from webhook.templating.template_paths import SELDON_GRAPH_DEPTH, KindPaths, for_kind
 from webhook.templating.uris import Flavor
@@ -38,45 +40,6 @@ REFRESH_SKEW_MS = 5_000
 MAX_ERRORS_SHOWN = 20
 # The apiserver's limit on the total size of metadata.annotations (keys and values, bytes).
 ANNOTATIONS_LIMIT_BYTES = 256 * 1024
-
-
-def show(text: str, limit: int = 120) -> str:
-    """A value as quoted in messages: repr, cut to ``limit`` characters."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
-
-
-@dataclass(slots=True)
-class _Job:
-    pointer: str
-    template: Template
-    plan: Plan
-    # The object's own record for this field, used when the field already
-    # held that resolution and the registry cannot say anything better.
-    fallback: dict[str, str] | None
-    # the selector recorded (a hold's version is looked up, the template's selector recorded)
-    selector: str | None = None
-    how: str = history.RESOLVED
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What admission decided, before it is written as a response."""
-
-    values: dict[str, str] = field(default_factory=dict)  # pointer -> new field value
-    current: dict[str, str] = field(default_factory=dict)  # pointer -> value as admitted
-    templates: dict[str, str] = field(default_factory=dict)
-    resolved: dict[str, dict[str, str]] = field(default_factory=dict)
-    errors: list[tuple[Cause, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    n_resolved: int = 0  # fields resolved, as counted in the metrics
-    # annotations to set besides the records (None: removed)
-    annotations: dict[str, str | None] = field(default_factory=dict)
-    # a reason to refuse the object as a whole, before any field is resolved
-    refusal: tuple[Cause, str] | None = None
-    # pointer -> how its resolution came about (history.RESOLVED, PINNED, KEPT)
-    how: dict[str, str] = field(default_factory=dict)
-    # the whole spec wanted, when a rollout's traffic split is written or removed (else None)
-    spec: dict[str, Any] | None = None
 
 
 async def admit(request: AdmissionRequest, *, resolver: Resolver, settings: Settings | None = None) -> Response:
@@ -250,13 +213,13 @@ async def decide(
     holding = holds.read(obj, now)
     if holding.problem is not None:
         out.warnings.append(holding.problem)
-    rollout = _rollout(obj, old, may_refresh, holding, namespace, settings, out) if kind is not None else None
+    rollout = rollout_in_force(obj, old, may_refresh, holding, namespace, settings, out) if kind is not None else None
     pins = rollout.state.from_ if rollout is not None and rollout.state is not None else {}
     pinned: list[str] = []
     refresh_ms = rec.refresh_ms
     if not may_refresh:
         refresh_ms = _refused_refresh(obj, old, old_rec, out, settings)
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
     for pointer, value, declared in found:
         candidate = is_candidate(value)
         if not declared:
@@ -265,14 +228,14 @@ async def decide(
                 metrics.RESOLUTION_RESULT["invalid"].inc()
             continue  # a recorded URI off the declared fields: its record is dropped
         out.current[pointer] = value
-        if pointer in pins and _rollout_pin(pointer, value, rec, pins[pointer], namespace, resolver, out):
+        if pointer in pins and pin_to_stable(pointer, value, rec, pins[pointer], namespace, resolver, out):
             pinned.append(pointer)
             continue
-        trusted = _trusted(pointer, rec, old_rec)
+        trusted = is_trusted(pointer, rec, old_rec)
         if candidate:
-            job = _template_job(pointer, value, rec, trusted, holding, namespace, resolver, out)
+            job = template_job(pointer, value, rec, trusted, holding, namespace, resolver, out)
         elif rec.recorded_uri(pointer) == value:
-            job = _recorded_job(pointer, rec, trusted, holding, namespace, resolver, out)
+            job = recorded_job(pointer, rec, trusted, holding, namespace, resolver, out)
         else:
             # A literal the user wrote, or a field that never held a template:
             # any record for it is dropped by not carrying it over.
@@ -293,91 +256,12 @@ async def decide(
         check = servable.checker(resolver, servable.mode(settings, namespace), obj)
         deadline = time.monotonic() + settings.lookup_deadline_seconds
         not_before = _not_before(refresh_ms, now_ms, out)
-        await _run(jobs, not_before, deadline, flavor, resolver, out, (namespace, policy.require_tags), check)
+        await run_lookups(jobs, not_before, deadline, flavor, resolver, out, (namespace, policy.require_tags), check)
     if not out.errors:
         _record_history(obj, old, old_rec, holding, now, out)
         if kind is not None and isinstance(sent_spec, dict):
-            _split(kind, sent_spec, obj["spec"], rollout, pinned, out)
+            write_split(kind, sent_spec, obj["spec"], rollout, pinned, out)
     return out
-
-
-def _rollout(
-    obj: Mapping[str, Any],
-    old: Mapping[str, Any] | None,
-    may_refresh: bool,
-    holding: Holding,
-    namespace: str | None,
-    settings: Settings,
-    out: Outcome,
-) -> traffic.Rollout | None:
-    """The rollout in force; None when there is none to split (a hold wins over a rollout)."""
-    writers = ", ".join(settings.reconciler_usernames) or "no one"
-    default = settings.policy(namespace).rollout
-    rollout = traffic.read(obj, old, trusted=may_refresh, default=default, writers=writers)
-    out.warnings += rollout.warnings
-    if rollout.set_back is not None:
-        out.annotations[ROLLOUT] = rollout.set_back[0]
-    if rollout.state is None or not rollout.state.splitting:
-        return None
-    if holding.active:
-        out.warnings.append(f"the rollout's traffic split is not written while {HOLD} or {records.PAUSED} holds")
-        return None
-    return rollout
-
-
-def _rollout_pin(
-    pointer: str,
-    value: str,
-    rec: records.Records,
-    pin: Mapping[str, str],
-    namespace: str | None,
-    resolver: Resolver,
-    out: Outcome,
-) -> bool:
-    """Keep a field on its rollout's stable (``from``) record, if it still names that record's model.
-
-    A field whose template now names another model (edited mid-rollout) is resolved as usual
-    and left out of the split.
-    """
-    recorded = rec.templates.get(pointer) if rec.recorded_uri(pointer) == value else None
-    text = value if is_candidate(value) else recorded
-    if text is None:
-        return False  # a literal the user wrote: an override, not part of the rollout
-    try:
-        p = resolver.plan(parse(text), namespace)
-    except (TemplateError, ResolutionError):
-        return False  # refused by the ordinary resolution, which says why
-    if p.registry != pin.get("registry") or p.reference.name != pin.get("model"):
-        out.warnings.append(f"{pointer}: left out of the rollout: its template {show(text)} names another model")
-        return False
-    out.values[pointer] = pin["uri"]
-    out.templates[pointer] = text
-    out.resolved[pointer] = dict(pin)
-    metrics.RESOLUTION_RESULT["recorded"].inc()
-    return True
-
-
-def _split(
-    kind: str,
-    sent_spec: Mapping[str, Any],
-    stripped: Mapping[str, Any],
-    rollout: traffic.Rollout | None,
-    pinned: list[str],
-    out: Outcome,
-) -> None:
-    """Set ``out.spec`` when the spec as admitted differs from the one sent by more than field values."""
-    state = rollout.state if rollout is not None else None
-    if state is not None:
-        # only the fields kept on their stable record get a canary side
-        state = state.model_copy(update={"to": {p: r for p, r in state.to.items() if p in pinned}})
-    if (state is None or not state.to) and stripped is sent_spec:
-        return
-    resolved = traffic.with_values(stripped, out.values)
-    mode = rollout.mode if rollout is not None else "canary"
-    result = traffic.split(kind, resolved, state if state is not None and state.to else None, mode)
-    if result.problem is not None:
-        out.warnings.append(f"the rollout's traffic split is not written: {result.problem}")
-    out.spec = result.spec
 
 
 def _record_history(
@@ -402,16 +286,6 @@ def _record_history(
     if text is not None:
         out.annotations[HISTORY] = text
         out.warnings += problems
-
-
-def _trusted(pointer: str, rec: records.Records, old_rec: records.Records | None) -> bool:
-    """Whether the object's record for ``pointer`` is one the stored object already had."""
-    return (
-        old_rec is not None
-        and pointer in rec.resolved
-        and old_rec.templates.get(pointer) == rec.templates.get(pointer)
-        and old_rec.resolved.get(pointer) == rec.resolved[pointer]
-    )
 
 
 def _refused_refresh(
@@ -459,214 +333,3 @@ def _not_before(refresh_ms: int, now: int, out: Outcome) -> int:
         out.warnings.append(f"{records.REFRESH} is in the future; treated as now")
         return now - REFRESH_SKEW_MS
     return refresh_ms
-
-
-def _template_job(
-    pointer: str,
-    text: str,
-    rec: records.Records,
-    trusted: bool,
-    holding: Holding,
-    namespace: str | None,
-    resolver: Resolver,
-    out: Outcome,
-) -> _Job | None:
-    try:
-        template = parse(text)
-    except TemplateError as exc:
-        out.errors.append(
-            (
-                Cause.INVALID,
-                f"{pointer}: template {show(text)} does not parse: {exc.reason} at column {exc.column}",
-            )
-        )
-        metrics.RESOLUTION_RESULT["invalid"].inc()
-        return None
-    same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
-    pin = holding.version_for(pointer)
-    if pin is None and holding.active and same_text and _kept(pointer, rec, trusted, holding, out):
-        return None
-    p = _plan(pointer, template, namespace, resolver, out)
-    if p is None:
-        return None
-    fallback = rec.resolved[pointer] if same_text and trusted else None
-    if pin is not None:
-        return _pinned_job(pointer, template, p, pin, fallback, out)
-    return _Job(pointer, template, p, fallback)
-
-
-def _recorded_job(
-    pointer: str,
-    rec: records.Records,
-    trusted: bool,
-    holding: Holding,
-    namespace: str | None,
-    resolver: Resolver,
-    out: Outcome,
-) -> _Job | None:
-    text = rec.templates[pointer]
-    pin = holding.version_for(pointer)
-    if pin is None and holding.active and _kept(pointer, rec, trusted, holding, out):
-        return None
-    try:
-        template = parse(text)
-    except TemplateError:
-        # Our own record is damaged; the field keeps the user's literal.
-        out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {show(text)}")
-        return None
-    p = _plan(pointer, template, namespace, resolver, out)
-    if p is None:
-        return None
-    fallback = rec.resolved[pointer] if trusted else None
-    if pin is not None:
-        return _pinned_job(pointer, template, p, pin, fallback, out)
-    return _Job(pointer, template, p, fallback)
-
-
-def _pinned_job(
-    pointer: str, template: Template, p: Plan, pin: str, fallback: dict[str, str] | None, out: Outcome
-) -> _Job | None:
-    """The lookup of the version a hold names for the field, with the template's registry and profile."""
-    problem = holds.bad_version(pin)
-    if problem is not None:
-        out.errors.append((Cause.INVALID, f"{pointer}: template {show(template.text)}: {problem}"))
-        metrics.RESOLUTION_RESULT["invalid"].inc()
-        return None
-    if fallback is not None and fallback.get("version") == pin:
-        # already at the held version: kept without a lookup, so a held object re-admits unchanged
-        out.values[pointer] = fallback["uri"]
-        out.templates[pointer] = template.text
-        out.resolved[pointer] = fallback
-        metrics.RESOLUTION_RESULT["paused"].inc()
-        return None
-    held = Plan(p.registry, p.profile, Reference(p.reference.name, Selector(SelectorKind.VERSION, pin)))
-    return _Job(pointer, template, held, fallback, selector=str(p.reference.selector), how=history.PINNED)
-
-
-def _kept(pointer: str, rec: records.Records, trusted: bool, holding: Holding, out: Outcome) -> bool:
-    """Keep a held field's recorded resolution, if the stored object has that record too."""
-    if not trusted:
-        marker = records.PAUSED if holding.paused else HOLD
-        out.warnings.append(
-            f"{pointer}: resolved although {marker} is set: only a record the stored object "
-            "already holds is kept, and this one it does not"
-        )
-        return False
-    _keep(pointer, rec, out)
-    out.how[pointer] = history.KEPT
-    metrics.RESOLUTION_RESULT["paused"].inc()
-    return True
-
-
-def _keep(pointer: str, rec: records.Records, out: Outcome) -> None:
-    out.values[pointer] = rec.resolved[pointer]["uri"]
-    out.templates[pointer] = rec.templates[pointer]
-    out.resolved[pointer] = rec.resolved[pointer]
-
-
-def _plan(pointer: str, template: Template, namespace: str | None, resolver: Resolver, out: Outcome) -> Plan | None:
-    try:
-        return resolver.plan(template, namespace)
-    except ResolutionError as exc:
-        out.errors.append((exc.cause, f"{pointer}: template {show(template.text)}: {exc}"))
-        if exc.cause is Cause.POLICY:
-            metrics.RESOLUTION_RESULT["policy"].inc()
-        return None
-
-
-async def _run(
-    jobs: list[_Job],
-    refresh_ms: int,
-    deadline: float,
-    flavor: Flavor,
-    resolver: Resolver,
-    out: Outcome,
-    gate: tuple[str | None, Mapping[str, str] | None] = (None, None),
-    check: servable.Check | None = None,
-) -> None:
-    by_key = await resolver.resolve_many((job.plan for job in jobs), not_before_ms=refresh_ms, deadline=deadline)
-    warned: set[str] = set()
-    for job in jobs:
-        result = by_key[job.plan.key]
-        if isinstance(result, ResolutionError):
-            _unresolved(job, result, out)  # shared by every field naming the reference: not raised again
-            continue
-        try:
-            uri = resolver.uri(job.plan, result.resolution, flavor)
-        except ResolutionError as exc:
-            _unresolved(job, exc, out)
-            continue
-        if result.warning and result.warning not in warned:
-            warned.add(result.warning)
-            out.warnings.append(result.warning)
-        res = result.resolution
-        namespace, required = gate
-        lacking = gates.missing(required, res.version.tags) if required else []
-        if lacking:
-            refusal = gates.refusal(namespace, res.model, res.version.version, res.version.tags, lacking)
-            _gated(job, refusal, out)
-            continue
-        if check is not None and not _servable(job, res, check(job.pointer, res), out):
-            continue
-        out.values[job.pointer] = uri
-        out.templates[job.pointer] = job.template.text
-        entry = {
-            "registry": res.registry,
-            "model": res.model,
-            "selector": res.selector if job.selector is None else job.selector,
-            "version": res.version.version,
-            "run_id": res.version.run_id,
-            "uri": uri,
-        }
-        model_id = res.version.model_id
-        if model_id and model_id != res.version.version:
-            entry[records.MODEL_ID] = model_id  # a registered version's logged model (MLflow 3)
-        out.resolved[job.pointer] = entry
-        out.how[job.pointer] = job.how
-        out.n_resolved += 1
-    if out.n_resolved:
-        metrics.RESOLUTION_RESULT["resolved"].inc(out.n_resolved)
-
-
-def _unresolved(job: _Job, exc: ResolutionError, out: Outcome) -> None:
-    """A field the registry could not answer for: its trusted record stands in, if the registry is the cause."""
-    if job.fallback is not None and exc.cause in (Cause.UNAVAILABLE, Cause.NOT_FOUND):
-        out.values[job.pointer] = job.fallback["uri"]
-        out.templates[job.pointer] = job.template.text
-        out.resolved[job.pointer] = job.fallback
-        out.warnings.append(
-            f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
-        )
-        metrics.RESOLUTION_RESULT["recorded"].inc()
-    else:
-        out.errors.append((exc.cause, f"{job.pointer}: template {show(job.template.text)}: {exc}"))
-
-
-def _servable(job: _Job, res: Resolution, verdict: servable.FieldVerdict, out: Outcome) -> bool:
-    """Whether the field takes ``res`` by its server's flavor; a field already at that version is only warned."""
-    if verdict.refusal is None:
-        if verdict.warning is not None:
-            out.warnings.append(verdict.warning)
-        return True
-    if job.fallback is not None and job.fallback.get("version") == res.version.version:
-        # already running it: refusing would block every later edit of the object, not the model
-        out.warnings.append(f"{job.pointer}: {verdict.refusal}")
-        return True
-    out.errors.append((Cause.INVALID, f"{job.pointer}: template {show(job.template.text)}: {verdict.refusal}"))
-    metrics.RESOLUTION_RESULT["invalid"].inc()
-    return False
-
-
-def _gated(job: _Job, refusal: str, out: Outcome) -> None:
-    """A version the namespace's gate refuses: a field with a trusted record keeps it, any other is denied."""
-    if job.fallback is None:
-        out.errors.append((Cause.POLICY, f"{job.pointer}: template {show(job.template.text)}: {refusal}"))
-        metrics.RESOLUTION_RESULT["policy"].inc()
-        return
-    out.values[job.pointer] = job.fallback["uri"]
-    out.templates[job.pointer] = job.template.text
-    out.resolved[job.pointer] = job.fallback
-    out.warnings.append(
-        f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {refusal}"
-    )
-    metrics.RESOLUTION_RESULT["recorded"].inc()
