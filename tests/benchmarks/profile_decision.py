@@ -46,6 +46,7 @@ import orjson
 
 from tests.benchmarks.admission import SEQ, bench_objects
 from tests.benchmarks.servers import echo_app
+from tests.support.asgi import post_scope
 from tests.support.fakes import FakeRegistry, make_settings, seed_catalog
 from tests.support.reviews import make_review
 from webhook import metrics
@@ -208,20 +209,8 @@ def asgi_caller(app: Any) -> Callable[[bytes], Awaitable[bytes]]:
     """POST /mutate to ``app`` with raw ASGI messages, as uvicorn would; returns the body sent."""
 
     async def call(body: bytes) -> bytes:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "https",
-            "path": "/mutate",
-            "raw_path": b"/mutate",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 443),
-        }
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        scope = post_scope("/mutate", headers)
         sent: list[bytes] = []
         delivered = False
 

@@ -14,12 +14,11 @@ import yaml
 from tests.e2e.controlplane import ControlPlane
 from tests.support.modelpin_server import ModelpinServer
 from tests.support.reviews import FIXTURES
+from tests.support.upstream_crds import UPSTREAM_CRDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = Path(__file__).resolve().parent / "crds"
-# The real CRDs (CI always has them, .ci/run checks); the stand-ins in CRDS otherwise.
-# resolved: kubectl reads a directory given through a symlink as a file
-UPSTREAM_CRDS = (ROOT.parent / "shared" / "crds-upstream").resolve()
+# The real CRDs (UPSTREAM_CRDS) where present; the stand-ins in CRDS otherwise.
 NS = "e2e"
 
 

@@ -17,36 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.cluster import NS, UPSTREAM_CRDS, apply_docs, wait_for_webhook, webhook_configuration
+from tests.e2e.cluster import NS, apply_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.upstream_crds import ABSENT, UPSTREAM_CRDS, crd
 from webhook.templating.grammar import is_candidate
 from webhook.templating.template_paths import ITEM, KINDS, FieldPath, KindPaths
 
-pytestmark = pytest.mark.skipif(
-    not UPSTREAM_CRDS.is_dir(), reason=f"{UPSTREAM_CRDS} absent (CI always has it: .ci/run fails without it)"
-)
+pytestmark = pytest.mark.skipif(not UPSTREAM_CRDS.is_dir(), reason=ABSENT)
 
-FILES = {
-    "SeldonDeployment": "machinelearning.seldon.io_seldondeployments.yaml",
-    "Model": "mlops.seldon.io_models.yaml",
-    "InferenceService": "serving.kserve.io_inferenceservices.yaml",
-    "TrainedModel": "serving.kserve.io_trainedmodels.yaml",
-}
 CASES = [(kind, path) for kind in KINDS for path in kind.paths]
 # Whitespace the old guard's trim() and the old webhook's first-character test missed.
 SPACES = ("\u00a0", "\v", "\u3000", "\u2028")
 
 
 def _schema(kind: KindPaths) -> dict[str, Any]:
-    crd = yaml.load(
-        (UPSTREAM_CRDS / FILES[kind.kind]).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    )
-    (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    (version,) = [v for v in crd(kind.kind)["spec"]["versions"] if v.get("storage")]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     return schema
 

@@ -20,6 +20,8 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 
+from tests.support.pipes import listen, pipe
+
 MODES = ("pass", "error", "hang", "reset")
 DEFAULT_ERROR_BODY = b'{"error_code": "INTERNAL_ERROR", "message": "injected fault"}'
 
@@ -28,11 +30,7 @@ class FaultyProxy:
     def __init__(self, target_port: int, error_body: bytes = DEFAULT_ERROR_BODY) -> None:
         self.target_port = target_port
         self.error_body = error_body
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(256)
-        self.port = int(self.listener.getsockname()[1])
+        self.listener, self.port = listen(256)
         self.mode = "pass"
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -124,23 +122,10 @@ class FaultyProxy:
             client.close()
             return
         self._track(upstream)
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-        self._pipe(client, upstream, True)
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if requests:
-                    # a request line ends the first line of each request; bodies of
-                    # registry GETs are empty, so this counts requests closely enough
-                    self._count("pass", data.count(b" HTTP/1.1\r\n"))
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        # a request line ends the first line of each request; bodies of
+        # registry GETs are empty, so this counts requests closely enough
+        pipe(client, upstream, lambda data: self._count("pass", data.count(b" HTTP/1.1\r\n")))
 
     @staticmethod
     def _read_request(conn: socket.socket) -> bool:

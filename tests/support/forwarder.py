@@ -6,15 +6,13 @@ import contextlib
 import socket
 import threading
 
+from tests.support.pipes import listen, pipe
+
 
 class Forwarder:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = int(self.listener.getsockname()[1])
+        self.listener, self.port = listen(64)
         self.up = threading.Event()
         self.up.set()
         self.hanging = False
@@ -43,20 +41,8 @@ class Forwarder:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones."""

@@ -239,7 +239,8 @@ SELDON_LOCATIONS: list[tuple[str, str]] = [
     ("wasbs, another account", "wasbs://artifacts@otheraccount.blob.core.windows.net/10/m"),
     ("wasbs, no account", "wasbs://artifacts/10/m"),
 ]
-_PER_BUCKET = RcloneRemotes(
+# a remote per scheme, and others for one bucket per store and one Azure account
+PER_BUCKET = RcloneRemotes(
     s3="aws",
     gs="gcs",
     azure="azureblob",
@@ -250,8 +251,8 @@ _PER_BUCKET = RcloneRemotes(
 SELDON_CONFIGS: list[tuple[str, RcloneRemotes]] = [
     ("defaults", RcloneRemotes()),
     ("s3: aws, gs: gcs, azure: azureblob", RcloneRemotes(s3="aws", gs="gcs", azure="azureblob")),
-    ("+ per bucket/account", _PER_BUCKET),
-    ("+ form: 'remote:'", dataclasses.replace(_PER_BUCKET, colon=True)),
+    ("+ per bucket/account", PER_BUCKET),
+    ("+ form: 'remote:'", dataclasses.replace(PER_BUCKET, colon=True)),
 ]
 
 

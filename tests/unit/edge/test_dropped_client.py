@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.asgi import post_scope
 from tests.support.fakes import FakeRegistry, make_settings
 from webhook.edge.webhook_app import ServerState, create_app
 from webhook.registry.resolver import Resolver
@@ -20,19 +21,7 @@ async def test_a_client_dropping_mid_body_is_one_line(
     app = create_app(ServerState(resolver=resolver))
     headers = [(b"content-type", b"application/json")]
     headers.append((b"content-length", length) if length else (b"transfer-encoding", b"chunked"))
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "https",
-        "path": "/mutate",
-        "raw_path": b"/mutate",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("10.0.0.9", 5555),
-        "server": ("modelpin.test", 443),
-    }
+    scope = post_scope("/mutate", headers, client=("10.0.0.9", 5555))
     events = iter([{"type": "http.request", "body": b'{"apiVersion": "adm', "more_body": True}])
 
     async def receive() -> dict[str, Any]:

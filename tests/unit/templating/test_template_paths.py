@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.support.upstream_crds import ABSENT, UPSTREAM_CRDS
+from tests.support.upstream_crds import crd as upstream_crd
 from webhook.templating import template_paths
 from webhook.templating.template_paths import ITEM, KINDS, Flavor, KindSpec, for_kind
-
-UPSTREAM = Path(__file__).resolve().parents[3].parent / "shared" / "crds-upstream"
-FILES = {
-    "SeldonDeployment": "machinelearning.seldon.io_seldondeployments.yaml",
-    "Model": "mlops.seldon.io_models.yaml",
-    "InferenceService": "serving.kserve.io_inferenceservices.yaml",
-    "TrainedModel": "serving.kserve.io_trainedmodels.yaml",
-}
 
 
 def string_fields(schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -46,9 +38,9 @@ def template_bearing(path: tuple[str, ...]) -> bool:
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_declared_paths_are_exactly_the_crds_template_bearing_fields(kind: KindSpec) -> None:
-    if not UPSTREAM.is_dir():
-        pytest.skip(f"{UPSTREAM} is absent (CI always has it: .ci/run fails without it)")
-    crd = yaml.load((UPSTREAM / FILES[kind.kind]).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    if not UPSTREAM_CRDS.is_dir():
+        pytest.skip(ABSENT)
+    crd = upstream_crd(kind.kind)
     assert crd["spec"]["group"] == kind.group and crd["spec"]["names"]["plural"] == kind.plural
     assert {v["name"] for v in crd["spec"]["versions"] if v.get("served")} == set(kind.versions)
     declared = {p.tokens for p in kind.paths}

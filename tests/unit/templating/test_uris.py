@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from tests.support.uri_table import PER_BUCKET
 from webhook.templating.uris import (
     BUILTIN_PROFILES,
     KIND_NAMES,
@@ -11,7 +12,6 @@ from webhook.templating.uris import (
     AzureLocation,
     Flavor,
     ProfileError,
-    RcloneRemotes,
     VersionFields,
     check_remote_name,
     is_fetchable,
@@ -224,15 +224,6 @@ def test_auto_writes_the_scheme_the_fetchers_know(location: str, written: str) -
 
 # --- Seldon: rclone remotes --------------------------------------------------------
 
-MINIO = RcloneRemotes(
-    s3="aws",
-    gs="gcs",
-    azure="azureblob",
-    s3_buckets={"models-minio": "minio"},
-    gs_buckets={"other-project": "gcs2"},
-    azure_accounts={"modelpinci": "azure-ci"},
-)
-
 
 @pytest.mark.parametrize(
     ("location", "profile", "default", "configured"),
@@ -242,7 +233,7 @@ MINIO = RcloneRemotes(
         ("s3://models-minio/7/m", "auto", "s3://models-minio/7/m", "minio://models-minio/7/m"),
         ("gs://bkt/7/m", "gcs", "gs://bkt/7/m", "gcs://bkt/7/m"),
         ("gs://other-project/7/m", "auto", "gs://other-project/7/m", "gcs2://other-project/7/m"),
-        (WASBS, "blob", SELDON_BLOB, "azure-ci://artifacts/mlflow/10/run/artifacts/model"),
+        (WASBS, "blob", SELDON_BLOB, "azure_ci://artifacts/mlflow/10/run/artifacts/model"),
         (
             "wasbs://c@otheraccount.blob.core.windows.net/p",
             "auto",
@@ -250,7 +241,7 @@ MINIO = RcloneRemotes(
             "azureblob://c/p",
         ),
         ("wasbs://c/p", "auto", "wasbs://c/p", "azureblob://c/p"),  # no account: the scheme's remote
-        ("https://modelpinci.dfs.core.windows.net/c/p", "auto", "wasbs://c/p", "azure-ci://c/p"),
+        ("https://modelpinci.dfs.core.windows.net/c/p", "auto", "wasbs://c/p", "azure_ci://c/p"),
     ],
 )
 def test_seldon_remote_per_scheme_bucket_and_account(
@@ -258,7 +249,7 @@ def test_seldon_remote_per_scheme_bucket_and_account(
 ) -> None:
     assert render(profile, fields(location), Flavor.SELDON, {}) == default
     assert render(profile, fields(location), Flavor.SELDON, {}, SEED_REMOTES) == default
-    assert render(profile, fields(location), Flavor.SELDON, {}, MINIO) == configured
+    assert render(profile, fields(location), Flavor.SELDON, {}, PER_BUCKET) == configured
 
 
 @pytest.mark.parametrize(
@@ -267,18 +258,11 @@ def test_seldon_remote_per_scheme_bucket_and_account(
         ("s3://mlflow/7/m", "aws:mlflow/7/m"),
         ("s3://models-minio/7/m", "minio:models-minio/7/m"),
         ("gs://bkt/7/m", "gcs:bkt/7/m"),
-        (WASBS, "azure-ci:artifacts/mlflow/10/run/artifacts/model"),
+        (WASBS, "azure_ci:artifacts/mlflow/10/run/artifacts/model"),
     ],
 )
 def test_seldon_colon_form(location: str, written: str) -> None:
-    remotes = RcloneRemotes(
-        s3="aws",
-        gs="gcs",
-        azure="azureblob",
-        s3_buckets={"models-minio": "minio"},
-        azure_accounts={"modelpinci": "azure-ci"},
-        form="remote:",
-    )
+    remotes = dataclasses.replace(PER_BUCKET, form="remote:")
     assert render("auto", fields(location), Flavor.SELDON, {}, remotes) == written
     # code may say colon=True for the same form
     assert dataclasses.replace(remotes, form="remote://", colon=True) == remotes
@@ -295,13 +279,13 @@ def test_the_builtin_profiles_are_the_ones_render_knows() -> None:
 
 @pytest.mark.parametrize("flavor", [Flavor.KSERVE, Flavor.KSERVE_AGENT, Flavor.GENERIC])
 def test_remotes_apply_to_seldon_only(flavor: Flavor) -> None:
-    assert render("auto", fields("s3://models-minio/7/m"), flavor, {}, MINIO) == "s3://models-minio/7/m"
-    assert render("gcs", fields("gs://bkt/m"), flavor, {}, MINIO) == "gs://bkt/m"
+    assert render("auto", fields("s3://models-minio/7/m"), flavor, {}, PER_BUCKET) == "s3://models-minio/7/m"
+    assert render("gcs", fields("gs://bkt/m"), flavor, {}, PER_BUCKET) == "gs://bkt/m"
 
 
 def test_remotes_do_not_touch_pattern_profiles() -> None:
     f = fields("s3://models-minio/7/m", tags={"git_commit": "c"})
-    assert render("modelcar", f, Flavor.SELDON, MODELCAR, MINIO) == "oci://quay.io/rhoai/jukebox:c"
+    assert render("modelcar", f, Flavor.SELDON, MODELCAR, PER_BUCKET) == "oci://quay.io/rhoai/jukebox:c"
 
 
 @pytest.mark.parametrize("name", ["s3", "gs", "azureblob", "minio-eu.1", "my remote", "a+b@c", "_x"])
