@@ -109,10 +109,6 @@ class TemplateError(ValueError):
         self.reason = reason
         super().__init__(f"{reason} at column {column}")
 
-    def pointer_line(self) -> str:
-        """The template with a caret under the offending character."""
-        return f"{self.text}\n{' ' * (self.column - 1)}^"
-
 
 # First characters a candidate can start with: checked before anything else so
 # most strings of a large spec cost one set lookup.

@@ -211,10 +211,6 @@ def map_artifact_root(location: str, roots: Mapping[str, str]) -> str:
     return location
 
 
-def is_fetchable(location: str) -> bool:
-    return _canonical(location).startswith(PASSTHROUGH) or parse_azure(location) is not None
-
-
 def _canonical(location: str) -> str:
     for alias, scheme in ALIASES.items():
         if location.startswith(alias):

@@ -14,7 +14,6 @@ from webhook.templating.uris import (
     ProfileError,
     VersionFields,
     check_remote_name,
-    is_fetchable,
     map_artifact_root,
     parse_azure,
     render,
@@ -314,16 +313,6 @@ def test_auto_rejects_locations_a_pod_cannot_fetch(location: str) -> None:
 def test_unknown_profile() -> None:
     with pytest.raises(ProfileError, match="unknown profile 'azure'"):
         render("azure", fields("s3://b"), Flavor.KSERVE, {})
-
-
-def test_is_fetchable() -> None:
-    assert is_fetchable("s3://b")
-    assert is_fetchable("s3a://b")
-    assert is_fetchable("https://a.dfs.core.windows.net/c/p")
-    assert is_fetchable(WASBS)
-    assert is_fetchable("wasbs://c/p")
-    assert not is_fetchable("mlflow-artifacts:/x")
-    assert not is_fetchable("file:///x")
 
 
 # --- artifact roots ----------------------------------------------------------------
