@@ -15,8 +15,8 @@ source for three things that must agree:
 - the guard (a ValidatingAdmissionPolicy) refuses an object when one of these paths
   holds a template, for when the webhook did not answer.
 
-The last two are generated from this module (``python -m webhook.tools.admission_cel``);
-tests/unit/tools/test_admission_cel.py fails when the committed manifests drift from it,
+The last two are generated from this module (``python -m webhook.generators.admission_cel``);
+tests/unit/generators/test_admission_cel.py fails when the committed manifests drift from it,
 and tests/unit/templating/test_template_paths.py compares the list with the upstream CRDs'
 schemas (``../shared/crds-upstream``): every string field named ``storageUri`` or
 ``modelUri``, ``storageUris[].uri`` and ``env[].value``, at every depth the schema allows.

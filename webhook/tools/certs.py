@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from webhook.tools.admission_cel import base_webhook
+from webhook.generators.admission_cel import base_webhook
 
 CA_DAYS = 3650
 SERVING_DAYS = 365

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import yaml
 
+from webhook.generators import admission_cel
 from webhook.templating.template_paths import KINDS
-from webhook.tools import admission_cel
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_files_are_what_the_generator_writes() -> None:
-    assert admission_cel.main(["--check", "--root", str(ROOT)]) == 0, "run: python -m webhook.tools.admission_cel"
+    assert admission_cel.main(["--check", "--root", str(ROOT)]) == 0, "run: python -m webhook.generators.admission_cel"
 
 
 def test_check_fails_on_a_drifted_file_and_writing_repairs_it(tmp_path: Path) -> None:
