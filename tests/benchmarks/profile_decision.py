@@ -21,11 +21,13 @@ disturbed), for each step of the path:
 in ``webhook/`` is changed): passes with and without each candidate alternate, so both see the
 same machine. Candidates (see ``CANDIDATES``):
 
-- ``usable``: ``Resolver._usable`` computing the entry's TTL once (today ``_ttl_ms`` and the
-  ``pinned`` property run twice per cache hit, once more through ``_renew_at``);
-- ``children``: metric children bound once (``ADMISSIONS.labels("patched")`` and the like
-  looked up in a dict instead of prometheus-client's ``labels()``, which validates the
-  labels and takes a lock on every call).
+- ``route_unmemoised``: ``flavors.needed_flavor`` working out the pointer's route on every call
+  (the code before the route was remembered per group, kind and pointer), for a before/after
+  in one run; meaningful with servability on (``--servability``).
+
+``--servability`` runs the decision with the servability check off and on (``deny``, every
+version's MLmodel read at fetch and holding the flavors the objects' servers need: the cache-hit
+path), alternating, and reports what the check adds; with ``--try``, each candidate on top.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ from tests.benchmarks.servers import echo_app
 from tests.support.asgi import post_scope
 from tests.support.fakes import FakeRegistry, make_settings, seed_catalog
 from tests.support.reviews import make_review
-from webhook import metrics
 from webhook.admission.decision import admit
 from webhook.admission.review import AdmissionRequest, parse_review, review
 from webhook.edge.webhook_app import ServerState, create_app
-from webhook.registry.resolver import REFRESH_AHEAD, Plan, Resolution, Resolver
+from webhook.registry.resolver import Resolver
+from webhook.registry.servability import Flavors, Read
+from webhook.templating import flavors
+from webhook.templating.spec_fields import interesting_strings
 
 
 def bodies(mode: str, n: int) -> list[bytes]:
@@ -89,60 +93,71 @@ async def per_review(step: Callable[[int], Awaitable[object]], n: int, repeats: 
 # --- candidate changes, tried in this process only ------------------------------------------
 
 
-def _usable_once(self: Resolver, p: Plan, not_before_ms: int, now: int) -> Resolution | None:
-    """``Resolver._usable`` with the TTL computed once; the same decisions."""
-    entry = self._cache.get(p.key)
-    if entry is None or entry.fetched_at_ms < not_before_ms:
-        return None
-    ttl = self._ttl_pinned_ms if p.reference.selector.pinned else self._ttl_floating_ms
-    age = now - entry.fetched_at_ms
-    if age >= ttl:
-        return None
-    if age >= ttl * REFRESH_AHEAD and p.key not in self._flights:
-        self._start_flight(p, now)
-    return entry
-
-
-class _Bound:
-    """A metric whose children are bound once: ``labels(x)`` is a dict lookup."""
-
-    def __init__(self, family: Any) -> None:
-        self._family = family
-        self._children: dict[str, Any] = {}
-
-    def labels(self, value: str) -> Any:
-        child = self._children.get(value)
-        if child is None:
-            child = self._children[value] = self._family.labels(value)
-        return child
-
-
 @contextlib.contextmanager
-def _children_bound() -> Iterator[None]:
-    saved = {name: getattr(metrics, name) for name in ("ADMISSIONS", "RESOLUTIONS", "CACHE")}
-    for name, family in saved.items():
-        setattr(metrics, name, _Bound(family))
+def _route_unmemoised() -> Iterator[None]:
+    saved = flavors._remembered_route
+    flavors._remembered_route = flavors._route  # type: ignore[assignment]
     try:
         yield
     finally:
-        for name, family in saved.items():
-            setattr(metrics, name, family)
-
-
-@contextlib.contextmanager
-def _usable_patched() -> Iterator[None]:
-    saved = Resolver._usable
-    Resolver._usable = _usable_once  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Resolver._usable = saved  # type: ignore[method-assign]
+        flavors._remembered_route = saved
 
 
 CANDIDATES: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
-    "usable": _usable_patched,
-    "children": _children_bound,
+    "route_unmemoised": _route_unmemoised,
 }
+
+
+class _ReadsFlavors(FakeRegistry):
+    """The fake registry with an MLmodel reader: every version holds the flavors the objects' servers need."""
+
+    def flavor_reader(self, *, read_local: bool = False) -> _AllFlavors:
+        return _AllFlavors()
+
+
+class _AllFlavors:
+    async def read(self, location: str, **_: str) -> Read:
+        return Flavors(frozenset({"python_function", "sklearn"}), f"{location}/MLmodel")
+
+
+def servability_resolver(mode: str) -> Resolver:
+    registry = _ReadsFlavors()
+    seed_catalog(registry)
+    registry.add("proxied", 1, "mlflow-artifacts:/3/abc/artifacts/model", run_id="abc")
+    return Resolver(make_settings(servability=mode), {"mlflow": registry})
+
+
+async def servability_pair(names: list[str], n: int, repeats: int) -> dict[str, float]:
+    """µs of CPU per ``admit`` of new objects with the servability check off and on (and each candidate)."""
+    raw = bodies("new", n)
+    requests = [parse_review(b) for b in raw]
+    resolvers = {"off": servability_resolver("off"), "on": servability_resolver("deny")}
+    for res in resolvers.values():
+        call = asgi_caller(create_app(ServerState(res)))
+        for body in raw[:2]:
+            answer = orjson.loads(await call(body))["response"]
+            assert answer["allowed"] and "patch" in answer, answer
+            assert not any("servab" in w for w in answer.get("warnings", [])), answer["warnings"]
+
+    def decider(res: Resolver) -> Callable[[int], Awaitable[object]]:
+        async def decide(i: int) -> object:
+            return await admit(requests[i], resolver=res, settings=res.settings)
+
+        return decide
+
+    variants: dict[str, tuple[Resolver, list[str]]] = {"off": (resolvers["off"], []), "on": (resolvers["on"], [])}
+    for name in names:
+        variants[f"on+{name}"] = (resolvers["on"], [name])
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for label, (res, applied) in variants.items():
+            with contextlib.ExitStack() as stack:
+                for name in applied:
+                    stack.enter_context(CANDIDATES[name]())
+                best[label] = min(best[label], await per_review(decider(res), n, 1))
+    for res in resolvers.values():
+        await res.aclose()
+    return best
 
 
 async def micro(repeats: int) -> dict[str, float]:
@@ -151,30 +166,21 @@ async def micro(repeats: int) -> dict[str, float]:
     Less exposed to a loaded machine than whole decisions: each timing is short, and the
     minimum is the one no other process interrupted.
     """
-    res = resolver()
-    call = asgi_caller(create_app(ServerState(res)))
-    for body in bodies("new", 2):
-        assert orjson.loads(await call(body))["response"]["allowed"]
-    plans = list(res._plans.values())  # the benchmark objects' plans: ten templates, nine cache keys
+    objects = [parse_review(b)["object"] for b in bodies("new", 2)]
+    fields = [(obj, ptr) for obj in objects for ptr, _, _ in interesting_strings(obj, set(), None)]
     n = 1_000
 
     def best(fn: Callable[[], object]) -> float:
         return min(timeit.repeat(fn, number=n, repeat=repeats)) / n * 1e9
 
-    def hits() -> None:
-        for p in plans:
-            res.cached(p, count=False)
+    def needs() -> None:
+        for obj, ptr in fields:
+            group = obj["apiVersion"].rpartition("/")[0]
+            flavors.needed_flavor(group, obj["kind"], obj, ptr)
 
-    out = {"cached_today": best(hits) / len(plans)}
-    with _usable_patched():
-        out["cached_usable"] = best(hits) / len(plans)
-    family, child = metrics.CACHE, metrics.CACHE.labels("hit")
-    out["labels_inc"] = best(lambda: family.labels("hit").inc(5))
-    out["child_inc"] = best(lambda: child.inc(5))
-    hist, hchild = metrics.ADMISSIONS, metrics.ADMISSIONS.labels("patched")
-    out["labels_observe"] = best(lambda: hist.labels("patched").observe(0.0001))
-    out["child_observe"] = best(lambda: hchild.observe(0.0001))
-    await res.aclose()
+    out = {"needed_flavor": best(needs) / len(fields)}
+    with _route_unmemoised():
+        out["needed_unmemo"] = best(needs) / len(fields)
     return out
 
 
@@ -189,7 +195,7 @@ async def try_candidates(names: list[str], n: int, repeats: int) -> dict[str, fl
     requests = [parse_review(b) for b in raw]
 
     async def decide(i: int) -> object:
-        return await admit(requests[i], resolver=res)
+        return await admit(requests[i], resolver=res, settings=res.settings)
 
     variants: dict[str, list[str]] = {"today": [], **{name: [name] for name in names}}
     if len(names) > 1:
@@ -293,7 +299,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--try", dest="candidates", default="", help=f"comma-separated: {', '.join(CANDIDATES)}")
     ap.add_argument("--micro", action="store_true", help="time the candidates' steps alone")
+    ap.add_argument("--servability", action="store_true", help="the decision with the servability check off and on")
     args = ap.parse_args(argv)
+    if args.servability:
+        names = [name for name in args.candidates.split(",") if name]
+        pair = asyncio.run(servability_pair(names, args.reviews, args.repeats))
+        print(f"µs of CPU per admit of a new object, best of {args.repeats} alternating passes of {args.reviews}:")
+        for label, us in pair.items():
+            print(f"  {label:<24} {us:7.1f}  ({(us / pair['off'] - 1) * 100:+.1f} % over off)")
+        return {"servability": pair}
     if args.micro:
         steps = asyncio.run(micro(args.repeats))
         print(f"ns per call, min of {args.repeats} timings of 1,000 calls:")

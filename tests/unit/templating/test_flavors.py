@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from webhook.templating.flavors import NEEDED_FLAVOR, PYFUNC, Need, needed_flavor
+from webhook.templating.flavors import MEMO_MAX_CHARS, NEEDED_FLAVOR, PYFUNC, Need, needed_flavor
 
 KSERVE = "serving.kserve.io"
 SELDON_V1 = "machinelearning.seldon.io"
@@ -135,3 +135,20 @@ def test_table_values_are_mlflow_flavor_names() -> None:
     for table in NEEDED_FLAVOR.values():
         assert set(table.values()) <= known
         assert all(key == key.lower() for key in table)
+
+
+def test_the_same_pointer_is_answered_from_each_object_s_own_spec() -> None:
+    # what the pointer alone decides is remembered; the server's name is read from each object
+    pointer = "/spec/predictor/model/storageUri"
+    for name, flavor in [("sklearn", "sklearn"), ("xgboost", "xgboost"), ("sklearn", "sklearn"), ("triton", None)]:
+        found = needed_flavor(KSERVE, "InferenceService", isvc({"model": {"modelFormat": {"name": name}}}), pointer)
+        assert (found.flavor if found else None) == flavor
+    assert needed_flavor(KSERVE, "InferenceService", {"spec": "not an object"}, pointer) is None
+
+
+def test_a_pointer_too_long_to_remember_is_still_answered() -> None:
+    key = "k" * (MEMO_MAX_CHARS + 1)
+    obj = {"spec": {"predictors": [{"graph": {key: {"implementation": "SKLEARN_SERVER"}}}]}}
+    found = needed_flavor(SELDON_V1, "SeldonDeployment", obj, f"/spec/predictors/0/graph/{key}/modelUri")
+    assert found is not None and found.flavor == "sklearn"
+    assert found.where == f"/spec/predictors/0/graph/{key}/implementation"
