@@ -35,9 +35,9 @@ import httpx
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.e2e.cluster import NS, apply_docs, base_docs, install_cluster, wait_for_webhook, webhook_configuration
+from tests.e2e.cluster import NS, apply_docs, install_cluster, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import SECRET, Reconciler, account_kubeconfig
+from tests.e2e.test_reconciler_e2e import SECRET, Reconciler, account_kubeconfig, install_reconciler_account
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
@@ -57,34 +57,6 @@ def rss_mb(pid: int) -> float:
 def source(name: str, version: int) -> str:
     # a plain object-store source: what is measured is the reconciler, not run lookups
     return f"s3://mlflow/7/scale/{name}/v{version}"
-
-
-def install_reconciler_account(cp: ControlPlane) -> None:
-    """The shipped ServiceAccount and roles, plus a Role for this run's lease in the test namespace.
-
-    The webhook honours refresh tokens from the reconciler's account only: a
-    reconciler running as the admin would have every touch undone.
-    """
-    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    subject = {"kind": "ServiceAccount", "name": "modelpin-reconciler", "namespace": "modelpin-system"}
-    leases: list[dict[str, Any]] = [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "scale-reconciler-leases", "namespace": NS},
-            "rules": [
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "scale-reconciler-leases", "namespace": NS},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scale-reconciler-leases"},
-            "subjects": [subject],
-        },
-    ]
-    apply_docs(cp, [d for d in base_docs(cp) if d["kind"] in kinds] + leases)
 
 
 def register(client: MlflowClient, names: list[str]) -> None:
@@ -188,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result.update(objects=created, objects_asked=args.objects, create_objects_s=round(create_s, 1))
         result["models_used"] = len({d["metadata"]["labels"]["model"] for d in created_docs})
 
-        install_reconciler_account(cp)
+        install_reconciler_account(cp, "scale-reconciler-leases")
         t0 = time.monotonic()
         rec = Reconciler(
             work / "reconciler",

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 from mlflow.entities.webhook import WebhookEvent
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cluster import apply_docs, base_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
@@ -56,7 +57,9 @@ class Reconciler:
         lease_seconds: int = 4,
         lease_namespace: str = NS,
         kubeconfig: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
+        """``overrides``: top-level sections of the configuration that replace the ones built here."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
@@ -69,6 +72,7 @@ class Reconciler:
             "poll_interval_seconds": poll,
             "warning_interval_seconds": 600,
         }
+        config.update(overrides or {})
         cfg = workdir / "config.yaml"
         cfg.write_text(yaml.safe_dump(config))
         env = {"MODELPIN_MLFLOW_WEBHOOK_SECRET": SECRET} if secret else {"MODELPIN_MLFLOW_WEBHOOK_SECRET": ""}
@@ -123,6 +127,14 @@ class Reconciler:
     def state(self) -> dict[str, Any]:
         body: dict[str, Any] = self.get("/readyz").json()
         return body
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics, by name and sorted labels."""
+        found = {}
+        for family in text_string_to_metric_families(self.get("/metrics").text):
+            for sample in family.samples:
+                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return found
 
     def wait_synced(self, at_least: int = 0, timeout: float = 30) -> int:
         """Leading, every kind listed and compared, and at least this many objects indexed."""
@@ -216,18 +228,17 @@ def account_kubeconfig(cluster: ControlPlane, path: Path, server: str | None = N
     return path
 
 
-@pytest.fixture(scope="module")
-def reconciler_account(cluster: ControlPlane) -> str:
+def install_reconciler_account(cluster: ControlPlane, lease_role: str = "e2e-reconciler-leases") -> None:
     """The shipped ServiceAccount and roles; the webhook honours refresh tokens from this account only.
 
-    The tests use a lease of their own each, in the test namespace, which the shipped
-    leader-election Role (one lease in modelpin-system) does not cover: a test Role does.
+    The reconcilers here use leases of their own in the test namespace, which the shipped
+    leader-election Role (one lease in modelpin-system) does not cover: ``lease_role`` does.
     """
     kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     leases = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": {"name": "e2e-reconciler-leases", "namespace": NS},
+        "metadata": {"name": lease_role, "namespace": NS},
         "rules": [
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
         ],
@@ -235,11 +246,17 @@ def reconciler_account(cluster: ControlPlane) -> str:
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": {"name": "e2e-reconciler-leases", "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "e2e-reconciler-leases"},
+        "metadata": {"name": lease_role, "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": lease_role},
         "subjects": [{"kind": "ServiceAccount", "name": "modelpin-reconciler", "namespace": "modelpin-system"}],
     }
     apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds] + [leases, binding])
+
+
+@pytest.fixture(scope="module")
+def reconciler_account(cluster: ControlPlane) -> str:
+    """The reconciler's ServiceAccount installed (install_reconciler_account); its username."""
+    install_reconciler_account(cluster)
     return ACCOUNT
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import ssl
 import subprocess
 import sys
 import time
@@ -31,20 +30,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cluster import NS, apply_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import SECRET, account_kubeconfig, reconciler_account  # noqa: F401  (fixture)
+from tests.e2e.test_reconciler_e2e import (  # noqa: F401  (reconciler_account: a fixture)
+    SECRET,
+    Reconciler,
+    account_kubeconfig,
+    reconciler_account,
+)
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from tests.support.processes import Process, free_port
 from webhook.reconcile.deliveries import EVENTS
-from webhook.tools import certs
 
 PROD = "production"
 OTHER = "rollout-other"
@@ -74,45 +74,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float 
     raise AssertionError(f"{what} not seen within {timeout}s")
 
 
-class ReconcilerProcess:
-    """``modelpin reconcile`` as the reconciler's ServiceAccount, with the gated configuration."""
-
-    def __init__(self, workdir: Path, config: dict[str, Any], ca_dir: Path, kubeconfig: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        bundle = certs.issue(ca_dir, ["localhost", "127.0.0.1"])
-        cfg = workdir / "config.yaml"
-        cfg.write_text(yaml.safe_dump(config))
-        argv = [sys.executable, "-m", "webhook", "reconcile", "--kubeconfig", str(kubeconfig), "--config", str(cfg)]
-        argv += ["--port", str(self.port), "--tls-cert", str(bundle.cert), "--tls-key", str(bundle.key)]
-        argv += ["--identity", workdir.name, "--log-level", "info"]
-        env = {"MODELPIN_MLFLOW_WEBHOOK_SECRET": SECRET}
-        self.process = Process(argv, workdir / "reconciler.log", env=env, cwd=workdir)
-        self.tls = ssl.create_default_context(cafile=str(bundle.ca_cert))
-        self.process.wait_until(self.synced, 60, "modelpin reconcile leading and synced")
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, verify=self.tls, timeout=3)
-
-    def synced(self) -> bool:
-        try:
-            ready = self.get("/readyz")
-        except httpx.HTTPError:
-            return False
-        return ready.status_code == 200 and ready.json()["leader"] is True
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        found = {}
-        for family in text_string_to_metric_families(self.get("/metrics").text):
-            for sample in family.samples:
-                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return found
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
 class Rollout:
     """The module's model, objects, configuration and the operator's commands."""
 
@@ -124,7 +85,7 @@ class Rollout:
         self.model = f"iris{uuid.uuid4().hex[:6]}"
         self.following = ["a", "b", "c"]  # in production, following @champion
         self.manifests: dict[str, Path] = {}
-        self.reconciler: ReconcilerProcess | None = None
+        self.reconciler: Reconciler | None = None
         self.hook_id: str | None = None
 
     def version(self, tags: dict[str, str] | None = None) -> str:
@@ -164,9 +125,22 @@ class Rollout:
         )
         return [e for e in json.loads(out.stdout)["items"] if self.model in e["message"]]
 
-    def start_reconciler(self, config: dict[str, Any], ca_dir: Path, name: str) -> ReconcilerProcess:
+    def start_reconciler(self, config: dict[str, Any], ca_dir: Path, name: str) -> Reconciler:
+        """``modelpin reconcile`` as the reconciler's ServiceAccount, with the gated configuration; leading."""
         kubeconfig = account_kubeconfig(self.cluster, self.workdir / f"{name}.kubeconfig")
-        self.reconciler = ReconcilerProcess(self.workdir / name, config, ca_dir, kubeconfig)
+        rc = config["reconciler"]
+        self.reconciler = Reconciler(
+            self.workdir / name,
+            self.cluster,
+            config["registries"]["mlflow"]["tracking_uri"],
+            ca_dir,
+            lease=rc["lease_name"],
+            poll=rc["poll_interval_seconds"],
+            identity=name,
+            kubeconfig=kubeconfig,
+            overrides=config,
+        )
+        self.reconciler.wait_leading(60)
         return self.reconciler
 
 
