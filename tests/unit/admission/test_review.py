@@ -6,7 +6,17 @@ from typing import Any
 import orjson
 import pytest
 
-from webhook.admission.review import API_VERSION, STATUS, BadRequest, allowed, denied, parse_review, patched, review
+from webhook.admission.review import (
+    API_VERSION,
+    STATUS,
+    BadRequest,
+    allowed,
+    denied,
+    outcome,
+    parse_review,
+    patched,
+    review,
+)
 from webhook.templating.causes import Cause
 
 
@@ -161,3 +171,17 @@ def test_a_full_apiserver_request_parses() -> None:
     )
     assert request["userInfo"]["username"] == "alice"
     assert request["operation"] == "UPDATE"
+
+
+@pytest.mark.parametrize(
+    ("operation", "response", "label"),
+    [
+        ("DELETE", {"allowed": True}, "skipped"),
+        ("CONNECT", {"allowed": True}, "skipped"),
+        ("CREATE", {"allowed": False, "status": {"code": 403, "message": "no", "reason": "Forbidden"}}, "denied"),
+        ("UPDATE", {"allowed": True, "patchType": "JSONPatch", "patch": "W10="}, "patched"),
+        ("UPDATE", {"allowed": True, "warnings": ["w"]}, "unchanged"),
+    ],
+)
+def test_outcome_labels_a_response_as_the_admission_metric_does(operation: str, response: Any, label: str) -> None:
+    assert outcome(operation, response) == label
