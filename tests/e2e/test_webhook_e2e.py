@@ -8,6 +8,7 @@ installed as it ships.
 
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 import ssl
@@ -58,6 +59,12 @@ def touch_as_reconciler(cluster: ControlPlane, name: str) -> None:
             headers={"Content-Type": "application/merge-patch+json", "Impersonate-User": RECONCILER},
         )
     assert r.is_success, r.text
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What a write changed between two reads of an object, managedFields included: a failure says who wrote."""
+    lines = [json.dumps(o, indent=1, sort_keys=True).splitlines() for o in (before, after)]
+    return "\n".join(difflib.unified_diff(*lines, "before", "after", lineterm="", n=2))
 
 
 def seldon_uri(catalog: Catalog, model: str) -> str:
@@ -182,7 +189,7 @@ def test_a_held_object_keeps_its_version_through_a_move_and_reapplies(
             again = get(cluster, "trainedmodels", "held")
             assert again["spec"] == touched["spec"]
             assert modelpin_annotations(again) == modelpin_annotations(touched)
-        assert again["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert again["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], changes(before, again)
     history = json.loads(held["metadata"]["annotations"]["modelpin.io/history"])["/spec/model/storageUri"]
     assert [(e["version"], e["cause"]) for e in history] == [(v1, "created")]
 
