@@ -76,13 +76,7 @@ async def run_lookups(
 def _unresolved(job: Job, exc: ResolutionError, out: Outcome) -> None:
     """A field the registry could not answer for: its trusted record stands in, if the registry is the cause."""
     if job.fallback is not None and exc.cause in (Cause.UNAVAILABLE, Cause.NOT_FOUND):
-        out.values[job.pointer] = job.fallback["uri"]
-        out.templates[job.pointer] = job.template.text
-        out.resolved[job.pointer] = job.fallback
-        out.warnings.append(
-            f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {exc}"
-        )
-        metrics.RESOLUTION_RESULT["recorded"].inc()
+        _keep_recorded(job, job.fallback, str(exc), out)
     else:
         out.errors.append((exc.cause, f"{job.pointer}: template {show(job.template.text)}: {exc}"))
 
@@ -108,10 +102,13 @@ def _gated(job: Job, refusal: str, out: Outcome) -> None:
         out.errors.append((Cause.POLICY, f"{job.pointer}: template {show(job.template.text)}: {refusal}"))
         metrics.RESOLUTION_RESULT["policy"].inc()
         return
-    out.values[job.pointer] = job.fallback["uri"]
+    _keep_recorded(job, job.fallback, refusal, out)
+
+
+def _keep_recorded(job: Job, record: dict[str, str], why: str, out: Outcome) -> None:
+    """The field keeps its trusted record instead of the registry's answer, with a warning saying why."""
+    out.values[job.pointer] = record["uri"]
     out.templates[job.pointer] = job.template.text
-    out.resolved[job.pointer] = job.fallback
-    out.warnings.append(
-        f"{job.pointer}: kept version {job.fallback['version']} of {job.plan.reference.name!r}: {refusal}"
-    )
+    out.resolved[job.pointer] = record
+    out.warnings.append(f"{job.pointer}: kept version {record['version']} of {job.plan.reference.name!r}: {why}")
     metrics.RESOLUTION_RESULT["recorded"].inc()

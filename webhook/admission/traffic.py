@@ -38,26 +38,14 @@ import orjson
 
 from webhook.templating.record_annotations import PREFIX, dumps
 from webhook.templating.rollout_policy import ROLLOUT, ROLLOUT_POLICY, Policy, State, parse_policy, parse_state
+from webhook.templating.template_paths import KSERVE_FRAMEWORKS
 
 CANARY = PREFIX + "canary"
 SPLIT_KINDS = ("InferenceService", "SeldonDeployment")
 KServeMode = Literal["canary", "canary-traffic-percent"]
-# The predictor's model containers. In a spec.canary[] entry KServe's schema requires each to
+# The predictor's model containers (KSERVE_FRAMEWORKS). In a spec.canary[] entry KServe's schema requires each to
 # be named (spec.predictor's do not); a copy without a name gets the one KServe gives the
 # predictor's container.
-KSERVE_MODEL_KEYS = (
-    "model",
-    "huggingface",
-    "lightgbm",
-    "onnx",
-    "paddle",
-    "pmml",
-    "pytorch",
-    "sklearn",
-    "tensorflow",
-    "triton",
-    "xgboost",
-)
 KSERVE_CONTAINER = "kserve-container"
 
 
@@ -221,7 +209,7 @@ def _kserve(spec: dict[str, Any], state: State, mode: KServeMode) -> Split:
         return Split(spec, tuple(state.to), f"spec.canary already carries {taken} % of traffic")
     canary = copy.deepcopy(predictor)
     canary.pop("canaryTrafficPercent", None)
-    for key in KSERVE_MODEL_KEYS:
+    for key in KSERVE_FRAMEWORKS:
         model = canary.get(key)
         if isinstance(model, dict) and "name" not in model:
             model["name"] = KSERVE_CONTAINER
