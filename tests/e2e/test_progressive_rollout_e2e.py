@@ -30,8 +30,11 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import account_kubeconfig, reconciler_account  # noqa: F401  (fixture)
-from tests.e2e.test_rollout_control_e2e import ReconcilerProcess
+from tests.e2e.test_reconciler_e2e import (  # noqa: F401  (reconciler_account: a fixture)
+    Reconciler,
+    account_kubeconfig,
+    reconciler_account,
+)
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
@@ -189,7 +192,17 @@ def env(
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     kubeconfig = account_kubeconfig(cluster, work / "reconciler.kubeconfig")
-    rec = ReconcilerProcess(work / "reconciler", config, ca_dir, kubeconfig)
+    rec = Reconciler(
+        work / "reconciler",
+        cluster,
+        mlflow_server.url,
+        ca_dir,
+        lease="progressive-rollout",
+        poll=2,
+        identity="progressive-reconciler",
+        kubeconfig=kubeconfig,
+        overrides={k: v for k, v in config.items() if k != "reconciler"},
+    )
     try:
         yield Env(cluster, catalog, exporter, prometheus, work / "config.yaml")
     finally:
