@@ -271,9 +271,8 @@ class Subject:
         out = self.env.cluster.kubectl(
             "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={self.name}", "-o", "json"
         )
-        items = sorted(
-            json.loads(out.stdout)["items"], key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"])
-        )
+        # in the order written: timestamps have whole seconds, and several steps' Events can share one
+        items = sorted(json.loads(out.stdout)["items"], key=lambda e: int(e["metadata"]["resourceVersion"]))
         return [(e["type"], e["reason"], e["message"]) for e in items if e["reason"].startswith("Rollout")]
 
     def status(self) -> dict[str, Any]:
