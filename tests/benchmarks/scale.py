@@ -37,10 +37,10 @@ from mlflow.tracking import MlflowClient
 
 from tests.e2e.cluster import NS, apply_docs, install_cluster, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import SECRET, Reconciler, account_kubeconfig, install_reconciler_account
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.reconciler_process import SECRET, Reconciler, account_kubeconfig, install_reconciler_account
 from webhook.reconcile.deliveries import EVENTS
 from webhook.tools import certs
 

@@ -1,9 +1,10 @@
-"""A session-wide real control plane (etcd + kube-apiserver) for the e2e tests."""
+"""A session-wide real control plane (etcd + kube-apiserver) for the e2e tests, and reconcilers to run on it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,13 @@ from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.reconciler_process import (
+    ACCOUNT,
+    Reconciler,
+    Start,
+    account_kubeconfig,
+    install_reconciler_account,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,3 +68,46 @@ def webhook(
     wait_for_webhook(cluster)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def reconciler_account(cluster: ControlPlane) -> str:
+    """The reconciler's ServiceAccount installed (install_reconciler_account); its username."""
+    install_reconciler_account(cluster)
+    return ACCOUNT
+
+
+@pytest.fixture()
+def start_reconciler(
+    webhook: ModelpinServer,
+    cluster: ControlPlane,
+    mlflow_server: MlflowServer,
+    ca_dir: Path,
+    tmp_path: Path,
+    reconciler_account: str,
+) -> Iterator[Start]:
+    """Start reconcilers against the test cluster (behind the webhook), as the reconciler's ServiceAccount.
+
+    All are stopped afterwards.
+    """
+    started: list[Reconciler] = []
+
+    def start(*, lease: str, poll: float, identity: str, **options: Any) -> Reconciler:
+        if options.get("kubeconfig") is None:
+            options["kubeconfig"] = account_kubeconfig(cluster, tmp_path / f"{identity}.kubeconfig")
+        rec = Reconciler(
+            tmp_path / identity,
+            cluster,
+            mlflow_server.url,
+            ca_dir,
+            lease=lease,
+            poll=poll,
+            identity=identity,
+            **options,
+        )
+        started.append(rec)
+        return rec
+
+    yield start
+    for rec in started:
+        rec.stop()

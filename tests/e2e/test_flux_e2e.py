@@ -16,8 +16,8 @@ from typing import Any
 
 from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_gitops_e2e import assert_resolved, live, manifests, versions, write
 from tests.support.catalog import Catalog
+from tests.support.gitops import assert_resolved, live, manifests, versions, write
 from tests.support.modelpin_server import ModelpinServer
 from tests.support.tools import tool
 

@@ -11,47 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from tests.e2e.cluster import NS, obj_json
+from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
+from tests.support.gitops import assert_resolved, live, manifests, versions, write
 from tests.support.modelpin_server import ModelpinServer
 from tests.support.tools import Helm
-
-
-def manifests(prefix: str) -> list[dict[str, Any]]:
-    """A Seldon seed graph (four seed-form templates) and an InferenceService (models:/ and a modelcar)."""
-    seed = obj_json("seldon-seed.yaml", name=f"{prefix}-seed")
-    isvc = obj_json("isvc-legacy.yaml", name=f"{prefix}-isvc")
-    return [seed, isvc]
-
-
-def live(cluster: ControlPlane, doc: dict[str, Any]) -> dict[str, Any]:
-    out = cluster.kubectl("get", doc["kind"], doc["metadata"]["name"], "-n", NS, "-o", "json")
-    obj: dict[str, Any] = json.loads(out.stdout)
-    return obj
-
-
-def versions(cluster: ControlPlane, docs: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    return [(o["metadata"]["resourceVersion"], o["metadata"]["generation"]) for o in (live(cluster, d) for d in docs)]
-
-
-def assert_resolved(cluster: ControlPlane, docs: list[dict[str, Any]], catalog: Catalog) -> None:
-    for doc in docs:
-        stored = live(cluster, doc)
-        assert "{{" not in json.dumps(stored["spec"]) and "models:/" not in json.dumps(stored["spec"])
-        assert stored["metadata"]["labels"]["modelpin.io/managed"] == "true"
-    isvc = live(cluster, docs[1])
-    assert isvc["spec"]["predictor"]["sklearn"]["storageUri"] == catalog.location("fraud", "2")
-    assert isvc["spec"]["transformer"]["containers"][0]["env"][0]["value"].startswith("oci://quay.io/rhoai/jukebox:")
-
-
-def write(path: Path, docs: list[dict[str, Any]]) -> Path:
-    path.write_text(yaml.safe_dump_all(docs))
-    return path
 
 
 def test_client_side_apply_then_diff_shows_nothing_and_reapply_writes_nothing(

@@ -26,18 +26,14 @@ from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
-from tests.e2e import test_reconciler_e2e as reconciler_e2e
 from tests.e2e.cluster import NS, apply_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import Start
 from tests.support.catalog import PROXIED_ROOT, Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.reconciler_process import Start
 
 WARN_NS, DENY_NS = "mlflow3-warn", "mlflow3-deny"
-# the reconciler e2e module's fixtures: reconcilers run as the shipped ServiceAccount
-start_reconciler = reconciler_e2e.start_reconciler
-reconciler_account = reconciler_e2e.reconciler_account
 FIELD = "/spec/predictor/model/storageUri"
 
 

@@ -30,15 +30,11 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import (  # noqa: F401  (reconciler_account: a fixture)
-    Reconciler,
-    account_kubeconfig,
-    reconciler_account,
-)
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
 from tests.support.processes import Process, free_port
+from tests.support.reconciler_process import Reconciler, account_kubeconfig
 from tests.support.tools import tool
 
 pytestmark = pytest.mark.e2e
@@ -176,7 +172,7 @@ def env(
     catalog: Catalog,
     mlflow_server: MlflowServer,
     ca_dir: Path,
-    reconciler_account: str,  # noqa: F811  (the fixture imported above)
+    reconciler_account: str,
     exporter: Exporter,
     prometheus: str,
     tmp_path_factory: pytest.TempPathFactory,

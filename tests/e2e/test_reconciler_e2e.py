@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,127 +24,18 @@ import httpx
 import pytest
 import yaml
 from mlflow.entities.webhook import WebhookEvent
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cluster import apply_docs, base_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.forwarder import Forwarder
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from tests.support.processes import Process, free_port
+from tests.support.modelpin_server import ModelpinServer
+from tests.support.reconciler_process import ACCOUNT, SECRET, Reconciler, Start, account_kubeconfig
 from webhook.reconcile.deliveries import EVENTS, sign
-from webhook.tools import certs
 
 NS = "e2e"
-ACCOUNT = "system:serviceaccount:modelpin-system:modelpin-reconciler"  # the reconciler's ServiceAccount
-SECRET = "e2e-shared-secret"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Reconciler:
-    def __init__(
-        self,
-        workdir: Path,
-        cp: ControlPlane,
-        tracking_uri: str,
-        ca_dir: Path,
-        *,
-        lease: str,
-        poll: float,
-        identity: str,
-        secret: bool = True,
-        lease_seconds: int = 4,
-        lease_namespace: str = NS,
-        kubeconfig: Path | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> None:
-        """``overrides``: top-level sections of the configuration that replace the ones built here."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        bundle = certs.issue(ca_dir, ["localhost", "127.0.0.1"])
-        config = modelpin_config(tracking_uri)
-        config["reconciler"] = {
-            "lease_name": lease,
-            "lease_namespace": lease_namespace,
-            "lease_duration_seconds": lease_seconds,
-            "poll_interval_seconds": poll,
-            "warning_interval_seconds": 600,
-        }
-        config.update(overrides or {})
-        cfg = workdir / "config.yaml"
-        cfg.write_text(yaml.safe_dump(config))
-        env = {"MODELPIN_MLFLOW_WEBHOOK_SECRET": SECRET} if secret else {"MODELPIN_MLFLOW_WEBHOOK_SECRET": ""}
-        self.process = Process(
-            [
-                sys.executable,
-                "-m",
-                "webhook",
-                "reconcile",
-                "--kubeconfig",
-                str(kubeconfig or cp.kubeconfig),
-                "--config",
-                str(cfg),
-                "--port",
-                str(self.port),
-                "--tls-cert",
-                str(bundle.cert),
-                "--tls-key",
-                str(bundle.key),
-                "--identity",
-                identity,
-                "--log-level",
-                "info",
-            ],
-            workdir / "reconciler.log",
-            env=env,
-            cwd=workdir,
-        )
-        self.tls = ssl.create_default_context(cafile=str(bundle.ca_cert))
-        self.process.wait_until(lambda: self.get("/healthz").status_code == 200, 60, "modelpin reconcile")
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, verify=self.tls, timeout=3)
-
-    def leading(self) -> bool:
-        try:
-            ready = self.get("/readyz")
-        except httpx.HTTPError:
-            return False
-        return ready.status_code == 200 and ready.json()["leader"] is True
-
-    def holds_lease(self) -> bool:
-        """Has taken the lease and started work, synced or not (readiness waits for the sync)."""
-        try:
-            return self.get("/readyz").json()["leader"] is True
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    def wait_leading(self, timeout: float = 30) -> None:
-        self.process.wait_until(self.leading, timeout, "reconciler leadership")
-
-    def state(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.get("/readyz").json()
-        return body
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics, by name and sorted labels."""
-        found = {}
-        for family in text_string_to_metric_families(self.get("/metrics").text):
-            for sample in family.samples:
-                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return found
-
-    def wait_synced(self, at_least: int = 0, timeout: float = 30) -> int:
-        """Leading, every kind listed and compared, and at least this many objects indexed."""
-        self.process.wait_until(
-            lambda: self.state()["synced"] and self.state()["indexed"] >= at_least, timeout, "reconciler index"
-        )
-        return int(self.state()["indexed"])
-
-    def stop(self) -> None:
-        self.process.stop()
 
 
 class Api:
@@ -199,101 +90,7 @@ def api(cluster: ControlPlane) -> Iterator[Api]:
     reader.client.close()
 
 
-Start = Callable[..., Reconciler]
 Fresh = Callable[[], tuple[str, str]]
-
-
-def account_kubeconfig(cluster: ControlPlane, path: Path, server: str | None = None) -> Path:
-    """A kubeconfig for the reconciler's own ServiceAccount (a bound token), at ``server`` or the apiserver."""
-    token = cluster.kubectl(
-        "create", "token", "modelpin-reconciler", "-n", "modelpin-system", "--duration=2h"
-    ).stdout.strip()
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "e2e",
-                        "cluster": {"server": server or cluster.server, "certificate-authority": str(cluster.ca_file)},
-                    }
-                ],
-                "users": [{"name": "reconciler", "user": {"token": token}}],
-                "contexts": [{"name": "reconciler", "context": {"cluster": "e2e", "user": "reconciler"}}],
-                "current-context": "reconciler",
-            }
-        )
-    )
-    return path
-
-
-def install_reconciler_account(cluster: ControlPlane, lease_role: str = "e2e-reconciler-leases") -> None:
-    """The shipped ServiceAccount and roles; the webhook honours refresh tokens from this account only.
-
-    The reconcilers here use leases of their own in the test namespace, which the shipped
-    leader-election Role (one lease in modelpin-system) does not cover: ``lease_role`` does.
-    """
-    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    leases = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": lease_role, "namespace": NS},
-        "rules": [
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": lease_role, "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": lease_role},
-        "subjects": [{"kind": "ServiceAccount", "name": "modelpin-reconciler", "namespace": "modelpin-system"}],
-    }
-    apply_docs(cluster, [d for d in base_docs(cluster) if d["kind"] in kinds] + [leases, binding])
-
-
-@pytest.fixture(scope="module")
-def reconciler_account(cluster: ControlPlane) -> str:
-    """The reconciler's ServiceAccount installed (install_reconciler_account); its username."""
-    install_reconciler_account(cluster)
-    return ACCOUNT
-
-
-@pytest.fixture()
-def start_reconciler(
-    webhook: ModelpinServer,
-    cluster: ControlPlane,
-    mlflow_server: MlflowServer,
-    ca_dir: Path,
-    tmp_path: Path,
-    reconciler_account: str,
-) -> Iterator[Start]:
-    """Start reconcilers against the test cluster (behind the webhook), as the reconciler's ServiceAccount.
-
-    All are stopped afterwards.
-    """
-    started: list[Reconciler] = []
-
-    def start(*, lease: str, poll: float, identity: str, **options: Any) -> Reconciler:
-        if options.get("kubeconfig") is None:
-            options["kubeconfig"] = account_kubeconfig(cluster, tmp_path / f"{identity}.kubeconfig")
-        rec = Reconciler(
-            tmp_path / identity,
-            cluster,
-            mlflow_server.url,
-            ca_dir,
-            lease=lease,
-            poll=poll,
-            identity=identity,
-            **options,
-        )
-        started.append(rec)
-        return rec
-
-    yield start
-    for rec in started:
-        rec.stop()
 
 
 @pytest.fixture()

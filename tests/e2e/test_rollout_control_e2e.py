@@ -35,15 +35,10 @@ import yaml
 
 from tests.e2e.cluster import NS, apply_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_reconciler_e2e import (  # noqa: F401  (reconciler_account: a fixture)
-    SECRET,
-    Reconciler,
-    account_kubeconfig,
-    reconciler_account,
-)
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.reconciler_process import SECRET, Reconciler, account_kubeconfig
 from webhook.reconcile.deliveries import EVENTS
 
 PROD = "production"
@@ -168,7 +163,7 @@ def rollout(
     catalog: Catalog,
     mlflow_server: MlflowServer,
     ca_dir: Path,
-    reconciler_account: str,  # noqa: F811  (the fixture imported above)
+    reconciler_account: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Rollout]:
     """A webhook with production's gate in front of the apiserver for this module; the session's afterwards."""

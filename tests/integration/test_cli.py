@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,17 +13,12 @@ import yaml
 from cryptography import x509
 
 from tests.support.catalog import Catalog
+from tests.support.cli import modelpin
 from tests.support.modelpin_server import ModelpinServer
 from tests.support.processes import Process, free_port
 from tests.support.reviews import FIXTURES, apply, at
 
 pytestmark = pytest.mark.integration
-
-
-def modelpin(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *args], input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 def test_render_resolves_multi_document_yaml(modelpin_server_config: Path, catalog: Catalog) -> None:

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from prometheus_client import REGISTRY as PROMETHEUS
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
-from tests.integration.test_cli import modelpin
+from tests.support.cli import modelpin
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import PROXIED_ROOT, modelpin_config
 from webhook.config import Settings
