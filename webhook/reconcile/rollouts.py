@@ -55,7 +55,9 @@ class Request:
         if state is None:
             return False
         try:
-            return parse_time(self.at) >= parse_time(state.started)
+            # ``at`` is cut to the second and ``started`` rounded up to it: a request made in the second
+            # the rollout started reads as up to a second before it
+            return parse_time(self.at) >= parse_time(state.started) - dt.timedelta(seconds=1)
         except ValueError:
             return False
 

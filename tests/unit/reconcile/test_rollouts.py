@@ -196,3 +196,17 @@ def test_commands_need_a_live_rollout() -> None:
     assert command(promoted, Command.ABORT, T0).refused == "cannot abort: the rollout is promoted"
     paused = command(begun(), Command.PAUSE, T0).state
     assert command(paused, Command.PAUSE, T0).refused == "cannot pause: the rollout is paused already"
+
+
+def test_a_request_made_in_the_second_its_rollout_started_applies() -> None:
+    from webhook.reconcile.rollouts import Request
+
+    def state(started: str) -> State:
+        return State.model_validate(
+            {"phase": "progressing", "from": {}, "to": {}, "started": started, "step_started": started}
+        )
+
+    # the rollout began at 10:00:00.4, kept as 10:00:01; the operator's command at 10:00:00.7 reads 10:00:00
+    assert Request(Command.ABORT, "alice", "2026-01-01T10:00:00Z", "r1").applies_to(state("2026-01-01T10:00:01Z"))
+    # a request from an earlier rollout stays ignored
+    assert not Request(Command.ABORT, "alice", "2026-01-01T09:59:58Z", "r2").applies_to(state("2026-01-01T10:00:01Z"))
