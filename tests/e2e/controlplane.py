@@ -8,21 +8,17 @@ reconciles them (namespaces never finish deleting, pods stay Pending).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import yaml
 from cryptography import x509
@@ -31,16 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.pki import ClientPair, client_pair
+from webhook.tools.processes import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "controlplane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ensure_binaries() -> Path:
@@ -58,44 +49,6 @@ def ensure_binaries() -> Path:
 class KubectlError(subprocess.CalledProcessError):
     def __str__(self) -> str:
         return f"{super().__str__()}\nstdout: {self.output}\nstderr: {self.stderr}"
-
-
-class _Process:
-    """One child in its own process group, logging to a file, ended as a group."""
-
-    def __init__(self, argv: Sequence[str], log: Path) -> None:
-        self.name = Path(argv[0]).name
-        self.log = log
-        self._log: IO[bytes] = log.open("wb")
-        self.proc = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(Exception):
-                if ready():
-                    return
-            time.sleep(0.25)
-        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
-
-    def tail(self, lines: int = 40) -> str:
-        self._log.flush()
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):  # stragglers in the group
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self._log.close()
 
 
 def _write_key(key: rsa.RSAPrivateKey, path: Path) -> None:
@@ -155,7 +108,7 @@ class ControlPlane:
         self.server = ""
         self.etcd_url = ""
         self.start_seconds = 0.0
-        self._procs: list[_Process] = []
+        self._procs: list[Process] = []
         self.webhook_client: ClientPair | None = None
 
     @property
@@ -182,9 +135,9 @@ class ControlPlane:
         return self
 
     def _start_etcd(self, bin_dir: Path) -> None:
-        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
         self.etcd_url = client
-        etcd = _Process(
+        etcd = Process(
             [
                 str(bin_dir / "etcd"),
                 "--name=default",
@@ -304,10 +257,10 @@ class ControlPlane:
     def _start_apiserver(self, bin_dir: Path) -> None:
         client_ca, sa_pub, sa_priv = self._write_credentials()
         admission_config = self._write_admission_config()
-        self.port = _free_port()
+        self.port = free_port()
         self.server = f"https://127.0.0.1:{self.port}"
         self._write_kubeconfig()
-        apiserver = _Process(
+        apiserver = Process(
             [
                 str(bin_dir / "kube-apiserver"),
                 "--bind-address=127.0.0.1",
@@ -349,7 +302,7 @@ class ControlPlane:
         time.sleep(down_seconds)
         log = self.workdir / "kube-apiserver.log"
         log.rename(self.workdir / f"kube-apiserver.{int(time.time())}.log")
-        apiserver = _Process(argv, log)
+        apiserver = Process(argv, log)
         self._procs.append(apiserver)
         apiserver.wait_until(self._ready, self.start_timeout)
 

@@ -33,9 +33,9 @@ from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from tests.support.processes import Process, free_port
 from tests.support.reconciler_process import Reconciler, account_kubeconfig
 from tests.support.tools import tool
+from webhook.tools.processes import Process, free_port
 
 pytestmark = pytest.mark.e2e
 

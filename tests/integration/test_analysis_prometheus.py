@@ -17,10 +17,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from tests.support.processes import Process, free_port
 from tests.support.tools import tool
 from webhook.reconcile.analysis import Outcome, Verdict, analyse, client
 from webhook.templating.rollout_policy import Analysis, Query
+from webhook.tools.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from tests.support.processes import Process, free_port
 from tests.support.tools import run, tool
+from webhook.tools.processes import Process, free_port
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.processes import Process, free_port
+from webhook.tools.processes import Process, free_port
 
 
 class MlflowServer:

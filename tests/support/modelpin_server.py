@@ -14,9 +14,9 @@ import orjson
 import yaml
 
 from tests.support.catalog import PROXIED_ROOT
-from tests.support.processes import Process, free_port
 from tests.support.reviews import make_review
 from webhook.tools import certs
+from webhook.tools.processes import Process, free_port
 
 
 class ModelpinServer:

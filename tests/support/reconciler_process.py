@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.cluster import NS, apply_docs, base_docs
 from tests.e2e.controlplane import ControlPlane
 from tests.support.modelpin_server import modelpin_config
-from tests.support.processes import Process, free_port
 from webhook.tools import certs
+from webhook.tools.processes import Process, free_port
 
 ACCOUNT = "system:serviceaccount:modelpin-system:modelpin-reconciler"  # the reconciler's ServiceAccount
 SECRET = "e2e-shared-secret"

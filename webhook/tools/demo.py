@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import copy
 import datetime as dt
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -40,6 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webhook.config import load_settings
 from webhook.tools import certs
+from webhook.tools.processes import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # The real CRDs where the checkout has them beside it, else the suite's stand-ins of the same shapes.
@@ -50,46 +49,6 @@ DEMO_LOCATION = "s3://modelpin-demo/iris/{version}"
 RECONCILER_USER = "modelpin-demo-reconciler"
 START_TIMEOUT = 120.0
 MARKER = ".modelpin-demo"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Child:
-    """One process in its own process group, logging to a file, stopped as a group."""
-
-    def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.name = Path(argv[0]).name if argv[0] != sys.executable else " ".join(argv[2:4])
-        self.log = log
-        self._log: IO[bytes] = log.open("wb")
-        self.proc = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
-            with contextlib.suppress(Exception):
-                if ready():
-                    return
-            time.sleep(0.25)
-        raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s; see {self.log}")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        self._log.close()
 
 
 def _client_cert(ca_dir: Path, out: Path, user: str, group: str) -> tuple[Path, Path]:
@@ -154,7 +113,7 @@ def seed_registry(tracking_uri: str) -> None:
 class Demo:
     def __init__(self, directory: Path) -> None:
         self.dir = directory.resolve()
-        self.children: list[Child] = []
+        self.children: list[Process] = []
         self.bin_dir = Path()
         self.kubeconfig = self.dir / "kubeconfig"
         self.config = self.dir / "modelpin.yaml"
@@ -167,8 +126,8 @@ class Demo:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
-    def _start(self, argv: Sequence[str], log: str, env: dict[str, str] | None = None) -> Child:
-        child = Child(argv, self.dir / log, env)
+    def _start(self, argv: Sequence[str], log: str, env: dict[str, str] | None = None) -> Process:
+        child = Process(argv, self.dir / log, env)
         self.children.append(child)
         return child
 
@@ -217,7 +176,9 @@ class Demo:
             ],
             "etcd.log",
         )
-        etcd.wait_until(lambda: b'"health":"true"' in urllib.request.urlopen(f"{client}/health", timeout=2).read())
+        etcd.wait_until(
+            lambda: b'"health":"true"' in urllib.request.urlopen(f"{client}/health", timeout=2).read(), START_TIMEOUT
+        )
 
         pki = self.dir / "pki"
         pki.mkdir()
@@ -267,7 +228,7 @@ class Demo:
             with urllib.request.urlopen(f"{server}/readyz", timeout=5, context=context) as resp:
                 return bool(resp.status == 200)
 
-        apiserver.wait_until(ready)
+        apiserver.wait_until(ready, START_TIMEOUT)
         return server
 
     def _install_cluster(self) -> None:
@@ -312,7 +273,9 @@ class Demo:
         serve = ["serve", "--port", str(port), "--tls-cert", str(bundle.cert), "--tls-key", str(bundle.key)]
         webhook = self._start(self._modelpin(*serve), "webhook.log")
         tls = ssl.create_default_context(cafile=str(bundle.ca_cert))
-        webhook.wait_until(lambda: urllib.request.urlopen(f"{url}/readyz", timeout=2, context=tls).status == 200)
+        webhook.wait_until(
+            lambda: urllib.request.urlopen(f"{url}/readyz", timeout=2, context=tls).status == 200, START_TIMEOUT
+        )
         # The shipped configuration and guard, with the webhook reached by URL instead of its Service.
         docs = self._base_docs()
         (hooks,) = [copy.deepcopy(d) for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
@@ -345,11 +308,11 @@ class Demo:
         args = ["reconcile", "--port", str(port), "--tls-cert", str(bundle.cert), "--tls-key", str(bundle.key)]
         args += ["--kubeconfig", str(self.dir / "reconciler.kubeconfig"), "--identity", "demo"]
         # no MLflow webhooks in the demo: the reconciler polls
-        env = {**os.environ, "MODELPIN_MLFLOW_WEBHOOK_SECRET": ""}
+        env = {"MODELPIN_MLFLOW_WEBHOOK_SECRET": ""}
         reconciler = self._start(self._modelpin(*args), "reconciler.log", env)
         tls = ssl.create_default_context(cafile=str(bundle.ca_cert))
         url = f"https://127.0.0.1:{port}/readyz"
-        reconciler.wait_until(lambda: urllib.request.urlopen(url, timeout=2, context=tls).status == 200)
+        reconciler.wait_until(lambda: urllib.request.urlopen(url, timeout=2, context=tls).status == 200, START_TIMEOUT)
 
     def stop(self) -> None:
         while self.children:
@@ -378,7 +341,7 @@ def up(directory: Path) -> int:
         while True:
             for child in demo.children:
                 if child.proc.poll() is not None:
-                    say(f"{child.name} exited with {child.proc.returncode}; see {child.log}")
+                    say(f"{child.name} exited with {child.proc.returncode}; the end of {child.log}:\n{child.tail()}")
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
