@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,16 +25,15 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 
 from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
-from tests.support.modelpin_server import ModelpinServer, modelpin_config
+from tests.support.modelpin_server import ModelpinServer
+from tests.support.prometheus import Prometheus, serve_metrics
 from tests.support.reconciler_process import Reconciler, account_kubeconfig
-from tests.support.tools import tool
-from webhook.tools.processes import Process, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -84,62 +82,28 @@ KSERVE = Kind("inferenceservice", "/spec/predictor/model/storageUri")
 SELDON = Kind("seldondeployment", "/spec/predictors/0/graph/modelUri")
 
 
+@dataclass(frozen=True)
 class Exporter:
-    """The model's error ratio, per namespace, model and version, as a scrape target."""
+    """The model's error ratio, per namespace, model and version, and the scrape target serving it."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.ratio = Gauge(
-            "modelpin_test_error_ratio",
-            "Errors per request",
-            ["namespace", "model", "model_version"],
-            registry=self.registry,
-        )
-        self.server, self.thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
-        self.target = f"127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    ratio: Gauge
+    target: str
 
 
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[Exporter]:
-    found = Exporter()
-    yield found
-    found.stop()
+    registry = CollectorRegistry()
+    ratio = Gauge(
+        "modelpin_test_error_ratio", "Errors per request", ["namespace", "model", "model_version"], registry=registry
+    )
+    with serve_metrics(registry) as target:
+        yield Exporter(ratio, target)
 
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("prometheus")
-    config = work / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [{"job_name": "model", "static_configs": [{"targets": [exporter.target]}]}],
-            }
-        )
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = Process(
-        [
-            str(tool("prometheus")),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--query.lookback-delta=3s",
-        ],
-        work / "prometheus.log",
-    )
-    try:
-        server.wait_until(lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200, 60, "prometheus")
-        yield base
-    finally:
-        server.stop()
+    with Prometheus(tmp_path_factory.mktemp("prometheus"), [exporter.target], lookback_seconds=3) as server:
+        yield server.url
 
 
 @dataclass
@@ -178,16 +142,6 @@ def env(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Env]:
     work = tmp_path_factory.mktemp("progressive")
-    config = modelpin_config(mlflow_server.url)
-    config["reconciler"] = {
-        "lease_name": "progressive-rollout",
-        "lease_namespace": NS,
-        "lease_duration_seconds": 4,
-        "poll_interval_seconds": 2,
-        "warning_interval_seconds": 600,
-    }
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    kubeconfig = account_kubeconfig(cluster, work / "reconciler.kubeconfig")
     rec = Reconciler(
         work / "reconciler",
         cluster,
@@ -196,11 +150,10 @@ def env(
         lease="progressive-rollout",
         poll=2,
         identity="progressive-reconciler",
-        kubeconfig=kubeconfig,
-        overrides={k: v for k, v in config.items() if k != "reconciler"},
+        kubeconfig=account_kubeconfig(cluster, work / "reconciler.kubeconfig"),
     )
     try:
-        yield Env(cluster, catalog, exporter, prometheus, work / "config.yaml")
+        yield Env(cluster, catalog, exporter, prometheus, rec.config_path)
     finally:
         rec.stop()
         print(f"\nreconciler log: {work / 'reconciler' / 'reconciler.log'}")

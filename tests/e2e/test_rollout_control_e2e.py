@@ -33,12 +33,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.cluster import NS, apply_docs, wait_for_webhook, webhook_configuration
+from tests.e2e.cluster import apply_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from tests.support.reconciler_process import SECRET, Reconciler, account_kubeconfig
+from tests.support.reconciler_process import SECRET, Reconciler, account_kubeconfig, reconciler_section
 from webhook.reconcile.deliveries import EVENTS
 
 PROD = "production"
@@ -146,13 +146,7 @@ def gated_config(tracking_uri: str) -> dict[str, Any]:
     # gate step sees the webhook's answer for the version the alias names now.
     cache = {"pinned_ttl_seconds": 3600, "floating_ttl_seconds": 2, "max_stale_seconds": 600}
     config = modelpin_config(tracking_uri, namespaces=namespaces, cache=cache)
-    config["reconciler"] = {
-        "lease_name": "rollout-control",
-        "lease_namespace": NS,
-        "lease_duration_seconds": 4,
-        "poll_interval_seconds": POLL,
-        "warning_interval_seconds": 600,
-    }
+    config["reconciler"] = reconciler_section("rollout-control", POLL)
     return config
 
 

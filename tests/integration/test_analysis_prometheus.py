@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 
-from tests.support.tools import tool
+from tests.support.prometheus import Prometheus, serve_metrics
 from webhook.reconcile.analysis import Outcome, Verdict, analyse, client
 from webhook.templating.rollout_policy import Analysis, Query
-from webhook.tools.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,45 +33,15 @@ ERROR_RATE = Query(
 def ratio() -> Iterator[tuple[Gauge, str]]:
     registry = CollectorRegistry()
     gauge = Gauge("modelpin_test_error_ratio", "Errors per request", ["namespace", "model_version"], registry=registry)
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    try:
-        yield gauge, f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_metrics(registry) as target:
+        yield gauge, target
 
 
 @pytest.fixture
-def prometheus(ratio: tuple[Gauge, str], tmp_path: Path) -> Iterator[tuple[Process, str]]:
-    _, exporter = ratio
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [{"job_name": "model", "static_configs": [{"targets": [exporter]}]}],
-            }
-        )
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = Process(
-        [
-            str(tool("prometheus")),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            # a changed sample is seen within a scrape, not after the default 5 minutes of staleness
-            "--query.lookback-delta=3s",
-        ],
-        tmp_path / "prometheus.log",
-    )
-    try:
-        server.wait_until(lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200, 60, "prometheus")
-        yield server, base
-    finally:
-        server.stop()
+def prometheus(ratio: tuple[Gauge, str], tmp_path: Path) -> Iterator[Prometheus]:
+    _, target = ratio
+    with Prometheus(tmp_path, [target], lookback_seconds=3) as server:
+        yield server
 
 
 async def settle(analysis: Analysis, labels: dict[str, str], want: Verdict, within: float = 30) -> Outcome:
@@ -88,11 +55,9 @@ async def settle(analysis: Analysis, labels: dict[str, str], want: Verdict, with
             await asyncio.sleep(0.5)
 
 
-async def test_pass_then_fail_then_no_data_then_unreachable(
-    ratio: tuple[Gauge, str], prometheus: tuple[Process, str]
-) -> None:
+async def test_pass_then_fail_then_no_data_then_unreachable(ratio: tuple[Gauge, str], prometheus: Prometheus) -> None:
     gauge, _ = ratio
-    server, base = prometheus
+    base = prometheus.url
     analysis = Analysis(prometheus=base, queries=[ERROR_RATE], timeout_seconds=2)
 
     gauge.labels("ml", "4").set(0.002)
@@ -107,7 +72,7 @@ async def test_pass_then_fail_then_no_data_then_unreachable(
     nothing = await settle(analysis, {**LABELS, "version": "5"}, Verdict.NO_DATA)
     assert (nothing.verdict, nothing.reason) == (Verdict.NO_DATA, "error-rate: no data at 10 %")
 
-    server.stop()
+    prometheus.stop()
     started = time.monotonic()
     gone = await settle(analysis, LABELS, Verdict.UNREACHABLE, within=0)
     assert gone.verdict is Verdict.UNREACHABLE
@@ -115,8 +80,8 @@ async def test_pass_then_fail_then_no_data_then_unreachable(
     assert time.monotonic() - started < 3
 
 
-async def test_a_query_prometheus_refuses_pauses_rather_than_judges(prometheus: tuple[Process, str]) -> None:
-    _, base = prometheus
+async def test_a_query_prometheus_refuses_pauses_rather_than_judges(prometheus: Prometheus) -> None:
+    base = prometheus.url
     broken = Query(name="typo", query='sum(rate(modelpin_test_error_ratio{namespace="{{namespace}}"}[5m])', max=1)
     async with client(2.0) as http:
         outcome = await analyse(Analysis(prometheus=base, queries=[broken]), LABELS, 10, http)

@@ -15,24 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 
-from tests.support.tools import run, tool
-from webhook.tools.processes import Process, free_port
+from tests.support.prometheus import Prometheus, serve_metrics
+from tests.support.tools import run
 
 
 @pytest.fixture
-def exporter() -> Iterator[str]:
+def probe() -> Iterator[str]:
     registry = CollectorRegistry()
     Gauge("modelpin_probe_value", "A value only this test exports", registry=registry).set(42.5)
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    try:
-        yield f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_metrics(registry) as target:
+        yield target
 
 
 def get_json(url: str) -> Any:
@@ -52,41 +46,19 @@ def test_the_version_is_the_pinned_one() -> None:
     assert run("prometheus", "--version").stdout.startswith("prometheus, version 3.16.0 ")
 
 
-def test_prometheus_scrapes_a_local_exporter_and_answers_a_query(exporter: str, tmp_path: Path) -> None:
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [{"job_name": "exporter", "static_configs": [{"targets": [exporter]}]}],
-            }
-        )
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = Process(
-        [
-            str(tool("prometheus")),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        tmp_path / "prometheus.log",
-    )
-    try:
-        server.wait_until(lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200, 60, "prometheus")
+def test_prometheus_scrapes_a_local_exporter_and_answers_a_query(probe: str, tmp_path: Path) -> None:
+    with Prometheus(tmp_path, [probe], job="exporter") as server:
+        base = server.url
 
         # Scraped every second: the first sample lands within a few.
         def scraped() -> bool:
             return bool(query(base, 'modelpin_probe_value{job="exporter"}'))
 
-        server.wait_until(scraped, 60, "the exporter's sample")
+        server.process.wait_until(scraped, 60, "the exporter's sample")
         (sample,) = query(base, 'modelpin_probe_value{job="exporter"}')
-        assert sample["metric"]["instance"] == exporter
+        assert sample["metric"]["instance"] == probe
         assert float(sample["value"][1]) == 42.5
         (up,) = query(base, 'up{job="exporter"}')
         assert up["value"][1] == "1"
         # A name nothing exports gives an empty answer, not the probe's series.
         assert query(base, "modelpin_probe_value_absent") == []
-    finally:
-        server.stop()

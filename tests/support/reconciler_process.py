@@ -22,6 +22,17 @@ ACCOUNT = "system:serviceaccount:modelpin-system:modelpin-reconciler"  # the rec
 SECRET = "e2e-shared-secret"
 
 
+def reconciler_section(lease: str, poll: float, *, lease_seconds: int = 4, lease_namespace: str = NS) -> dict[str, Any]:
+    """The configuration's ``reconciler`` section: a lease of the test's own, a short poll, rare warnings."""
+    return {
+        "lease_name": lease,
+        "lease_namespace": lease_namespace,
+        "lease_duration_seconds": lease_seconds,
+        "poll_interval_seconds": poll,
+        "warning_interval_seconds": 600,
+    }
+
+
 class Reconciler:
     def __init__(
         self,
@@ -45,15 +56,12 @@ class Reconciler:
         self.url = f"https://127.0.0.1:{self.port}"
         bundle = certs.issue(ca_dir, ["localhost", "127.0.0.1"])
         config = modelpin_config(tracking_uri)
-        config["reconciler"] = {
-            "lease_name": lease,
-            "lease_namespace": lease_namespace,
-            "lease_duration_seconds": lease_seconds,
-            "poll_interval_seconds": poll,
-            "warning_interval_seconds": 600,
-        }
+        config["reconciler"] = reconciler_section(
+            lease, poll, lease_seconds=lease_seconds, lease_namespace=lease_namespace
+        )
         config.update(overrides or {})
-        cfg = workdir / "config.yaml"
+        # also what `modelpin status --config` reads in the tests that start this reconciler
+        self.config_path = cfg = workdir / "config.yaml"
         cfg.write_text(yaml.safe_dump(config))
         env = {"MODELPIN_MLFLOW_WEBHOOK_SECRET": SECRET} if secret else {"MODELPIN_MLFLOW_WEBHOOK_SECRET": ""}
         self.process = Process(
