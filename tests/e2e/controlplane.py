@@ -296,13 +296,12 @@ class ControlPlane:
     def restart_apiserver(self, down_seconds: float = 0.0) -> None:
         """Stop kube-apiserver and start it again on the same port with the same credentials; etcd keeps its data."""
         (old,) = [p for p in self._procs if p.name == "kube-apiserver"]
-        argv = list(old.proc.args)  # type: ignore[arg-type]
         old.stop()
         self._procs.remove(old)
         time.sleep(down_seconds)
         log = self.workdir / "kube-apiserver.log"
         log.rename(self.workdir / f"kube-apiserver.{int(time.time())}.log")
-        apiserver = Process(argv, log)
+        apiserver = Process(old.argv, log)
         self._procs.append(apiserver)
         apiserver.wait_until(self._ready, self.start_timeout)
 

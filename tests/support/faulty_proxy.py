@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 
-from tests.support.pipes import listen, pipe
+from tests.support.pipes import accepted, drop, listen, pipe
 
 MODES = ("pass", "error", "hang", "reset")
 DEFAULT_ERROR_BODY = b'{"error_code": "INTERNAL_ERROR", "message": "injected fault"}'
@@ -35,7 +35,6 @@ class FaultyProxy:
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
-        self._closed = False
         self._flap_stop: threading.Event | None = None
         threading.Thread(target=self._accept, daemon=True, name="faulty-proxy").start()
 
@@ -68,7 +67,6 @@ class FaultyProxy:
 
     def close(self) -> None:
         self._stop_flapping()
-        self._closed = True
         self._drop_all()
         self.listener.close()
 
@@ -84,10 +82,7 @@ class FaultyProxy:
     def _drop_all(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, set()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
+        drop(conns)
 
     def _track(self, *socks: socket.socket) -> None:
         with self._lock:
@@ -105,11 +100,7 @@ class FaultyProxy:
     # --- serving -------------------------------------------------------------
 
     def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
+        for client in accepted(self.listener):
             mode = self.mode
             self._track(client)
             target = {"pass": self._forward, "error": self._errors, "hang": self._hang, "reset": self._reset}[mode]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 
-from tests.support.pipes import listen, pipe
+from tests.support.pipes import accepted, drop, listen, pipe
 
 
 class Forwarder:
@@ -18,15 +17,10 @@ class Forwarder:
         self.hanging = False
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
+        for client in accepted(self.listener):
             if not self.up.is_set():
                 if self.hanging:
                     with self._lock:
@@ -48,11 +42,8 @@ class Forwarder:
         """Refuse new connections and drop the open ones."""
         self.up.clear()
         with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._conns.clear()
+            conns, self._conns = self._conns, []
+        drop(conns)
 
     def hang(self) -> None:
         """Accept connections and never answer: a registry that stalls."""
@@ -64,6 +55,5 @@ class Forwarder:
         self.up.set()
 
     def close(self) -> None:
-        self._closed = True
         self.cut()
         self.listener.close()

@@ -1,10 +1,10 @@
-"""Plain TCP plumbing the test proxies share: a loopback listener and a one-way byte pipe."""
+"""Plain TCP plumbing the test proxies share: a loopback listener, its connections, a one-way byte pipe."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 
 def listen(backlog: int) -> tuple[socket.socket, int]:
@@ -14,6 +14,27 @@ def listen(backlog: int) -> tuple[socket.socket, int]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(backlog)
     return listener, int(listener.getsockname()[1])
+
+
+def accepted(listener: socket.socket) -> Iterator[socket.socket]:
+    """Each connection ``listener`` accepts, until it is closed."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:  # closed
+            return
+        if listener.fileno() == -1:  # closed while this accept waited: too late to serve
+            client.close()
+            return
+        yield client
+
+
+def drop(conns: Iterable[socket.socket]) -> None:
+    """Shut down and close each connection, so that its peer sees it end at once (a close alone may not)."""
+    for conn in conns:
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        conn.close()
 
 
 def pipe(src: socket.socket, dst: socket.socket, seen: Callable[[bytes], None] | None = None) -> None:

@@ -49,12 +49,13 @@ class Process:
         cwd: Path | None = None,
         name: str | None = None,
     ) -> None:
+        self.argv = list(argv)  # to start it again as it was
         self.name = name or _name_of(argv)
         self.log = log
         self._log: IO[bytes] = log.open("wb")  # closed in stop()
         try:
             self.proc = subprocess.Popen(
-                list(argv),
+                self.argv,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
