@@ -10,9 +10,9 @@ the best of ``--repeats`` passes (the machine is shared: the best pass is the on
 disturbed), for each step of the path:
 
 - ``parse``: ``parse_review`` of the body;
-- ``admit``: ``admit`` on a parsed request (survey, plans, cache, URIs, patch, metrics);
+- ``admit``: ``admit`` on a parsed request (survey, plans, cache, URIs, patch, the results tally);
 - ``answer``: ``review(uid, response)``, the bytes sent back;
-- ``asgi``: the whole ASGI app (``/mutate`` route, body read, all of the above) called directly,
+- ``asgi``: the whole ASGI app (``/mutate`` route, body read, all of the above, metrics) called directly,
   and the benchmark's echo app the same way, for what modelpin adds over the stack.
 
 ``--profile`` prints cProfile's top functions for ``admit`` on new objects.
@@ -245,13 +245,13 @@ async def measure_mode(mode: str, n: int, repeats: int, res: Resolver, app: Any,
         answer = orjson.loads(await call(body))["response"]
         assert answer["allowed"] and "patch" in answer, answer
     requests: list[AdmissionRequest] = [parse_review(b) for b in raw]
-    answers = [await admit(r, resolver=res) for r in requests]
+    answers = [(await admit(r, resolver=res, settings=res.settings)).response for r in requests]
 
     async def parse(i: int) -> object:
         return parse_review(raw[i])
 
     async def decide(i: int) -> object:
-        return await admit(requests[i], resolver=res)
+        return await admit(requests[i], resolver=res, settings=res.settings)
 
     async def encode(i: int) -> object:
         return review(requests[i]["uid"], answers[i])
@@ -273,7 +273,7 @@ async def measure_mode(mode: str, n: int, repeats: int, res: Resolver, app: Any,
         prof = cProfile.Profile()
         prof.enable()
         for r in requests:
-            await admit(r, resolver=res)
+            await admit(r, resolver=res, settings=res.settings)
         prof.disable()
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)

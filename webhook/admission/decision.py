@@ -1,20 +1,22 @@
 """The admission core: a validated AdmissionReview request in, a response out.
 
-No HTTP here. Dependencies (the resolver and a clock) are passed in so the
-same function serves the webhook, ``modelpin render`` and the tests.
+No HTTP here, and no metrics: dependencies (the resolver, its clock, the settings)
+are passed in, and the fields' resolution results are handed back for the caller
+to count, so the same function serves the webhook, ``modelpin render`` and the tests.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from webhook import metrics
 from webhook.admission import history, holds, traffic
 from webhook.admission.holds import Holding
-from webhook.admission.jobs import Job, is_trusted, recorded_job, template_job
+from webhook.admission.jobs import Fields, Job, is_trusted, recorded_job, template_job
 from webhook.admission.lookups import run_lookups
 from webhook.admission.outcome import Outcome, show
 from webhook.admission.patch import annotations_after, annotations_size, build_patch
@@ -42,19 +44,22 @@ MAX_ERRORS_SHOWN = 20
 ANNOTATIONS_LIMIT_BYTES = 256 * 1024
 
 
-async def admit(request: AdmissionRequest, *, resolver: Resolver, settings: Settings | None = None) -> Response:
-    """The answer to ``request`` (without its uid: the edge stamps it, and records the outcome).
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to a review, and how many of its fields came to each resolution result."""
 
-    ``settings`` are those the resolver was built with unless given.
-    """
-    if settings is None:
-        settings = resolver.settings
+    response: Response
+    results: Counter[str]
+
+
+async def admit(request: AdmissionRequest, *, resolver: Resolver, settings: Settings) -> Admission:
+    """The answer to ``request`` (without its uid: the edge stamps it, and records the outcome and results)."""
     if request["operation"] not in ("CREATE", "UPDATE"):
-        return allowed()
+        return Admission(allowed(), Counter())
     obj = request["object"]
     malformed = _malformed(obj)
     if malformed is not None:
-        return denied(Cause.INVALID, f"modelpin cannot admit this object: {malformed}")
+        return Admission(denied(Cause.INVALID, f"modelpin cannot admit this object: {malformed}"), Counter())
     namespace = request.get("namespace")
     if namespace is None:
         found = obj.get("metadata", {}).get("namespace")
@@ -67,7 +72,7 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver, settings: Sett
     if by_reconciler and request["operation"] == "UPDATE":
         changed = changes_outside_templates(old, obj, paths)
         if changed:
-            return denied(Cause.POLICY, _reconciler_overreach(str(username), changed))
+            return Admission(denied(Cause.POLICY, _reconciler_overreach(str(username), changed)), Counter())
     outcome = await decide(
         obj,
         namespace=namespace,
@@ -79,6 +84,11 @@ async def admit(request: AdmissionRequest, *, resolver: Resolver, settings: Sett
         may_refresh=by_reconciler,
         kind=request["kind"]["kind"],
     )
+    return Admission(_response(obj, outcome), outcome.results)
+
+
+def _response(obj: Mapping[str, Any], outcome: Outcome) -> Response:
+    """What ``outcome`` answers for ``obj``: its refusal, its errors, or its patch."""
     if outcome.refusal is not None:
         return denied(*outcome.refusal, outcome.warnings)
     if outcome.errors:
@@ -175,7 +185,7 @@ async def decide(
     namespace: str | None,
     flavor: Flavor,
     resolver: Resolver,
-    settings: Settings | None = None,
+    settings: Settings,
     paths: KindPaths | None = None,
     old: Mapping[str, Any] | None = None,
     may_refresh: bool = True,
@@ -200,8 +210,6 @@ async def decide(
     object as sent is stripped before its fields are read, the fields of the state's
     ``from`` records keep those records, and the canary side takes the ``to`` URIs.
     """
-    if settings is None:
-        settings = resolver.settings
     sent_spec = obj.get("spec")
     if kind is not None and isinstance(sent_spec, dict) and traffic.has_split(kind, sent_spec):
         obj = {**obj, "spec": traffic.strip(kind, sent_spec)}  # a split is not the user's literals
@@ -220,12 +228,13 @@ async def decide(
     if not may_refresh:
         refresh_ms = _refused_refresh(obj, old, old_rec, out, settings)
     jobs: list[Job] = []
+    ctx = Fields(rec, holding, namespace, resolver, out)
     for pointer, value, declared in found:
         candidate = is_candidate(value)
         if not declared:
             if candidate:
                 out.errors.append((Cause.INVALID, _unguarded(pointer, value, paths)))
-                metrics.RESOLUTION_RESULT["invalid"].inc()
+                out.results["invalid"] += 1
             continue  # a recorded URI off the declared fields: its record is dropped
         out.current[pointer] = value
         if pointer in pins and pin_to_stable(pointer, value, rec, pins[pointer], namespace, resolver, out):
@@ -233,9 +242,9 @@ async def decide(
             continue
         trusted = is_trusted(pointer, rec, old_rec)
         if candidate:
-            job = template_job(pointer, value, rec, trusted, holding, namespace, resolver, out)
+            job = template_job(pointer, value, trusted, ctx)
         elif rec.recorded_uri(pointer) == value:
-            job = recorded_job(pointer, rec, trusted, holding, namespace, resolver, out)
+            job = recorded_job(pointer, trusted, ctx)
         else:
             # A literal the user wrote, or a field that never held a template:
             # any record for it is dropped by not carrying it over.

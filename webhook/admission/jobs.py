@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook import metrics
 from webhook.admission import history, holds
 from webhook.admission.holds import Holding
 from webhook.admission.outcome import Outcome, show
@@ -42,16 +41,19 @@ def is_trusted(pointer: str, rec: records.Records, old_rec: records.Records | No
     )
 
 
-def template_job(
-    pointer: str,
-    text: str,
-    rec: records.Records,
-    trusted: bool,
-    holding: Holding,
-    namespace: str | None,
-    resolver: Resolver,
-    out: Outcome,
-) -> Job | None:
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """What every field of one review is decided against: made once per review, passed to each field's job."""
+
+    rec: records.Records
+    holding: Holding
+    namespace: str | None
+    resolver: Resolver
+    out: Outcome
+
+
+def template_job(pointer: str, text: str, trusted: bool, ctx: Fields) -> Job | None:
+    out = ctx.out
     try:
         template = parse(text)
     except TemplateError as exc:
@@ -61,13 +63,14 @@ def template_job(
                 f"{pointer}: template {show(text)} does not parse: {exc.reason} at column {exc.column}",
             )
         )
-        metrics.RESOLUTION_RESULT["invalid"].inc()
+        out.results["invalid"] += 1
         return None
+    rec = ctx.rec
     same_text = rec.templates.get(pointer) == text and pointer in rec.resolved
-    pin = holding.version_for(pointer)
-    if pin is None and holding.active and same_text and _kept(pointer, rec, trusted, holding, out):
+    pin = ctx.holding.version_for(pointer)
+    if pin is None and ctx.holding.active and same_text and _kept(pointer, trusted, ctx):
         return None
-    p = _plan(pointer, template, namespace, resolver, out)
+    p = _plan(pointer, template, ctx)
     if p is None:
         return None
     fallback = rec.resolved[pointer] if same_text and trusted else None
@@ -76,31 +79,23 @@ def template_job(
     return Job(pointer, template, p, fallback)
 
 
-def recorded_job(
-    pointer: str,
-    rec: records.Records,
-    trusted: bool,
-    holding: Holding,
-    namespace: str | None,
-    resolver: Resolver,
-    out: Outcome,
-) -> Job | None:
-    text = rec.templates[pointer]
-    pin = holding.version_for(pointer)
-    if pin is None and holding.active and _kept(pointer, rec, trusted, holding, out):
+def recorded_job(pointer: str, trusted: bool, ctx: Fields) -> Job | None:
+    text = ctx.rec.templates[pointer]
+    pin = ctx.holding.version_for(pointer)
+    if pin is None and ctx.holding.active and _kept(pointer, trusted, ctx):
         return None
     try:
         template = parse(text)
     except TemplateError:
         # Our own record is damaged; the field keeps the user's literal.
-        out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {show(text)}")
+        ctx.out.warnings.append(f"{pointer}: dropped a recorded template that no longer parses: {show(text)}")
         return None
-    p = _plan(pointer, template, namespace, resolver, out)
+    p = _plan(pointer, template, ctx)
     if p is None:
         return None
-    fallback = rec.resolved[pointer] if trusted else None
+    fallback = ctx.rec.resolved[pointer] if trusted else None
     if pin is not None:
-        return _pinned_job(pointer, template, p, pin, fallback, out)
+        return _pinned_job(pointer, template, p, pin, fallback, ctx.out)
     return Job(pointer, template, p, fallback)
 
 
@@ -111,45 +106,43 @@ def _pinned_job(
     problem = holds.bad_version(pin)
     if problem is not None:
         out.errors.append((Cause.INVALID, f"{pointer}: template {show(template.text)}: {problem}"))
-        metrics.RESOLUTION_RESULT["invalid"].inc()
+        out.results["invalid"] += 1
         return None
     if fallback is not None and fallback.get("version") == pin:
         # already at the held version: kept without a lookup, so a held object re-admits unchanged
         out.values[pointer] = fallback["uri"]
         out.templates[pointer] = template.text
         out.resolved[pointer] = fallback
-        metrics.RESOLUTION_RESULT["paused"].inc()
+        out.results["paused"] += 1
         return None
     held = Plan(p.registry, p.profile, Reference(p.reference.name, Selector(SelectorKind.VERSION, pin)))
     return Job(pointer, template, held, fallback, selector=str(p.reference.selector), how=history.PINNED)
 
 
-def _kept(pointer: str, rec: records.Records, trusted: bool, holding: Holding, out: Outcome) -> bool:
+def _kept(pointer: str, trusted: bool, ctx: Fields) -> bool:
     """Keep a held field's recorded resolution, if the stored object has that record too."""
+    out = ctx.out
     if not trusted:
-        marker = records.PAUSED if holding.paused else HOLD
+        marker = records.PAUSED if ctx.holding.paused else HOLD
         out.warnings.append(
             f"{pointer}: resolved although {marker} is set: only a record the stored object "
             "already holds is kept, and this one it does not"
         )
         return False
-    _keep(pointer, rec, out)
-    out.how[pointer] = history.KEPT
-    metrics.RESOLUTION_RESULT["paused"].inc()
-    return True
-
-
-def _keep(pointer: str, rec: records.Records, out: Outcome) -> None:
+    rec = ctx.rec
     out.values[pointer] = rec.resolved[pointer]["uri"]
     out.templates[pointer] = rec.templates[pointer]
     out.resolved[pointer] = rec.resolved[pointer]
+    out.how[pointer] = history.KEPT
+    out.results["paused"] += 1
+    return True
 
 
-def _plan(pointer: str, template: Template, namespace: str | None, resolver: Resolver, out: Outcome) -> Plan | None:
+def _plan(pointer: str, template: Template, ctx: Fields) -> Plan | None:
     try:
-        return resolver.plan(template, namespace)
+        return ctx.resolver.plan(template, ctx.namespace)
     except ResolutionError as exc:
-        out.errors.append((exc.cause, f"{pointer}: template {show(template.text)}: {exc}"))
+        ctx.out.errors.append((exc.cause, f"{pointer}: template {show(template.text)}: {exc}"))
         if exc.cause is Cause.POLICY:
-            metrics.RESOLUTION_RESULT["policy"].inc()
+            ctx.out.results["policy"] += 1
         return None

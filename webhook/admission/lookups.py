@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from webhook import metrics
 from webhook.admission import gates
 from webhook.admission.jobs import Job
 from webhook.admission.outcome import Outcome, show
@@ -68,9 +67,7 @@ async def run_lookups(
             entry[records.MODEL_ID] = model_id  # a registered version's logged model (MLflow 3)
         out.resolved[job.pointer] = entry
         out.how[job.pointer] = job.how
-        out.n_resolved += 1
-    if out.n_resolved:
-        metrics.RESOLUTION_RESULT["resolved"].inc(out.n_resolved)
+        out.results["resolved"] += 1
 
 
 def _unresolved(job: Job, exc: ResolutionError, out: Outcome) -> None:
@@ -92,7 +89,7 @@ def _servable(job: Job, res: Resolution, verdict: servable.FieldVerdict, out: Ou
         out.warnings.append(f"{job.pointer}: {verdict.refusal}")
         return True
     out.errors.append((Cause.INVALID, f"{job.pointer}: template {show(job.template.text)}: {verdict.refusal}"))
-    metrics.RESOLUTION_RESULT["invalid"].inc()
+    out.results["invalid"] += 1
     return False
 
 
@@ -100,7 +97,7 @@ def _gated(job: Job, refusal: str, out: Outcome) -> None:
     """A version the namespace's gate refuses: a field with a trusted record keeps it, any other is denied."""
     if job.fallback is None:
         out.errors.append((Cause.POLICY, f"{job.pointer}: template {show(job.template.text)}: {refusal}"))
-        metrics.RESOLUTION_RESULT["policy"].inc()
+        out.results["policy"] += 1
         return
     _keep_recorded(job, job.fallback, refusal, out)
 
@@ -111,4 +108,4 @@ def _keep_recorded(job: Job, record: dict[str, str], why: str, out: Outcome) -> 
     out.templates[job.pointer] = job.template.text
     out.resolved[job.pointer] = record
     out.warnings.append(f"{job.pointer}: kept version {record['version']} of {job.plan.reference.name!r}: {why}")
-    metrics.RESOLUTION_RESULT["recorded"].inc()
+    out.results["recorded"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,8 @@ class Outcome:
     resolved: dict[str, dict[str, str]] = field(default_factory=dict)
     errors: list[tuple[Cause, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    n_resolved: int = 0  # fields resolved, as counted in the metrics
+    # field resolution results (resolved, invalid, paused, policy, recorded) -> fields; the edge counts them
+    results: Counter[str] = field(default_factory=Counter)
     # annotations to set besides the records (None: removed)
     annotations: dict[str, str | None] = field(default_factory=dict)
     # a reason to refuse the object as a whole, before any field is resolved

@@ -92,14 +92,17 @@ async def answer(state: ServerState, scope: Scope, receive: Receive) -> tuple[in
         return _error(400, str(exc))
     started = time.perf_counter()
     try:
-        response = await admit(req, resolver=state.resolver, settings=settings)
+        admission = await admit(req, resolver=state.resolver, settings=settings)
     except Exception as exc:  # never an HTTP 500 for a valid review: deny and say why
         log.exception("admission failed for uid %s", req["uid"])
         metrics.ADMISSION_OUTCOME["internal_error"].observe(0)
         response = denied(Cause.INTERNAL, f"modelpin failed internally: {type(exc).__name__}")
     else:
-        # the decision's time, recorded here: admission itself is request in, response out
+        # the decision's time and its fields' results, recorded here: admission itself is request in, response out
+        response = admission.response
         metrics.ADMISSION_OUTCOME[outcome(req["operation"], response)].observe(time.perf_counter() - started)
+        for result, fields in admission.results.items():
+            metrics.RESOLUTION_RESULT[result].inc(fields)
     return 200, review(req["uid"], response)
 
 

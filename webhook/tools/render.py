@@ -70,7 +70,8 @@ async def render_documents(
             out.append(doc)
             continue
         name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
-        response = await admit(review_request(doc, namespace), resolver=resolver, settings=resolver.settings)
+        request = review_request(doc, namespace)
+        response = (await admit(request, resolver=resolver, settings=resolver.settings)).response
         warnings += [f"document {index + 1} ({name}): {w}" for w in response.get("warnings", [])]
         if not response["allowed"]:
             errors.append(f"document {index + 1} ({name}): {response['status']['message']}")

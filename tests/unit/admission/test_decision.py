@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections import Counter
 from typing import Any
 from unittest.mock import ANY
 
@@ -20,6 +21,7 @@ from tests.support.fakes import (
     seed_uri,
 )
 from tests.support.reviews import DEMO1, GRAPH, RECONCILER, SEED_POINTERS, fixture, request
+from tests.unit.admitting import response_to
 from webhook.admission.decision import admit, decide
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
@@ -56,7 +58,7 @@ def seed() -> dict[str, Any]:
 
 
 async def admitted(obj: dict[str, Any], resolver: Resolver, **kw: Any) -> dict[str, Any]:
-    response = await admit(request(obj, **kw), resolver=resolver)
+    response = await response_to(request(obj, **kw), resolver=resolver)
     return apply_response(obj, response)
 
 
@@ -65,7 +67,7 @@ async def admitted(obj: dict[str, Any], resolver: Resolver, **kw: Any) -> dict[s
 
 async def test_create_resolves_the_seed_graph(seed: dict[str, Any], resolver: Resolver, registry: FakeRegistry) -> None:
     req = request(seed)
-    response = await admit(req, resolver=resolver)
+    response = await response_to(req, resolver=resolver)
     assert "uid" not in response  # the edge stamps it
     assert response["allowed"] is True
     assert response["patchType"] == "JSONPatch"
@@ -98,11 +100,11 @@ async def test_readmitting_the_output_gives_no_patch(
 ) -> None:
     out = await admitted(seed, resolver)
     for operation in ("CREATE", "UPDATE"):
-        response = await admit(request(out, operation), resolver=resolver)
+        response = await response_to(request(out, operation), resolver=resolver)
         assert response == {"allowed": True}
     # also after the cache expired, as long as nothing moved in the registry
     clock.advance(3600)
-    response = await admit(request(out, "UPDATE"), resolver=resolver)
+    response = await response_to(request(out, "UPDATE"), resolver=resolver)
     assert "patch" not in response
     assert registry.lookups == 8
 
@@ -110,7 +112,7 @@ async def test_readmitting_the_output_gives_no_patch(
 async def test_kserve_fields_and_flavor(resolver: Resolver, registry: FakeRegistry) -> None:
     registry.add("proxied", 1, "mlflow-artifacts:/3/abc/artifacts/model", run_id="abc")
     isvc = fixture("isvc-canary.yaml")
-    response = await admit(request(isvc), resolver=resolver)
+    response = await response_to(request(isvc), resolver=resolver)
     out = apply_response(isvc, response)
     assert at(out, "/spec/predictor/model/storageUri") == "s3://mlflow/7/r2/artifacts/model"
     assert at(out, "/spec/predictor/storageUris/0/uri") == "s3://mlflow/7/r2/artifacts/model"
@@ -121,7 +123,7 @@ async def test_kserve_fields_and_flavor(resolver: Resolver, registry: FakeRegist
     assert at(out, "/spec/predictor/storageUris/1/mountPath") == "/mnt/models/latest"
     assert len(template_records(out)) == 6
     assert registry.lookups == 6
-    assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver)
+    assert "patch" not in await response_to(request(out, "UPDATE"), resolver=resolver)
 
 
 async def test_trained_model_uses_default_profile(resolver: Resolver) -> None:
@@ -142,7 +144,7 @@ async def test_pattern_profile(resolver: Resolver, registry: FakeRegistry) -> No
 
 async def test_object_without_templates_gets_no_patch(resolver: Resolver, registry: FakeRegistry) -> None:
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "spec": {"a": "s3://b"}}
-    response = await admit(request(obj), resolver=resolver)
+    response = await response_to(request(obj), resolver=resolver)
     assert response == {"allowed": True}
     assert registry.lookups == 0
 
@@ -153,7 +155,7 @@ async def test_delete_and_connect_are_allowed_without_patch(
 ) -> None:
     req = request(None, operation, kind={"group": "machinelearning.seldon.io", "version": "v1", "kind": "X"})
     req["oldObject"] = fixture("seldon-seed.yaml")
-    response = await admit(req, resolver=resolver)
+    response = await response_to(req, resolver=resolver)
     assert response == {"allowed": True}
     assert registry.lookups == 0
 
@@ -163,7 +165,7 @@ async def test_dry_run_gives_the_same_answer(seed: dict[str, Any], registry: Fak
     for dry_run in (True, False, True):
         resolver = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
         req = request(copy.deepcopy(seed), dry_run=dry_run)
-        response = dict(await admit(req, resolver=resolver))
+        response = dict(await response_to(req, resolver=resolver))
         answers.append(response)
     assert answers[0] == answers[1] == answers[2]
     assert answers[0]["allowed"] is True
@@ -193,7 +195,7 @@ async def test_escaped_keys_round_trip(resolver: Resolver) -> None:
     assert out["spec"] == {"a/b": {"c~d": ["s3://mlflow/7/r2/artifacts/model"]}}
     assert template_records(out) == {"/spec/a~1b/c~0d/0": "models:/fraud/2"}
     assert annotations(out)["keep"] == "me"
-    assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver)
+    assert "patch" not in await response_to(request(out, "UPDATE"), resolver=resolver)
 
 
 # --- UPDATE ----------------------------------------------------------------------
@@ -219,7 +221,7 @@ async def test_update_reresolves_a_recorded_uri_when_the_alias_moved(
     out = await admitted(seed, resolver)
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(31)  # floating TTL expired
-    response = await admit(request(out, "UPDATE"), resolver=resolver)
+    response = await response_to(request(out, "UPDATE"), resolver=resolver)
     ops = decode_patch(response)
     assert {"op": "replace", "path": DEMO1, "value": seed_uri("iris demo1", 2)} in ops
     assert not [op for op in ops if op["path"].startswith("/spec") and op["path"] != DEMO1]
@@ -265,7 +267,7 @@ async def test_paused_keeps_versions_although_the_alias_moved(
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(31)
     lookups = registry.lookups
-    response = await admit(request(out, "UPDATE", old=out), resolver=resolver)
+    response = await response_to(request(out, "UPDATE", old=out), resolver=resolver)
     assert response == {"allowed": True}
     # a re-apply from git brings the templates back: still the recorded versions
     reapplied = copy.deepcopy(seed)
@@ -301,7 +303,7 @@ async def test_refresh_annotation_bypasses_the_cache(
     out = await admitted(seed, resolver)
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(1)  # well within the floating TTL
-    assert "patch" not in await admit(request(out, "UPDATE"), resolver=resolver)
+    assert "patch" not in await response_to(request(out, "UPDATE"), resolver=resolver)
     touched = copy.deepcopy(out)
     touched["metadata"]["annotations"][records.REFRESH] = str(fetched + 500)
     updated = await admitted(touched, resolver, operation="UPDATE", old=out, username=RECONCILER)
@@ -316,7 +318,7 @@ async def test_registry_down_keeps_recorded_values_with_warning(
     out = await admitted(seed, resolver)
     registry.fail_with(Unavailable(DOWN))
     cold = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)  # another replica: empty cache
-    response = await admit(request(out, "UPDATE", old=out), resolver=cold)
+    response = await response_to(request(out, "UPDATE", old=out), resolver=cold)
     assert response["allowed"] is True
     assert "patch" not in response
     # one per field, in the order the fields appear in the object
@@ -334,13 +336,13 @@ async def test_registry_down_with_template_equal_to_record_keeps_it(
     reapplied["metadata"] = copy.deepcopy(out["metadata"])
     registry.fail_with(Unavailable(DOWN))
     cold = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)
-    response = await admit(request(reapplied, "UPDATE", old=out), resolver=cold)
+    response = await response_to(request(reapplied, "UPDATE", old=out), resolver=cold)
     kept = apply_response(reapplied, response)
     assert at(kept, DEMO1) == seed_uri("iris demo1", 1)
     assert len(response["warnings"]) == 4
     # a changed template has nothing recorded to fall back on
     jsonpatch.JsonPointer(DEMO1).set(reapplied, '{{ mlflow.blob["iris demo1/2"] }}')
-    response = await admit(request(reapplied, "UPDATE", old=out), resolver=cold)
+    response = await response_to(request(reapplied, "UPDATE", old=out), resolver=cold)
     assert response["allowed"] is False
     assert response["status"]["code"] == 503
     assert response["status"]["message"] == (
@@ -361,7 +363,7 @@ async def test_registry_down_serves_stale_cache_with_one_warning_per_reference(
     await admitted(copy.deepcopy(obj), resolver)
     registry.fail_with(Unavailable(DOWN))
     clock.advance(40)
-    response = await admit(request(obj), resolver=resolver)
+    response = await response_to(request(obj), resolver=resolver)
     out = apply_response(obj, response)
     assert out["spec"] == {"a": "s3://mlflow/7/r2/artifacts/model", "b": "s3://mlflow/7/r2/artifacts/model"}
     assert response["warnings"] == [f"fraud@champion: {DOWN}; serving version 2 resolved 40s ago"]
@@ -373,7 +375,7 @@ async def test_hanging_registry_answers_within_the_deadline(
     resolver = Resolver(make_settings(lookup_deadline_seconds=0.2), {"mlflow": registry}, clock_ms=clock)
     gate = registry.hang()
     started = time.monotonic()
-    response = await admit(request(seed), resolver=resolver)
+    response = await response_to(request(seed), resolver=resolver)
     assert time.monotonic() - started < 0.4
     assert response["allowed"] is False
     assert response["status"]["code"] == 503
@@ -397,7 +399,7 @@ def one_field(value: str, group: str = "serving.kserve.io/v1beta1") -> dict[str,
 
 async def test_unknown_model_is_404(resolver: Resolver) -> None:
     text = '{{ mlflow.s3["nope@champion"] }}'
-    response = await admit(request(one_field(text)), resolver=resolver)
+    response = await response_to(request(one_field(text)), resolver=resolver)
     assert response["allowed"] is False
     status = response["status"]
     assert (status["code"], status["reason"]) == (404, "NotFound")
@@ -410,7 +412,7 @@ async def test_unknown_model_is_404(resolver: Resolver) -> None:
 
 
 async def test_policy_is_403(resolver: Resolver) -> None:
-    response = await admit(request(one_field("models:/jukebox/1"), namespace="restricted"), resolver=resolver)
+    response = await response_to(request(one_field("models:/jukebox/1"), namespace="restricted"), resolver=resolver)
     assert response["status"]["code"] == 403
     assert response["status"]["reason"] == "Forbidden"
     assert response["status"]["message"] == (
@@ -421,7 +423,7 @@ async def test_policy_is_403(resolver: Resolver) -> None:
 
 async def test_parse_error_is_422_with_column(resolver: Resolver) -> None:
     text = '{{ mlflow.s3["fraud/Prod"] }}'
-    response = await admit(request(one_field(text)), resolver=resolver)
+    response = await response_to(request(one_field(text)), resolver=resolver)
     assert response["status"]["code"] == 422
     assert response["status"]["reason"] == "Invalid"
     message = response["status"]["message"]
@@ -437,12 +439,12 @@ async def test_namespace_from_object_when_request_has_none(resolver: Resolver) -
     obj["metadata"]["namespace"] = "restricted"
     req = request(obj)
     del req["namespace"]
-    assert (await admit(req, resolver=resolver))["status"]["code"] == 403
+    assert (await response_to(req, resolver=resolver))["status"]["code"] == 403
 
 
 async def test_missing_default_selector_is_422(registry: FakeRegistry, clock: Clock) -> None:
     resolver = Resolver(make_settings(default_selector=None), {"mlflow": registry}, clock_ms=clock)
-    response = await admit(request(fixture("seldon-seed.yaml"), namespace="team"), resolver=resolver)
+    response = await response_to(request(fixture("seldon-seed.yaml"), namespace="team"), resolver=resolver)
     assert response["status"]["code"] == 422
     assert "'iris demo4' names no version and neither namespace 'team' nor the global" in response["status"]["message"]
 
@@ -450,7 +452,7 @@ async def test_missing_default_selector_is_422(registry: FakeRegistry, clock: Cl
 async def test_several_errors_are_all_named(resolver: Resolver) -> None:
     obj = one_field("models:/nope/1")
     obj["spec"]["transformer"] = {"containers": [{"name": "t", "env": [{"name": "STORAGE_URI", "value": "{{ broken"}]}]}
-    response = await admit(request(obj), resolver=resolver)
+    response = await response_to(request(obj), resolver=resolver)
     message = response["status"]["message"]
     assert message.startswith("modelpin could not resolve 2 templates: ")
     assert "/spec/transformer/containers/0/env/0/value: template '{{ broken' does not parse: " in message
@@ -461,7 +463,7 @@ async def test_several_errors_are_all_named(resolver: Resolver) -> None:
 
 async def test_registry_down_without_anything_usable_is_503(resolver: Resolver, registry: FakeRegistry) -> None:
     registry.fail_with(Unavailable(DOWN))
-    response = await admit(request(one_field("models:/fraud@champion")), resolver=resolver)
+    response = await response_to(request(one_field("models:/fraud@champion")), resolver=resolver)
     assert response["status"] == {
         "code": 503,
         "reason": "ServiceUnavailable",
@@ -473,7 +475,7 @@ async def test_registry_down_without_anything_usable_is_503(resolver: Resolver, 
 async def test_damaged_records_become_warnings(resolver: Resolver) -> None:
     obj = one_field("models:/fraud@champion")
     obj["metadata"]["annotations"] = {records.TEMPLATES: "{oops"}
-    response = await admit(request(obj), resolver=resolver)
+    response = await response_to(request(obj), resolver=resolver)
     assert response["allowed"] is True
     assert response["warnings"] == ["ignored annotation modelpin.io/templates: not JSON"]
     out = apply_response(obj, response)
@@ -486,7 +488,7 @@ async def test_recorded_template_that_no_longer_parses_is_dropped(resolver: Reso
         records.TEMPLATES: records.dumps({"/spec/predictor/model/storageUri": "{{ bad"}),
         records.RESOLVED: records.dumps({"/spec/predictor/model/storageUri": {"uri": "s3://kept"}}),
     }
-    response = await admit(request(obj, "UPDATE"), resolver=resolver)
+    response = await response_to(request(obj, "UPDATE"), resolver=resolver)
     assert response["warnings"] == [
         "/spec/predictor/model/storageUri: dropped a recorded template that no longer parses: '{{ bad'"
     ]
@@ -496,11 +498,23 @@ async def test_recorded_template_that_no_longer_parses_is_dropped(resolver: Reso
 
 
 async def test_decide_directly(resolver: Resolver) -> None:
-    outcome = await decide(one_field("models:/fraud/2"), namespace="default", flavor=Flavor.KSERVE, resolver=resolver)
+    outcome = await decide(
+        one_field("models:/fraud/2"),
+        namespace="default",
+        flavor=Flavor.KSERVE,
+        resolver=resolver,
+        settings=resolver.settings,
+    )
     assert outcome.errors == []
     assert outcome.values == {"/spec/predictor/model/storageUri": "s3://mlflow/7/r2/artifacts/model"}
     assert outcome.templates == {"/spec/predictor/model/storageUri": "models:/fraud/2"}
-    outcome = await decide(one_field("models:/fraud/99"), namespace="default", flavor=Flavor.KSERVE, resolver=resolver)
+    outcome = await decide(
+        one_field("models:/fraud/99"),
+        namespace="default",
+        flavor=Flavor.KSERVE,
+        resolver=resolver,
+        settings=resolver.settings,
+    )
     assert [cause for cause, _ in outcome.errors] == [Cause.NOT_FOUND]
 
 
@@ -508,7 +522,7 @@ async def test_concurrent_admissions_share_lookups(
     seed: dict[str, Any], resolver: Resolver, registry: FakeRegistry
 ) -> None:
     gate = registry.hang()
-    tasks = [asyncio.create_task(admit(request(copy.deepcopy(seed)), resolver=resolver)) for _ in range(20)]
+    tasks = [asyncio.create_task(response_to(request(copy.deepcopy(seed)), resolver=resolver)) for _ in range(20)]
     await asyncio.sleep(0.01)
     gate.set()
     responses = await asyncio.gather(*tasks)
@@ -518,7 +532,7 @@ async def test_concurrent_admissions_share_lookups(
 
 
 async def test_non_ascii_digit_version_is_denied(resolver: Resolver) -> None:
-    response = await admit(request(one_field("models:/fraud/²")), resolver=resolver)
+    response = await response_to(request(one_field("models:/fraud/²")), resolver=resolver)
     assert response["status"]["code"] == 422
 
 
@@ -533,13 +547,38 @@ async def test_a_registered_version_linked_to_a_logged_model_records_its_model_i
     assert entry["model_id"] == "m-0123abcd"
     assert entry["version"] == "1"
     # the record read back keeps it: re-admission, also from a kept record while the registry is down
-    assert await admit(request(out, "UPDATE", old=out), resolver=resolver) == {"allowed": True}
+    assert await response_to(request(out, "UPDATE", old=out), resolver=resolver) == {"allowed": True}
     clock.advance(3600)
     registry.failure = Unavailable(DOWN, "http_503")
-    response = await admit(request(out, "UPDATE", old=out), resolver=resolver)
+    response = await response_to(request(out, "UPDATE", old=out), resolver=resolver)
     assert "patch" not in response and response["allowed"] is True
 
 
 async def test_a_version_without_a_linked_logged_model_records_no_model_id(resolver: Resolver) -> None:
     out = await admitted(one_field('{{ mlflow.s3["fraud@champion"] }}'), resolver)
     assert "model_id" not in resolved_records(out)["/spec/predictor/model/storageUri"]
+
+
+# --- resolution results, tallied for the edge to count ------------------------------
+
+
+async def results(req: dict[str, Any], resolver: Resolver) -> Counter[str]:
+    return (await admit(req, resolver=resolver, settings=resolver.settings)).results
+
+
+async def test_admission_tallies_each_fields_resolution_result(
+    seed: dict[str, Any], resolver: Resolver, registry: FakeRegistry, clock: Clock
+) -> None:
+    assert await results(request(seed), resolver) == {"resolved": 4}
+    out = await admitted(seed, resolver)
+    broken = copy.deepcopy(seed)
+    jsonpatch.JsonPointer(DEMO1).set(broken, "{{ broken")
+    assert await results(request(broken), resolver) == {"resolved": 3, "invalid": 1}
+    assert await results(request(one_field("models:/jukebox/1"), namespace="restricted"), resolver) == {"policy": 1}
+    paused = copy.deepcopy(out)
+    paused["metadata"]["annotations"][records.PAUSED] = "true"
+    assert await results(request(paused, "UPDATE", old=paused), resolver) == {"paused": 4}
+    registry.fail_with(Unavailable(DOWN))
+    cold = Resolver(make_settings(), {"mlflow": registry}, clock_ms=clock)  # another replica: empty cache
+    assert await results(request(out, "UPDATE", old=out), cold) == {"recorded": 4}
+    assert await results(request(out, "DELETE"), resolver) == {}

@@ -9,7 +9,7 @@ import orjson
 
 from tests.support.fakes import FakeRegistry, apply_response, decode_patch, make_settings
 from tests.support.reviews import RECONCILER, request
-from webhook.admission.decision import admit
+from tests.unit.admitting import response_to
 from webhook.admission.traffic import CANARY
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
@@ -77,14 +77,14 @@ def annotate(obj: dict[str, Any], **values: str | None) -> dict[str, Any]:
 
 
 async def created(obj: dict[str, Any], resolver: Resolver) -> dict[str, Any]:
-    response = await admit(request(obj), resolver=resolver)
+    response = await response_to(request(obj), resolver=resolver)
     return apply_response(obj, response)
 
 
 async def updated(
     obj: dict[str, Any], old: dict[str, Any], resolver: Resolver, username: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    response = await admit(request(obj, operation="UPDATE", old=old, username=username), resolver=resolver)
+    response = await response_to(request(obj, operation="UPDATE", old=old, username=username), resolver=resolver)
     return apply_response(obj, response), response
 
 
@@ -124,7 +124,7 @@ async def test_own_output_readmitted_needs_no_patch(resolver: Resolver, registry
     stored = await created(isvc(), resolver)
     registry.set_alias("fraud", "champion", 3)
     out = await as_reconciler(stored, resolver, rollout=state(STORAGE))
-    response = await admit(request(out, operation="UPDATE", old=out), resolver=resolver)
+    response = await response_to(request(out, operation="UPDATE", old=out), resolver=resolver)
     assert decode_patch(response) == []
     assert response["allowed"] is True
 
@@ -238,7 +238,7 @@ async def test_the_namespace_policy_chooses_the_mode_and_a_bad_annotation_is_nam
     stored = await created(annotate(isvc(), policy="steps: [50, 10]"), resolver)
     registry.set_alias("fraud", "champion", 3)
     sent = annotate(stored, refresh="1", rollout=state(STORAGE))
-    response = await admit(request(sent, operation="UPDATE", old=stored, username=RECONCILER), resolver=resolver)
+    response = await response_to(request(sent, operation="UPDATE", old=stored, username=RECONCILER), resolver=resolver)
     out = apply_response(sent, response)
     assert out["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert any(w.startswith(f"ignored {ROLLOUT_POLICY}: steps: ") for w in response["warnings"])

@@ -8,8 +8,8 @@ import pytest
 
 from tests.support.fakes import Clock, FakeRegistry, apply_response, make_settings, seed_uri
 from tests.support.reviews import DEMO1, GRAPH, fixture, request
+from tests.unit.admitting import response_to
 from webhook.admission import gates
-from webhook.admission.decision import admit
 from webhook.registry.resolver import Resolver
 
 PASSED = {"validation_status": "passed"}
@@ -45,7 +45,7 @@ async def gated(registry: FakeRegistry, clock: Clock) -> Any:
 
 
 async def test_a_fresh_resolution_to_an_untagged_version_is_denied_403(gated: Resolver) -> None:
-    response = await admit(request(fixture("seldon-seed.yaml"), namespace="production"), resolver=gated)
+    response = await response_to(request(fixture("seldon-seed.yaml"), namespace="production"), resolver=gated)
     assert response["allowed"] is False
     assert response["status"]["code"] == 403
     message = response["status"]["message"]
@@ -57,10 +57,10 @@ async def test_a_tagged_version_is_admitted_and_other_namespaces_are_not_gated(
     gated: Resolver, registry: FakeRegistry
 ) -> None:
     seed = fixture("seldon-seed.yaml")
-    assert (await admit(request(seed, namespace="default"), resolver=gated))["allowed"] is True
+    assert (await response_to(request(seed, namespace="default"), resolver=gated))["allowed"] is True
     for name in ("iris demo1", "iris demo2", "iris demo3", "iris demo4"):
         registry.versions[name]["1"].tags.update(PASSED)
-    response = await admit(request(seed, namespace="production"), resolver=gated)
+    response = await response_to(request(seed, namespace="production"), resolver=gated)
     out = apply_response(seed, response)
     assert jsonpatch.JsonPointer(DEMO1).resolve(out) == seed_uri("iris demo1", 1)
     assert "warnings" not in response
@@ -72,10 +72,10 @@ async def test_a_recorded_field_keeps_its_version_when_the_registry_names_an_ung
     seed = fixture("seldon-seed.yaml")
     for name in ("iris demo1", "iris demo2", "iris demo3", "iris demo4"):
         registry.versions[name]["1"].tags.update(PASSED)
-    out = apply_response(seed, await admit(request(seed, namespace="production"), resolver=gated))
+    out = apply_response(seed, await response_to(request(seed, namespace="production"), resolver=gated))
     registry.set_alias("iris demo1", "champion", 2)  # version 2 carries no validation tag
     clock.advance(31)
-    response = await admit(request(out, "UPDATE", namespace="production", old=out), resolver=gated)
+    response = await response_to(request(out, "UPDATE", namespace="production", old=out), resolver=gated)
     assert response["allowed"] is True
     assert "patch" not in response
     assert response["warnings"] == [
@@ -85,10 +85,10 @@ async def test_a_recorded_field_keeps_its_version_when_the_registry_names_an_ung
     # a changed template is resolved fresh: denied
     changed = copy.deepcopy(out)
     jsonpatch.JsonPointer(DEMO1).set(changed, '{{ mlflow.blob["iris demo1/2"] }}')
-    denied = await admit(request(changed, "UPDATE", namespace="production", old=out), resolver=gated)
+    denied = await response_to(request(changed, "UPDATE", namespace="production", old=out), resolver=gated)
     assert denied["allowed"] is False and denied["status"]["code"] == 403
     # records the stored object does not hold are not trusted to stand in: denied
-    forged = await admit(request(out, "CREATE", namespace="production"), resolver=gated)
+    forged = await response_to(request(out, "CREATE", namespace="production"), resolver=gated)
     assert forged["allowed"] is False and "version 2 of 'iris demo1'" in forged["status"]["message"]
 
 
@@ -96,7 +96,7 @@ async def test_the_gate_inherits_from_the_default_entry(registry: FakeRegistry, 
     settings = make_settings(namespaces={"*": {"require_tags": PASSED}, "team": {"models": ["iris*"]}})
     res = Resolver(settings, {"mlflow": registry}, clock_ms=clock)
     obj = fixture("seldon-seed.yaml")
-    response = await admit(request(obj, namespace="team"), resolver=res)
+    response = await response_to(request(obj, namespace="team"), resolver=res)
     assert response["status"]["code"] == 403
     assert "namespace 'team' requires tag validation_status=passed" in response["status"]["message"]
     assert f"{GRAPH}/modelUri" in response["status"]["message"]

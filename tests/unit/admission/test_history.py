@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.fakes import Clock, FakeRegistry, apply_response, seed_uri
 from tests.support.reviews import DEMO1, RECONCILER, SEED_POINTERS, fixture, request
-from webhook.admission.decision import admit
+from tests.unit.admitting import response_to
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.rollout_annotations import (
@@ -32,14 +32,14 @@ def history(obj: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
 @pytest.fixture
 async def created(resolver: Resolver) -> dict[str, Any]:
     seed = fixture("seldon-seed.yaml")
-    return apply_response(seed, await admit(request(seed), resolver=resolver))
+    return apply_response(seed, await response_to(request(seed), resolver=resolver))
 
 
 async def touch(obj: dict[str, Any], resolver: Resolver, clock: Clock) -> dict[str, Any]:
     """The reconciler's touch: a new refresh token, sent as the reconciler."""
     touched = copy.deepcopy(obj)
     touched["metadata"]["annotations"][records.REFRESH] = str(clock.ms)
-    response = await admit(request(touched, "UPDATE", old=obj, username=RECONCILER), resolver=resolver)
+    response = await response_to(request(touched, "UPDATE", old=obj, username=RECONCILER), resolver=resolver)
     return apply_response(touched, response)
 
 
@@ -53,12 +53,12 @@ async def test_a_create_records_each_field_as_created(created: dict[str, Any]) -
 async def test_readmission_adds_nothing(created: dict[str, Any], resolver: Resolver, clock: Clock) -> None:
     clock.advance(3600)
     for operation in ("CREATE", "UPDATE"):
-        response = await admit(request(created, operation, old=created), resolver=resolver)
+        response = await response_to(request(created, operation, old=created), resolver=resolver)
         assert response == {"allowed": True}
     # a re-apply from git: the templates, the records and history kept by the merge
     reapplied = fixture("seldon-seed.yaml")
     reapplied["metadata"] = copy.deepcopy(created["metadata"])
-    out = apply_response(reapplied, await admit(request(reapplied, "UPDATE", old=created), resolver=resolver))
+    out = apply_response(reapplied, await response_to(request(reapplied, "UPDATE", old=created), resolver=resolver))
     assert out["metadata"] == created["metadata"]
 
 
@@ -78,7 +78,7 @@ async def test_a_registry_move_then_a_template_change(
     assert all(len(history(moved)[p]) == 1 for p in SEED_POINTERS if p != DEMO1)  # unchanged fields: nothing
     changed = copy.deepcopy(moved)
     jsonpatch.JsonPointer(DEMO1).set(changed, '{{ mlflow.blob["iris demo1/1"] }}')
-    response = await admit(request(changed, "UPDATE", old=moved), resolver=resolver)
+    response = await response_to(request(changed, "UPDATE", old=moved), resolver=resolver)
     out = apply_response(changed, response)
     assert [e["cause"] for e in history(out)[DEMO1]] == ["created", "moved", "template"]
     assert history(out)[DEMO1][-1]["version"] == "1"
@@ -106,7 +106,7 @@ async def test_a_sender_that_drops_the_history_appends_to_the_stored_one(
     touched = copy.deepcopy(created)
     touched["metadata"]["annotations"][records.REFRESH] = str(clock.ms)
     del touched["metadata"]["annotations"][HISTORY]
-    response = await admit(request(touched, "UPDATE", old=created, username=RECONCILER), resolver=resolver)
+    response = await response_to(request(touched, "UPDATE", old=created, username=RECONCILER), resolver=resolver)
     out = apply_response(touched, response)
     assert [e["cause"] for e in history(out)[DEMO1]] == ["created", "moved"]
 
@@ -120,7 +120,7 @@ async def test_a_damaged_history_is_replaced_with_a_warning(
     clock.advance(31)
     touched = copy.deepcopy(damaged)
     touched["metadata"]["annotations"][records.REFRESH] = str(clock.ms)
-    response = await admit(request(touched, "UPDATE", old=damaged, username=RECONCILER), resolver=resolver)
+    response = await response_to(request(touched, "UPDATE", old=damaged, username=RECONCILER), resolver=resolver)
     out = apply_response(touched, response)
     assert [e["cause"] for e in history(out)[DEMO1]] == ["moved"]
     assert f"ignored annotation {HISTORY}: not a JSON object" in response["warnings"]
@@ -129,10 +129,10 @@ async def test_a_damaged_history_is_replaced_with_a_warning(
 async def test_a_hand_edit_to_a_literal_is_recorded_once(created: dict[str, Any], resolver: Resolver) -> None:
     edited = copy.deepcopy(created)
     jsonpatch.JsonPointer(DEMO1).set(edited, "s3://bucket/hand/picked")
-    out = apply_response(edited, await admit(request(edited, "UPDATE", old=created), resolver=resolver))
+    out = apply_response(edited, await response_to(request(edited, "UPDATE", old=created), resolver=resolver))
     assert history(out)[DEMO1][-1] == {"version": "", "uri": "s3://bucket/hand/picked", "at": START, "cause": "edit"}
     assert DEMO1 not in orjson.loads(out["metadata"]["annotations"][records.RESOLVED])
-    assert await admit(request(out, "UPDATE", old=out), resolver=resolver) == {"allowed": True}
+    assert await response_to(request(out, "UPDATE", old=out), resolver=resolver) == {"allowed": True}
 
 
 async def test_past_the_byte_bound_the_oldest_entries_go_first(

@@ -10,8 +10,8 @@ import pytest
 
 from tests.support.fakes import Clock, FakeRegistry, apply_response, seed_uri
 from tests.support.reviews import DEMO1, GRAPH, RECONCILER, fixture, request
+from tests.unit.admitting import response_to
 from webhook.admission import holds
-from webhook.admission.decision import admit
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.rollout_annotations import HISTORY, HOLD, Hold, dump_hold, format_time
@@ -47,13 +47,13 @@ def held(obj: dict[str, Any], clock: Clock, *, until_s: float | None = None, v: 
 
 
 async def update(obj: dict[str, Any], old: dict[str, Any], resolver: Resolver, **kw: Any) -> dict[str, Any]:
-    return apply_response(obj, await admit(request(obj, "UPDATE", old=old, **kw), resolver=resolver))
+    return apply_response(obj, await response_to(request(obj, "UPDATE", old=old, **kw), resolver=resolver))
 
 
 @pytest.fixture
 async def created(resolver: Resolver) -> dict[str, Any]:
     seed = fixture("seldon-seed.yaml")
-    return apply_response(seed, await admit(request(seed), resolver=resolver))
+    return apply_response(seed, await response_to(request(seed), resolver=resolver))
 
 
 def test_read_an_active_expired_and_damaged_hold(clock: Clock) -> None:
@@ -87,7 +87,7 @@ async def test_a_hold_keeps_versions_across_a_move_and_a_reapply(
     touched = copy.deepcopy(on_hold)
     touched["metadata"]["annotations"][records.REFRESH] = str(clock.ms)
     lookups = registry.lookups
-    response = await admit(request(touched, "UPDATE", old=on_hold, username=RECONCILER), resolver=resolver)
+    response = await response_to(request(touched, "UPDATE", old=on_hold, username=RECONCILER), resolver=resolver)
     assert response == {"allowed": True}
     assert registry.lookups == lookups
     # a re-apply from git: the templates again, the hold (not in git) untouched
@@ -98,7 +98,7 @@ async def test_a_hold_keeps_versions_across_a_move_and_a_reapply(
     assert resolved(kept) == resolved(created)
     assert causes(kept, DEMO1) == ["created"]
     # and that output admitted again is no patch
-    assert await admit(request(kept, "UPDATE", old=kept), resolver=resolver) == {"allowed": True}
+    assert await response_to(request(kept, "UPDATE", old=kept), resolver=resolver) == {"allowed": True}
 
 
 async def test_a_hold_naming_a_version_rolls_the_field_back_to_it(
@@ -106,7 +106,7 @@ async def test_a_hold_naming_a_version_rolls_the_field_back_to_it(
 ) -> None:
     seed = fixture("seldon-seed.yaml")
     registry.set_alias("iris demo1", "champion", 2)
-    created = apply_response(seed, await admit(request(seed), resolver=resolver))
+    created = apply_response(seed, await response_to(request(seed), resolver=resolver))
     assert at(created, DEMO1) == seed_uri("iris demo1", 2)
     clock.advance(5)
     rolled = await update(held(created, clock, v="1"), created, resolver)
@@ -122,7 +122,7 @@ async def test_a_hold_naming_a_version_rolls_the_field_back_to_it(
     assert causes(rolled, DEMO1) == ["created", "rollback"]
     assert causes(rolled, DEMO2) == ["created"]  # held, not named: kept
     lookups = registry.lookups
-    assert await admit(request(rolled, "UPDATE", old=rolled), resolver=resolver) == {"allowed": True}
+    assert await response_to(request(rolled, "UPDATE", old=rolled), resolver=resolver) == {"allowed": True}
     reapplied = fixture("seldon-seed.yaml")
     reapplied["metadata"] = copy.deepcopy(rolled["metadata"])
     again = await update(reapplied, rolled, resolver)
@@ -137,9 +137,9 @@ async def test_a_create_with_a_hold_resolves_the_template_or_the_named_version(
     registry.set_alias("iris demo1", "champion", 2)
     seed = fixture("seldon-seed.yaml")
     seed["metadata"]["annotations"] = {}
-    plain = apply_response(seed, await admit(request(held(seed, clock)), resolver=resolver))
+    plain = apply_response(seed, await response_to(request(held(seed, clock)), resolver=resolver))
     assert at(plain, DEMO1) == seed_uri("iris demo1", 2)
-    named = apply_response(seed, await admit(request(held(seed, clock, v="1")), resolver=resolver))
+    named = apply_response(seed, await response_to(request(held(seed, clock, v="1")), resolver=resolver))
     assert at(named, DEMO1) == seed_uri("iris demo1", 1)
     assert causes(named, DEMO1) == ["created"]
 
@@ -149,7 +149,7 @@ async def test_a_hold_cannot_keep_a_record_the_stored_object_lacks(
 ) -> None:
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(31)
-    response = await admit(request(held(created, clock)), resolver=resolver)  # CREATE: nothing stored
+    response = await response_to(request(held(created, clock)), resolver=resolver)  # CREATE: nothing stored
     out = apply_response(created, response)
     assert at(out, DEMO1) == seed_uri("iris demo1", 2)
     assert f"{DEMO1}: resolved although {HOLD} is set: only a record the stored object already holds is kept" in (
@@ -188,13 +188,13 @@ async def test_a_released_hold_lets_the_field_move(
 async def test_a_hold_naming_a_bad_or_missing_version_is_denied(
     created: dict[str, Any], resolver: Resolver, clock: Clock
 ) -> None:
-    bad = await admit(request(held(created, clock, v="two"), "UPDATE", old=created), resolver=resolver)
+    bad = await response_to(request(held(created, clock, v="two"), "UPDATE", old=created), resolver=resolver)
     assert bad["allowed"] is False and bad["status"]["code"] == 422
     assert f"{DEMO1}: template " in bad["status"]["message"]
     assert f"{HOLD} names version 'two', which is not a version number" in bad["status"]["message"]
     fresh = fixture("seldon-seed.yaml")
     fresh["metadata"]["annotations"] = {}
-    missing = await admit(request(held(fresh, clock, v="9")), resolver=resolver)
+    missing = await response_to(request(held(fresh, clock, v="9")), resolver=resolver)
     assert missing["allowed"] is False and missing["status"]["code"] == 404
     assert DEMO1 in missing["status"]["message"]
 
@@ -206,7 +206,7 @@ async def test_a_damaged_hold_is_ignored_with_a_warning(
     damaged["metadata"]["annotations"][HOLD] = '{"reason": 1}'
     registry.set_alias("iris demo1", "champion", 2)
     clock.advance(31)
-    response = await admit(request(damaged, "UPDATE", old=damaged), resolver=resolver)
+    response = await response_to(request(damaged, "UPDATE", old=damaged), resolver=resolver)
     assert at(apply_response(damaged, response), DEMO1) == seed_uri("iris demo1", 2)
     assert f"ignored annotation {HOLD}: reason, since and by must be strings" in response["warnings"]
 

@@ -178,5 +178,28 @@ async def test_the_edge_records_each_outcome_and_admission_alone_records_none(
         "skipped": 1,
     }
     # the core is request in, response out: called directly (as render does) it records no outcome
-    await admit(request(seed), resolver=resolver)
+    resolved = resolutions("resolved")
+    admission = await admit(request(seed), resolver=resolver, settings=resolver.settings)
+    assert admission.results == {"resolved": 4}
     assert admissions("patched") - before["patched"] == 1
+    assert resolutions("resolved") == resolved
+
+
+def resolutions(result: str) -> float:
+    return PROMETHEUS.get_sample_value("modelpin_resolutions_total", {"result": result}) or 0.0
+
+
+async def test_the_edge_counts_each_reviews_resolution_results(client: httpx.AsyncClient) -> None:
+    seed = fixture("seldon-seed.yaml")
+    results = ("resolved", "invalid", "policy", "paused", "recorded")
+    before = {r: resolutions(r) for r in results}
+    r = await client.post("/mutate", content=review_body(seed), headers={"Content-Type": JSON})
+    assert r.json()["response"]["allowed"] is True
+    assert {r: resolutions(r) - n for r, n in before.items()} == {r: 4 if r == "resolved" else 0 for r in results}
+    broken = apply_response(seed, r.json()["response"])
+    graph = broken["spec"]["predictors"][0]["graph"]
+    graph["modelUri"] = "{{ broken"
+    graph["children"][1]["modelUri"] = '{{ mlflow.s3["fraud/Prod"] }}'
+    r = await client.post("/mutate", content=review_body(broken), headers={"Content-Type": JSON})
+    assert r.json()["response"]["allowed"] is False
+    assert resolutions("invalid") - before["invalid"] == 2

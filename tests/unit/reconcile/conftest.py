@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.fakes import FakeRegistry, apply_response, make_settings
-from webhook.admission.decision import admit
+from tests.unit.admitting import response_to
 from webhook.admission.review import AdmissionRequest
 from webhook.reconcile.index import Index, Key
 from webhook.reconcile.kube import Kind
@@ -108,7 +108,7 @@ async def managed(resolver: Resolver, name: str, uri: str) -> dict[str, Any]:
         "operation": "CREATE",
         "object": obj,
     }
-    return apply_response(obj, await admit(request, resolver=resolver))
+    return apply_response(obj, await response_to(request, resolver=resolver))
 
 
 def refreshed(obj: Mapping[str, Any], token: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY as PROMETHEUS
 
 from tests.support.fakes import make_settings
-from webhook.admission.decision import admit
+from tests.unit.admitting import response_to
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
 from webhook.registry.clients import LocalRegistry, NotFound, RegistryError, RestRegistry, Unavailable
@@ -265,12 +265,12 @@ async def test_admission_turns_registry_failures_into_stale_answers_and_503s_wit
     settings = make_settings(cache={"pinned_ttl_seconds": 0, "floating_ttl_seconds": 0, "max_stale_seconds": 600})
     resolver = Resolver(settings, {"mlflow": RestRegistry("mlflow", settings.registries["mlflow"], transport)})
     try:
-        warm = await admit(_review("models:/fraud@champion"), resolver=resolver)
+        warm = await response_to(_review("models:/fraud@champion"), resolver=resolver)
         assert warm["allowed"] and not warm.get("warnings")
         transport.failure = failure
         with caplog.at_level(logging.WARNING, "modelpin.registry"):
-            stale = await admit(_review("models:/fraud@champion"), resolver=resolver)
-            cold = await admit(_review("models:/fraud/2"), resolver=resolver)
+            stale = await response_to(_review("models:/fraud@champion"), resolver=resolver)
+            cold = await response_to(_review("models:/fraud/2"), resolver=resolver)
         assert stale["allowed"] and stale["warnings"]
         assert "serving version 2" in stale["warnings"][0]
         assert not cold["allowed"] and cold["status"]["code"] == 503

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.fakes import Clock, FakeRegistry, make_settings, seed_uri
 from tests.support.reviews import FIXTURES
-from webhook.admission.decision import admit
+from tests.unit.admitting import response_to
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
@@ -242,7 +242,7 @@ async def test_render_denies_what_the_kind_cannot_fetch(resolver: Resolver) -> N
 @pytest.mark.usefixtures("lake")
 async def test_admission_denies_what_the_kind_cannot_fetch_with_422(resolver: Resolver) -> None:
     doc = load_documents(DENIED_KINDS)[1]
-    response = await admit(review_request(doc, None), resolver=resolver)
+    response = await response_to(review_request(doc, None), resolver=resolver)
     assert response["allowed"] is False
     assert response["status"]["code"] == 422
     assert "a KServe TrainedModel (model agent) cannot fetch" in response["status"]["message"]
