@@ -16,6 +16,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 import orjson
 
 from webhook.templating.causes import Cause
+from webhook.templating.json_objects import NotAnObject, load_object
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -89,11 +90,9 @@ def parse_review(body: bytes) -> AdmissionRequest:
     as null are dropped, as the apiserver omits them.
     """
     try:
-        review = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from exc
-    if not isinstance(review, dict):
-        raise BadRequest("body is not a JSON object")
+        review = load_object(body)
+    except NotAnObject as exc:
+        raise BadRequest(f"body is {exc}") from exc
     if review.get("kind") != "AdmissionReview":
         raise BadRequest(f"kind is {_shown(review.get('kind'))}, expected 'AdmissionReview'")
     if review.get("apiVersion") != API_VERSION:

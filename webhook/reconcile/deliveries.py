@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from webhook.templating.json_objects import NotAnObject, load_object
 
 SIGNATURE = "x-mlflow-signature"
 TIMESTAMP = "x-mlflow-timestamp"
@@ -115,11 +115,9 @@ class Verifier:
         if not hmac.compare_digest(expected.encode(), h.signature.encode()):
             raise Refused("signature does not match")
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise Malformed(f"body is not JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise Malformed("body is not a JSON object")
+            payload = load_object(body)
+        except NotAnObject as exc:
+            raise Malformed(f"body is {exc}") from exc
         if remember:
             # remembered exactly as long as a replay would be fresh enough to pass
             expiry = h.sent + self.max_age

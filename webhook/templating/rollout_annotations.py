@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from webhook.templating.json_objects import NotAnObject, load_object
 from webhook.templating.record_annotations import PREFIX, dumps
 
 HOLD = PREFIX + "hold"
@@ -174,9 +173,6 @@ def _load(raw: object, key: str) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(raw, str):
         return None, f"ignored annotation {key}: not a string"
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, f"ignored annotation {key}: not JSON"
-    if not isinstance(value, dict):
-        return None, f"ignored annotation {key}: not a JSON object"
-    return value, None
+        return load_object(raw), None
+    except NotAnObject as exc:
+        return None, f"ignored annotation {key}: {exc.reason}"

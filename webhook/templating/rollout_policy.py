@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import orjson
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from webhook.templating.json_objects import NotAnObject, load_object
 from webhook.templating.record_annotations import PREFIX, RECORD_FIELDS, dumps
 from webhook.templating.rollout_annotations import parse_time
 
@@ -189,11 +189,9 @@ def parse_state(raw: object) -> tuple[State | None, str | None]:
     if len(raw.encode()) > MAX_STATE_BYTES:
         return None, f"ignored annotation {ROLLOUT}: larger than {MAX_STATE_BYTES} bytes"
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, f"ignored annotation {ROLLOUT}: not JSON"
-    if not isinstance(value, dict):
-        return None, f"ignored annotation {ROLLOUT}: not a JSON object"
+        value = load_object(raw)
+    except NotAnObject as exc:
+        return None, f"ignored annotation {ROLLOUT}: {exc.reason}"
     try:
         return State.model_validate(value), None
     except pydantic.ValidationError as err:
