@@ -116,24 +116,15 @@ class Reconciler:
         *,
         moving_only: bool = False,
         only: Key | None = None,
+        moves: dict[Key, list[str]] | None = None,
     ) -> int:
-        """Touch every object not held whose recorded URI is no longer what the registry says.
+        """Touch every object not held whose recorded URI is no longer what the registry says; how many were.
 
         ``moving_only``: skip pinned references (name/7), as a poll does: their version cannot move.
         ``only``: this object alone. A move to a version the namespace's ``require_tags`` refuse
-        is not made (one Warning Event per object and version).
+        is not made (one Warning Event per object and version). ``moves``, if given, gets each
+        touched object's moves (``iris 1 -> 3``).
         """
-        return len(await self._compare(models, kind, moving_only=moving_only, only=only))
-
-    async def _compare(
-        self,
-        models: set[str] | None = None,
-        kind: Kind | None = None,
-        *,
-        moving_only: bool = False,
-        only: Key | None = None,
-    ) -> dict[Key, list[str]]:
-        """The compare; returns each touched object's moves (``iris 1 -> 3``)."""
         started = time.monotonic()
         # The token is when the change was noticed, never earlier than the change itself:
         # MLflow's delivery timestamp has whole seconds, and a token before the change
@@ -197,7 +188,7 @@ class Reconciler:
             required = self.resolver.settings.policy(t.namespace).require_tags
             stale: dict[str, str] = {}
             named: dict[str, dict[str, str]] = {}  # pointer -> the record of what the registry names
-            moves: list[str] = []
+            made: list[str] = []
             for answer, r in zip(answers, t.refs, strict=True):
                 if answer is None or answer[0] == r.record.get("uri"):
                     continue
@@ -214,22 +205,24 @@ class Reconciler:
                     continue
                 stale[r.pointer] = r.record.get("uri", "")
                 named[r.pointer] = record(p, version, answer[0])
-                moves.append(f"{p.reference.name} {running} -> {version.version}")
+                made.append(f"{p.reference.name} {running} -> {version.version}")
             if not stale:
                 if None not in answers:
                     self.touches.current(t.key)
                 return None
             if self.rollouts.governs(t):
-                return moves if await self.rollouts.moved(t, named) else None
-            return moves if await self.touches.touch(t, token, stale) else None
+                return made if await self.rollouts.moved(t, named) else None
+            return made if await self.touches.touch(t, token, stale) else None
 
         results = await asyncio.gather(*(check(t) for t in targets))
-        touched = {t.key: moves for t, moves in zip(targets, results, strict=True) if moves is not None}
+        touched = {t.key: made for t, made in zip(targets, results, strict=True) if made is not None}
         if models is None and kind is None and only is None:
             POLL.observe(time.monotonic() - started)
         self.events.prune(self.index)
         self.publish_states()
-        return touched
+        if moves is not None:
+            moves.update(touched)
+        return len(touched)
 
     def _plan(
         self, t: Tracked, template_text: str, *, moving_only: bool
@@ -262,7 +255,9 @@ class Reconciler:
             if expiry < self._term_started or t.paused:
                 # ended before this term (the term's first compare moved it) or still paused: nothing to say
                 continue
-            moves = (await self._compare({r.model for r in t.refs}, only=t.key)).get(t.key)
+            moved: dict[Key, list[str]] = {}
+            await self.compare({r.model for r in t.refs}, only=t.key, moves=moved)
+            moves = moved.get(t.key)
             told = f"moving {', '.join(moves)}" if moves else "the registry names the versions running"
             await self.events.record(t, "Normal", "HoldExpired", f"hold expired (reason: {t.hold.reason}); {told}")
         for marker in [m for m in self._expired if not self._holds_still(m)]:

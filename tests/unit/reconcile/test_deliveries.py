@@ -94,6 +94,14 @@ def test_a_genuine_delivery_that_is_not_an_event_object_is_malformed(body: bytes
         verifier().verify(delivery(body), body)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"), [(b"not json", r"^body is not JSON: \S"), (b"[1, 2]", r"^body is not a JSON object$")]
+)
+def test_a_body_that_is_not_a_json_object_is_named_so(body: bytes, message: str) -> None:
+    with pytest.raises(Malformed, match=message):
+        verifier().verify(delivery(body), body)
+
+
 def test_events_modelpin_ignores() -> None:
     body = json.dumps({"entity": "prompt", "action": "created", "data": {"name": "p"}}).encode()
     assert verifier().verify(delivery(body), body) is None

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.fakes import FakeRegistry, make_settings
 from tests.unit.reconcile.conftest import KIND, FakeKube, load, managed
+from webhook.reconcile.index import Key
 from webhook.reconcile.kube import Kind
 from webhook.reconcile.loops import WorkDied
 from webhook.reconcile.reconciler import Reconciler
@@ -203,6 +204,34 @@ async def test_a_hold_ending_during_the_term_moves_its_object_and_says_so(
     await reconciler.expire_holds()  # once
     assert kube.touched() == {"held"}
     assert kube.events == [("held", "Normal", "HoldExpired", "hold expired (reason: bad canary); moving fraud 2 -> 3")]
+
+
+async def test_a_hold_ending_with_nothing_to_move_says_the_registry_names_what_runs(
+    reconciler: Reconciler, live: Resolver, kube: FakeKube
+) -> None:
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.2)
+    load(reconciler.index, [_held(await managed(live, "held", "models:/fraud@champion"), ends, "bad canary")])
+    await reconciler.expire_holds()
+    await asyncio.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
+    await reconciler.expire_holds()
+    assert kube.attempts == 0
+    assert kube.events == [
+        ("held", "Normal", "HoldExpired", "hold expired (reason: bad canary); the registry names the versions running")
+    ]
+
+
+async def test_compare_gives_each_touched_objects_moves_when_asked(
+    reconciler: Reconciler, live: Resolver, registry: FakeRegistry, kube: FakeKube
+) -> None:
+    load(
+        reconciler.index,
+        [await managed(live, "moving", "models:/fraud@champion"), await managed(live, "pinned", "models:/fraud/2")],
+    )
+    registry.set_alias("fraud", "champion", 3)
+    moves: dict[Key, list[str]] = {}
+    assert await reconciler.compare(moves=moves) == 1
+    assert list(moves.values()) == [["fraud 2 -> 3"]]
+    assert kube.touched() == {"moving"}
 
 
 async def test_a_hold_that_ended_before_the_term_began_is_not_announced(
