@@ -80,15 +80,17 @@ class RegisteredModel:
     last_updated_ms: int = 0
 
 
+def _pairs(raw: Any, key: str, value: str) -> dict[str, str]:
+    """A name -> value mapping sent either as one, or as a list of ``{key: name, value: v}`` entries."""
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    return {str(entry.get(key)): str(entry.get(value, "")) for entry in raw or ()}
+
+
 def registered_model_from_json(data: Mapping[str, Any]) -> RegisteredModel:
-    aliases = data.get("aliases") or []
-    if isinstance(aliases, Mapping):
-        alias_map = {str(k): str(v) for k, v in aliases.items()}
-    else:
-        alias_map = {str(a.get("alias")): str(a.get("version", "")) for a in aliases}
     return RegisteredModel(
         name=str(data.get("name", "")),
-        aliases=alias_map,
+        aliases=_pairs(data.get("aliases"), "alias", "version"),
         latest_versions=tuple(version_from_json(v) for v in data.get("latest_versions") or []),
         last_updated_ms=int(data.get("last_updated_timestamp") or 0),
     )
@@ -110,11 +112,6 @@ class Registry(Protocol):
 
 
 def version_from_json(data: Mapping[str, Any]) -> ModelVersion:
-    tags = data.get("tags") or []
-    if isinstance(tags, Mapping):
-        tag_map = {str(k): str(v) for k, v in tags.items()}
-    else:
-        tag_map = {str(t.get("key")): str(t.get("value", "")) for t in tags}
     version = str(data["version"])
     if not version.isdigit():
         # versions are compared as numbers; anything else is not an MLflow answer
@@ -127,7 +124,7 @@ def version_from_json(data: Mapping[str, Any]) -> ModelVersion:
         source=str(data.get("source", "")),
         run_id=str(data.get("run_id", "") or ""),
         model_id=str(data.get("model_id", "") or ""),
-        tags=tag_map,
+        tags=_pairs(data.get("tags"), "key", "value"),
         aliases=tuple(data.get("aliases") or ()),
     )
 

@@ -12,6 +12,7 @@ import base64
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,15 @@ from tests.support.fakes import make_settings
 from tests.unit.admitting import response_to
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
-from webhook.registry.clients import LocalRegistry, NotFound, RegistryError, RestRegistry, Unavailable
+from webhook.registry.clients import (
+    LocalRegistry,
+    NotFound,
+    RegistryError,
+    RestRegistry,
+    Unavailable,
+    registered_model_from_json,
+    version_from_json,
+)
 from webhook.registry.logged_models import LoggedModelsUnsupported
 from webhook.registry.resolver import ResolutionError, Resolver, plan
 from webhook.registry.servability import Flavors, NotChecked
@@ -170,47 +179,41 @@ async def test_other_4xx_text_goes_to_the_log_not_the_message(caplog: pytest.Log
     await client.aclose()
 
 
-async def test_a_rotated_token_file_is_used_without_restart(tmp_path: Path) -> None:
+def _bearer(secret: str) -> str:
+    return f"Bearer {secret}"
+
+
+def _basic(secret: str) -> str:
+    return "Basic " + base64.b64encode(f"modelpin:{secret}".encode()).decode()
+
+
+@pytest.mark.parametrize("kind", ["token", "password"])
+async def test_a_rotated_secret_file_is_used_without_restart(tmp_path: Path, kind: str) -> None:
     seen: list[str | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers.get("Authorization"))
         return httpx.Response(200, json=ALIAS_BODY)
 
-    token = tmp_path / "token"
-    token.write_text("first\n")
-    config = RegistryConfig(tracking_uri="http://mlflow.invalid", token_file=token)
+    secret = tmp_path / "secret"
+    secret.write_text("first\n")
+    fields: dict[str, Any] = (
+        {"token_file": secret} if kind == "token" else {"username": "modelpin", "password_file": secret}
+    )
+    header = _bearer if kind == "token" else _basic
+    config = RegistryConfig(tracking_uri="http://mlflow.invalid", **fields)
     client = RestRegistry("mlflow", config, httpx.MockTransport(handler))
+    await client.get_version("fraud", "2")
+    secret.write_text("second\n")  # rewritten in place
     await client.get_version("fraud", "2")
     # a Secret volume swaps the file for a new one
-    fresh = tmp_path / "token.new"
-    fresh.write_text("second-token\n")
-    fresh.replace(token)
+    fresh = tmp_path / "secret.new"
+    fresh.write_text("third-longer\n")
+    fresh.replace(secret)
     await client.get_version("fraud", "2")
-    token.unlink()  # mid-swap: the last token read is still used
+    secret.unlink()  # mid-swap: the last secret read is still used
     await client.get_version("fraud", "2")
-    assert seen == ["Bearer first", "Bearer second-token", "Bearer second-token"]
-    await client.aclose()
-
-
-async def test_a_rotated_password_file_is_used_without_restart(tmp_path: Path) -> None:
-    seen: list[str | None] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("Authorization"))
-        return httpx.Response(200, json=ALIAS_BODY)
-
-    password = tmp_path / "password"
-    password.write_text("one")
-    config = RegistryConfig(tracking_uri="http://mlflow.invalid", username="modelpin", password_file=password)
-    client = RestRegistry("mlflow", config, httpx.MockTransport(handler))
-    await client.get_version("fraud", "2")
-    password.write_text("two-longer")
-    await client.get_version("fraud", "2")
-    assert seen == [
-        "Basic " + base64.b64encode(b"modelpin:one").decode(),
-        "Basic " + base64.b64encode(b"modelpin:two-longer").decode(),
-    ]
+    assert seen == [header("first"), header("second"), header("third-longer"), header("third-longer")]
     await client.aclose()
 
 
@@ -369,3 +372,25 @@ async def test_local_registry_reads_logged_models(tmp_path: Path) -> None:
         await registry.logged_model("m-" + "0" * 32)
     # no tracking server: local folders only, and only when allowed
     assert isinstance(await registry.flavor_reader().read("s3://b/m", model="x", version="1"), NotChecked)
+
+
+@pytest.mark.parametrize(
+    "tags", [[{"key": "validated", "value": "true"}, {"key": "owner"}], {"validated": "true", "owner": ""}]
+)
+def test_version_tags_are_read_as_a_list_of_pairs_or_a_mapping(tags: Any) -> None:
+    version = version_from_json({"name": "fraud", "version": "2", "tags": tags})
+    assert version.tags == {"validated": "true", "owner": ""}
+
+
+@pytest.mark.parametrize(
+    "aliases", [[{"alias": "champion", "version": "2"}, {"alias": "canary"}], {"champion": "2", "canary": ""}]
+)
+def test_model_aliases_are_read_as_a_list_of_pairs_or_a_mapping(aliases: Any) -> None:
+    model = registered_model_from_json({"name": "fraud", "aliases": aliases})
+    assert model.aliases == {"champion": "2", "canary": ""}
+
+
+@pytest.mark.parametrize("missing", [{}, {"tags": None, "aliases": None}, {"tags": [], "aliases": {}}])
+def test_absent_tags_and_aliases_are_empty(missing: dict[str, Any]) -> None:
+    assert version_from_json({"name": "fraud", "version": "2", **missing}).tags == {}
+    assert registered_model_from_json({"name": "fraud", **missing}).aliases == {}
