@@ -23,6 +23,7 @@ from tests.support.fakes import (
 from tests.support.reviews import DEMO1, GRAPH, RECONCILER, SEED_POINTERS, fixture, request
 from tests.unit.admitting import response_to
 from webhook.admission.decision import admit, decide
+from webhook.admission.outcome import Outcome
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
@@ -498,23 +499,16 @@ async def test_recorded_template_that_no_longer_parses_is_dropped(resolver: Reso
 
 
 async def test_decide_directly(resolver: Resolver) -> None:
-    outcome = await decide(
-        one_field("models:/fraud/2"),
-        namespace="default",
-        flavor=Flavor.KSERVE,
-        resolver=resolver,
-        settings=resolver.settings,
-    )
+    async def decided(value: str) -> Outcome:
+        obj, settings = one_field(value), resolver.settings
+        return await decide(obj, namespace="default", flavor=Flavor.KSERVE, resolver=resolver, settings=settings)
+
+    outcome = await decided("models:/fraud/2")
     assert outcome.errors == []
     assert outcome.values == {"/spec/predictor/model/storageUri": "s3://mlflow/7/r2/artifacts/model"}
     assert outcome.templates == {"/spec/predictor/model/storageUri": "models:/fraud/2"}
-    outcome = await decide(
-        one_field("models:/fraud/99"),
-        namespace="default",
-        flavor=Flavor.KSERVE,
-        resolver=resolver,
-        settings=resolver.settings,
-    )
+    assert outcome.results == {"resolved": 1}
+    outcome = await decided("models:/fraud/99")
     assert [cause for cause, _ in outcome.errors] == [Cause.NOT_FOUND]
 
 
