@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from tests.e2e.cluster import NS
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
+from tests.support.cli import modelpin
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer
 from tests.support.prometheus import Prometheus, serve_metrics
@@ -125,8 +125,7 @@ class Env:
         return {"rollout": rollout}
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "webhook", *args, "--kubeconfig", str(self.cluster.kubeconfig)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return modelpin(*args, "--kubeconfig", str(self.cluster.kubeconfig))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ import yaml
 from tests.e2e.cluster import apply_docs, wait_for_webhook, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
+from tests.support.cli import modelpin
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
 from tests.support.reconciler_process import SECRET, Reconciler, account_kubeconfig, reconciler_section
@@ -102,8 +102,7 @@ class Rollout:
         return all(self.at(n) == version for n in names)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "webhook", *args, "--kubeconfig", str(self.cluster.kubeconfig)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return modelpin(*args, "--kubeconfig", str(self.cluster.kubeconfig))
 
     def status(self) -> dict[str, Any]:
         done = self.run("status", "-A", "-o", "json", "--config", str(self.config))
