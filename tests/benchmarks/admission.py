@@ -58,9 +58,9 @@ from tests.support.baseline import describe, revision_server
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, concurrent_reviews, isvc, modelpin_config
-from tests.support.processes import Process, free_port
 from tests.support.reviews import RECONCILER, fixture, make_review
 from webhook.templating.record_annotations import REFRESH
+from webhook.tools.processes import Process, free_port
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 

@@ -52,10 +52,10 @@ from tests.support.baseline import describe
 from tests.support.catalog import populate
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
-from tests.support.processes import Process, free_port
 from tests.support.reviews import make_review
 from webhook.templating.record_annotations import MANAGED, REFRESH, RESOLVED, TEMPLATES
 from webhook.templating.rollout_annotations import HISTORY
+from webhook.tools.processes import Process, free_port
 
 LABEL = "modelpin.io/bench-webhook"
 OBJECT = "modelpin.io/bench-object"  # which of objects() this is, for the floor's answer

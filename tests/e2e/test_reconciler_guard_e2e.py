@@ -26,7 +26,7 @@ from tests.e2e.cluster import NS, apply_docs, base_docs
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
 from tests.support.modelpin_server import ModelpinServer
-from tests.support.processes import free_port
+from webhook.tools.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

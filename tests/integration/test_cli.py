@@ -15,8 +15,8 @@ from cryptography import x509
 from tests.support.catalog import Catalog
 from tests.support.cli import modelpin
 from tests.support.modelpin_server import ModelpinServer
-from tests.support.processes import Process, free_port
 from tests.support.reviews import FIXTURES, apply, at
+from webhook.tools.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
 

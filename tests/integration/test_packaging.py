@@ -25,8 +25,8 @@ import orjson
 import pytest
 import yaml
 
-from tests.support.processes import Process, free_port
 from tests.support.reviews import fixture, make_review
+from webhook.tools.processes import Process, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from tests.support.processes import free_port
 from webhook.edge import server as edge
 from webhook.edge.cert_reload import CertReloader
 from webhook.tools import certs
+from webhook.tools.processes import free_port
 
 API_SERVER = "kube-apiserver-webhook-client"
 
