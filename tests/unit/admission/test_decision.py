@@ -11,6 +11,7 @@ import jsonpatch
 import orjson
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import (
     SEED_MODELS,
     Clock,
@@ -21,7 +22,6 @@ from tests.support.fakes import (
     seed_uri,
 )
 from tests.support.reviews import DEMO1, GRAPH, RECONCILER, SEED_POINTERS, fixture, request
-from tests.unit.admitting import response_to
 from webhook.admission.decision import admit, decide
 from webhook.admission.outcome import Outcome
 from webhook.registry.clients import Unavailable

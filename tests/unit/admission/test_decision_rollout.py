@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
+from tests.support.admitting import response_to
 from tests.support.fakes import FakeRegistry, apply_response, decode_patch, make_settings
 from tests.support.reviews import RECONCILER, request
-from tests.unit.admitting import response_to
 from webhook.admission.traffic import CANARY
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records

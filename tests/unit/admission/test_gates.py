@@ -6,9 +6,9 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import Clock, FakeRegistry, apply_response, make_settings, seed_uri
 from tests.support.reviews import DEMO1, GRAPH, fixture, request
-from tests.unit.admitting import response_to
 from webhook.admission import gates
 from webhook.registry.resolver import Resolver
 

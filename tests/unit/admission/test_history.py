@@ -7,9 +7,9 @@ import jsonpatch
 import orjson
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import Clock, FakeRegistry, apply_response, seed_uri
 from tests.support.reviews import DEMO1, RECONCILER, SEED_POINTERS, fixture, request
-from tests.unit.admitting import response_to
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
 from webhook.templating.rollout_annotations import (

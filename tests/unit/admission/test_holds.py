@@ -8,9 +8,9 @@ import jsonpatch
 import orjson
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import Clock, FakeRegistry, apply_response, seed_uri
 from tests.support.reviews import DEMO1, GRAPH, RECONCILER, fixture, request
-from tests.unit.admitting import response_to
 from webhook.admission import holds
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records

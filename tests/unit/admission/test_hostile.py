@@ -10,9 +10,9 @@ import jsonpatch
 import orjson
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import Clock, FakeRegistry, make_settings
 from tests.support.reviews import RECONCILER, fixture, request
-from tests.unit.admitting import response_to
 from webhook.admission.decision import REFRESH_SKEW_MS
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records

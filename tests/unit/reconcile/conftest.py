@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import FakeRegistry, apply_response, make_settings
-from tests.unit.admitting import response_to
 from webhook.admission.review import AdmissionRequest
 from webhook.reconcile.index import Index, Key
 from webhook.reconcile.kube import Kind

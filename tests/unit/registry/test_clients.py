@@ -18,8 +18,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY as PROMETHEUS
 
+from tests.support.admitting import response_to
 from tests.support.fakes import make_settings
-from tests.unit.admitting import response_to
 from webhook.admission.review import AdmissionRequest
 from webhook.config import RegistryConfig
 from webhook.registry.clients import (

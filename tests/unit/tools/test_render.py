@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.admitting import response_to
 from tests.support.fakes import Clock, FakeRegistry, make_settings, seed_uri
 from tests.support.reviews import FIXTURES
-from tests.unit.admitting import response_to
 from webhook.registry.clients import Unavailable
 from webhook.registry.resolver import Resolver
 from webhook.templating import record_annotations as records
