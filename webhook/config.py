@@ -287,7 +287,7 @@ class Settings(BaseSettings):
         """The namespace's own entry (its unset fields the ``"*"`` entry's), else the ``"*"`` entry, else none."""
         if namespace and namespace in self.namespaces:
             return self.namespaces[namespace]
-        return self.namespaces.get(DEFAULT_NAMESPACE_POLICY) or NamespacePolicy()
+        return self.namespaces.get(DEFAULT_NAMESPACE_POLICY) or _NO_POLICY
 
     def selector_for(self, namespace: str | None) -> Selector | None:
         ns = self.policy(namespace).default_selector
@@ -297,6 +297,10 @@ class Settings(BaseSettings):
     def known_profiles(self) -> set[str]:
         return set(BUILTIN_PROFILES) | set(self.profiles)
 
+
+# What a namespace may use when no entry and no "*" entry say: anything. Built once: a pydantic
+# model's construction costs more than the rest of a policy lookup, made several times per review.
+_NO_POLICY = NamespacePolicy()
 
 # pydantic-settings builds sources in a classmethod, so the file chosen by a
 # flag reaches it through a context variable rather than a class attribute.

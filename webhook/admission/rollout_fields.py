@@ -26,9 +26,8 @@ def rollout_in_force(
     out: Outcome,
 ) -> traffic.Rollout | None:
     """The rollout in force; None when there is none to split (a hold wins over a rollout)."""
-    writers = ", ".join(settings.reconciler_usernames) or "no one"
     default = settings.policy(namespace).rollout
-    rollout = traffic.read(obj, old, trusted=may_refresh, default=default, writers=writers)
+    rollout = traffic.read(obj, old, trusted=may_refresh, default=default, writers=settings.reconciler_usernames)
     out.warnings += rollout.warnings
     if rollout.set_back is not None:
         out.annotations[ROLLOUT] = rollout.set_back[0]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,7 +69,12 @@ class Rollout:
 
 
 def read(
-    obj: Mapping[str, Any], old: Mapping[str, Any] | None, *, trusted: bool, default: Policy | None, writers: str
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    *,
+    trusted: bool,
+    default: Policy | None,
+    writers: Sequence[str],
 ) -> Rollout:
     """The state and policy of ``obj``.
 
@@ -84,7 +89,7 @@ def read(
         raw = stored
         set_back = (stored if isinstance(stored, str) else None,)
         done = "removed" if set_back[0] is None else "set back to the stored object's"
-        warnings.append(f"{ROLLOUT} is written only by {writers}: {done}")
+        warnings.append(f"{ROLLOUT} is written only by {', '.join(writers) or 'no one'}: {done}")
     state, problem = parse_state(raw)
     if problem is not None:
         warnings.append(problem)

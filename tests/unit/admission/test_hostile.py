@@ -335,6 +335,10 @@ async def test_records_past_the_annotation_limit_are_refused(resolver: Resolver)
     # exactly at the limit: admitted
     at_limit = isvc(annotations={"notes": "x" * (limit - records_bytes - len("notes"))})
     assert (await response_to(request(at_limit), resolver=resolver))["allowed"] is True
+    # counted in UTF-8 bytes, not characters: two-byte characters past the limit are refused
+    wide = isvc(annotations={"notes": "\u00e9" * ((limit - records_bytes - len("notes")) // 2 + 1)})
+    code, message = denial(await response_to(request(wide), resolver=resolver))
+    assert code == 422 and "over the apiserver's 262144-byte limit" in message
     # without records to write, the object is not modelpin's to refuse
     plain = isvc("s3://literal", annotations={"notes": "x" * limit})
     assert (await response_to(request(plain), resolver=resolver)) == {"allowed": True}
