@@ -8,7 +8,6 @@ reconciles them (namespaces never finish deleting, pods stay Pending).
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import ssl
@@ -21,12 +20,11 @@ from pathlib import Path
 from types import TracebackType
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.pki import ClientPair, client_pair
+from webhook.tools import certs
 from webhook.tools.processes import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,31 +56,6 @@ def _write_key(key: rsa.RSAPrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
-def _cert(
-    subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name, issuer_key: rsa.RSAPrivateKey, ca: bool
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 class ControlPlane:
     """etcd + kube-apiserver on loopback, an admin (system:masters) kubeconfig, and a kubectl helper."""
 
@@ -102,8 +75,9 @@ class ControlPlane:
         self.kubeconfig = self.workdir / "kubeconfig"
         self.cert_dir = self.workdir / "apiserver-certs"
         self.ca_file = self.cert_dir / "apiserver.crt"  # self-signed serving cert + its CA, made by the apiserver
-        self.admin_cert = self.workdir / "admin.crt"
-        self.admin_key = self.workdir / "admin.key"
+        self.client_ca_dir = self.workdir / "client-ca"
+        self.admin_cert = self.client_ca_dir / "admin.crt"
+        self.admin_key = self.client_ca_dir / "admin.key"
         self.port = 0
         self.server = ""
         self.etcd_url = ""
@@ -162,23 +136,9 @@ class ControlPlane:
 
     def _write_credentials(self) -> tuple[Path, Path, Path]:
         """Client CA + admin client certificate, service-account key; returns (client CA, SA pub, SA key)."""
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelpin-test-client-ca")])
-        ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
-        client_ca = self.workdir / "client-ca.crt"
-        client_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-
-        admin_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        admin_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
-            ]
-        )
-        self.admin_cert.write_bytes(
-            _cert(admin_name, admin_key, ca_name, ca_key, ca=False).public_bytes(serialization.Encoding.PEM)
-        )
-        _write_key(admin_key, self.admin_key)
+        certs.ensure_ca(self.client_ca_dir, "modelpin-test-client-ca")
+        # the apiserver reads O= as the group: system:masters may do anything, RBAC or not
+        certs.issue_client(self.client_ca_dir, "admin", days=1, stem="admin", organization="system:masters")
 
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         sa_priv, sa_pub = self.workdir / "sa.key", self.workdir / "sa.pub"
@@ -188,7 +148,7 @@ class ControlPlane:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        return client_ca, sa_pub, sa_priv
+        return self.client_ca_dir / "ca.crt", sa_pub, sa_priv
 
     def _write_kubeconfig(self) -> None:
         config = {

@@ -78,12 +78,11 @@ def _builder(
 
 
 def _leaf(
-    directory: Path, common_name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName], days: int
+    directory: Path, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName], days: int
 ) -> tuple[x509.CertificateBuilder, ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey]:
     """A new key and an end-entity certificate for it, not yet signed: (builder, key, the CA's key)."""
     ca_cert, ca_key = ensure_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
         _builder(subject, ca_cert.subject, key, days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -149,7 +148,8 @@ def issue(directory: Path, names: Iterable[str], days: int = SERVING_DAYS) -> Bu
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
-    builder, key, ca_key = _leaf(directory, all_names[0], ExtendedKeyUsageOID.SERVER_AUTH, sans, days)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, all_names[0])])
+    builder, key, ca_key = _leaf(directory, subject, ExtendedKeyUsageOID.SERVER_AUTH, sans, days)
     authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     cert = builder.add_extension(authority, critical=False).sign(ca_key, hashes.SHA256())
     bundle = Bundle(directory / "ca.crt", directory / "ca.key", directory / "tls.crt", directory / "tls.key")
@@ -158,15 +158,25 @@ def issue(directory: Path, names: Iterable[str], days: int = SERVING_DAYS) -> Bu
 
 
 def issue_client(
-    directory: Path, common_name: str, dns_names: Iterable[str] = (), days: int = SERVING_DAYS, stem: str = "client"
+    directory: Path,
+    common_name: str,
+    dns_names: Iterable[str] = (),
+    days: int = SERVING_DAYS,
+    stem: str = "client",
+    organization: str | None = None,
 ) -> tuple[Path, Path]:
     """A client certificate (clientAuth) from the CA in ``directory``: ``<stem>.crt`` and ``<stem>.key``.
 
     For the apiserver's AdmissionConfiguration kubeConfigFile when the webhook requires a client
     certificate (tls_client_ca, tls_client_names): the CN and DNS names are what the webhook matches.
+    A kube-apiserver trusting the CA reads the certificate as user CN in group ``organization`` (O=),
+    e.g. ``system:masters`` for an administrator.
     """
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization is not None:
+        attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    builder, key, ca_key = _leaf(directory, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, sans, days)
+    builder, key, ca_key = _leaf(directory, x509.Name(attributes), ExtendedKeyUsageOID.CLIENT_AUTH, sans, days)
     cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     _save(cert_path, key_path, builder.sign(ca_key, hashes.SHA256()), key)
     return cert_path, key_path

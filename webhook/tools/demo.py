@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
-import datetime as dt
 import json
 import os
 import shutil
@@ -31,10 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webhook.config import load_settings
 from webhook.tools import certs
@@ -51,34 +48,10 @@ START_TIMEOUT = 120.0
 MARKER = ".modelpin-demo"
 
 
-def _client_cert(ca_dir: Path, out: Path, user: str, group: str) -> tuple[Path, Path]:
+def _client_cert(ca_dir: Path, user: str, group: str) -> tuple[Path, Path]:
     """A client certificate the apiserver maps to ``user`` in ``group`` (O=group, CN=user)."""
-    ca_cert, ca_key = certs.ensure_ca(ca_dir, "modelpin demo client CA")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group), x509.NameAttribute(NameOID.COMMON_NAME, user)]
-            )
-        )
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    crt, pem = out / f"{user}.crt", out / f"{user}.key"
-    pem.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    pem.chmod(0o600)
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return crt, pem
+    certs.ensure_ca(ca_dir, "modelpin demo client CA")
+    return certs.issue_client(ca_dir, user, days=7, stem=user, organization=group)
 
 
 def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path) -> None:
@@ -182,9 +155,9 @@ class Demo:
 
         pki = self.dir / "pki"
         pki.mkdir()
-        admin = _client_cert(pki / "client-ca", pki, "admin", "system:masters")
+        admin = _client_cert(pki / "client-ca", "admin", "system:masters")
         # the reconciler gets a name of its own: the webhook honours refresh tokens from it alone
-        reconciler = _client_cert(pki / "client-ca", pki, RECONCILER_USER, "system:masters")
+        reconciler = _client_cert(pki / "client-ca", RECONCILER_USER, "system:masters")
         sa_key = ec.generate_private_key(ec.SECP256R1())
         (pki / "sa.key").write_bytes(
             sa_key.private_bytes(

@@ -201,3 +201,14 @@ def test_issue_client_writes_a_client_auth_pair_from_the_same_ca(tmp_path: Path)
     bare, _ = certs.issue_client(tmp_path, "someone")
     with pytest.raises(x509.ExtensionNotFound):
         load(bare).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+def test_issue_client_names_the_organization_the_apiserver_reads_as_group(tmp_path: Path) -> None:
+    cert_path, _ = certs.issue_client(tmp_path, "admin", days=1, stem="admin", organization="system:masters")
+    leaf = load(cert_path)
+    leaf.verify_directly_issued_by(load(tmp_path / "ca.crt"))
+    # kube-apiserver: CN is the user name, each O a group
+    assert leaf.subject.rfc4514_string() == "CN=admin,O=system:masters"
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=1, minutes=5)
+    plain, _ = certs.issue_client(tmp_path, "someone")
+    assert load(plain).subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME) == []
