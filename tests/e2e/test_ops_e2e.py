@@ -22,6 +22,7 @@ import yaml
 
 from tests.e2e.controlplane import ControlPlane
 from tests.support.catalog import Catalog
+from tests.support.cli import modelpin
 from tests.support.mlflow_server import MlflowServer
 from tests.support.modelpin_server import ModelpinServer, modelpin_config
 
@@ -51,8 +52,7 @@ class Ops:
         self.names = {k: f"ops-{k}-{tag}" for k in ("current", "behind", "pinned", "paused", "gated")}
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "webhook", *args, "--kubeconfig", str(self.cluster.kubeconfig)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return modelpin(*args, "--kubeconfig", str(self.cluster.kubeconfig))
 
     def status(self, *args: str) -> dict[str, dict[str, Any]]:
         done = self.run("status", "-n", NS, "-o", "json", "--config", str(self.config), *args)
