@@ -173,13 +173,21 @@ def _raw_refresh(obj: Mapping[str, Any] | None) -> object:
     return annotations.get(records.REFRESH) if isinstance(annotations, dict) else None
 
 
+def _marked(obj: Mapping[str, Any] | None) -> bool:
+    """Whether ``obj`` carries any ``modelpin.io/`` annotation: without one there is no record,
+    hold or rollout to read, and admission skips reading them (most objects on CREATE)."""
+    metadata = obj.get("metadata") if obj is not None else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return isinstance(annotations, dict) and any(key.startswith(records.PREFIX) for key in annotations)
+
+
 def _survey(
-    obj: Mapping[str, Any], paths: KindPaths | None = None
+    obj: Mapping[str, Any], paths: KindPaths | None = None, marked: bool = True
 ) -> tuple[records.Records, list[tuple[str, str, bool]]]:
     """An object's records, and the spec strings admission acts on: candidates and recorded URIs."""
-    rec = _records_of(obj)
+    rec = _records_of(obj) if marked else records.Records()
     recorded = {entry["uri"] for ptr, entry in rec.resolved.items() if ptr in rec.templates}
-    return rec, interesting_strings(dict(obj), recorded, None if paths is None else paths.trie)
+    return rec, interesting_strings(obj, recorded, None if paths is None else paths.trie)
 
 
 async def decide(
@@ -216,15 +224,18 @@ async def decide(
     sent_spec = obj.get("spec")
     if kind is not None and isinstance(sent_spec, dict) and traffic.has_split(kind, sent_spec):
         obj = {**obj, "spec": traffic.strip(kind, sent_spec)}  # a split is not the user's literals
-    rec, found = _survey(obj, paths)
+    marked = _marked(obj)
+    rec, found = _survey(obj, paths, marked)
     out = Outcome(warnings=list(rec.problems))
     old_rec = _records_of(old) if old is not None else None
     now_ms = resolver.clock_ms()
     now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
-    holding = holds.read(obj, now)
+    holding = holds.read(obj, now) if marked else holds.NOT_HELD
     if holding.problem is not None:
         out.warnings.append(holding.problem)
-    rollout = rollout_in_force(obj, old, may_refresh, holding, namespace, settings, out) if kind is not None else None
+    # a rollout is read from annotations alone: the sent object's, or the stored one's a sender removed
+    reads_rollout = kind is not None and (marked or _marked(old))
+    rollout = rollout_in_force(obj, old, may_refresh, holding, namespace, settings, out) if reads_rollout else None
     pins = rollout.state.from_ if rollout is not None and rollout.state is not None else {}
     pinned: list[str] = []
     refresh_ms = rec.refresh_ms

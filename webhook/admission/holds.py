@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from webhook.templating import record_annotations as records
 from webhook.templating.rollout_annotations import HOLD, Hold, parse_hold
@@ -45,13 +45,20 @@ class Holding:
         return self.pins.get(pointer)
 
 
+# No hold: most objects, most of the time (shared: a Holding is never changed).
+NOT_HELD: Final = Holding()
+
+
 def read(obj: Mapping[str, Any] | None, now: dt.datetime) -> Holding:
     metadata = obj.get("metadata") if obj is not None else None
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     if not isinstance(annotations, dict):
-        return Holding()
+        return NOT_HELD
+    raw = annotations.get(HOLD)
     paused = annotations.get(records.PAUSED) == "true"
-    hold, problem = parse_hold(annotations.get(HOLD))
+    if raw is None and not paused:
+        return NOT_HELD
+    hold, problem = parse_hold(raw)
     in_force = hold is not None and hold.active(now)
     pins = hold.versions if hold is not None and in_force else {}
     return Holding(hold, paused, paused or in_force, problem, pins)

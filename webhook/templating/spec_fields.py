@@ -8,7 +8,7 @@ admission resolves, or not, which admission refuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from webhook.templating.grammar import FIRST_CHARS, is_candidate
@@ -44,7 +44,7 @@ _ANYWHERE: dict[str, object] = {}  # a trie position meaning "no declared paths:
 
 
 def interesting_strings(
-    obj: dict[str, Any],
+    obj: Mapping[str, Any],
     also: frozenset[str] | set[str],
     paths: dict[str, object] | None = None,
 ) -> list[tuple[str, str, bool]]:

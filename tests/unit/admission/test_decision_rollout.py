@@ -264,3 +264,18 @@ async def test_a_field_edited_to_another_model_mid_rollout_leaves_the_split(
     assert "canary" not in out["spec"]
     assert out["spec"]["predictor"]["model"]["storageUri"].endswith("/run-1-1/artifacts/model")
     assert any("left out of the rollout" in w and "names another model" in w for w in response["warnings"])
+
+
+async def test_a_sender_without_any_modelpin_annotation_keeps_the_rollout(
+    resolver: Resolver, registry: FakeRegistry
+) -> None:
+    # the manifest as git has it, applied over a split object: the stored state is still read
+    stored = await created(isvc(), resolver)
+    registry.set_alias("fraud", "champion", 3)
+    split = await as_reconciler(stored, resolver, rollout=state(STORAGE))
+    bare = isvc()
+    assert not any(key.startswith("modelpin.io/") for key in bare["metadata"].get("annotations", {}))
+    out, response = await updated(bare, split, resolver, "alice")
+    assert out["metadata"]["annotations"][ROLLOUT] == split["metadata"]["annotations"][ROLLOUT]
+    assert out["spec"] == split["spec"]
+    assert any(f"{ROLLOUT} is written only by" in w for w in response["warnings"])

@@ -215,3 +215,12 @@ def test_an_expired_hold_names_no_version_even_while_paused(clock: Clock) -> Non
     obj: dict[str, Any] = {"metadata": {"annotations": {records.PAUSED: "true"}}}
     holding = holds.read(held(obj, clock, until_s=-1, v="2"), now(clock))
     assert holding.active and holding.version_for(DEMO1) is None
+
+
+def test_an_object_without_a_hold_reads_as_not_held(clock: Clock) -> None:
+    at = now(clock)
+    for obj in (None, {}, {"metadata": {}}, {"metadata": {"annotations": {"team": "fraud"}}}):
+        assert holds.read(obj, at) is holds.NOT_HELD
+    assert not holds.NOT_HELD.active and not holds.NOT_HELD.present and holds.NOT_HELD.problem is None
+    paused = holds.read({"metadata": {"annotations": {records.PAUSED: "true"}}}, at)
+    assert paused.active and paused.present
