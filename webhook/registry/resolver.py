@@ -1,7 +1,7 @@
 """From a parsed template to a model version and its artifact location.
 
 Version selection, location lookup and caching live here; writing the URI for
-the serving side is ``profiles``. The cache is what keeps admission fast: a
+the serving side is ``templating/uris.py``. The cache is what keeps admission fast: a
 warm hit costs a dict lookup, concurrent misses for one reference share one
 registry round trip, and when the registry fails a recent answer is served
 with a warning instead of blocking every write in the cluster.
