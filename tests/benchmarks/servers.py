@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from webhook.admission.review import patched, review
 from webhook.templating.grammar import SelectorKind, parse
-from webhook.templating.spec_fields import find_candidates
+from webhook.templating.spec_fields import interesting_strings
 
 
 def _answer(uid: str, ops: list[dict[str, Any]]) -> Response:
@@ -64,7 +64,7 @@ def naive_app(tracking_uri: str) -> FastAPI:
         parsed = orjson.loads(await request.body())
         obj = parsed["request"]["object"]
         ops = []
-        for pointer, text in find_candidates(obj).items():
+        for pointer, text, _ in interesting_strings(obj, set()):
             ops.append({"op": "replace", "path": pointer, "value": await run_in_threadpool(resolve, text)})
         return _answer(parsed["request"]["uid"], ops)
 

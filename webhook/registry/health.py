@@ -101,15 +101,6 @@ class RegistryHealth:
         self._publish()
         return True
 
-    def available(self) -> bool:
-        """Whether a call would be let through now, without claiming the probe."""
-        if self.state is State.CLOSED or not self.config.enabled:
-            return True
-        now = self._clock()
-        if self.state is State.OPEN:
-            return now >= self._retry_at
-        return now - self._probe_started >= self.config.max_open_seconds
-
     async def settled(self) -> None:
         """Return once the probe out now has a verdict (the caller bounds the wait)."""
         if self._verdict is None:

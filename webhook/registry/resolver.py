@@ -452,16 +452,8 @@ class Resolver:
 
     # --- registry health, for /readyz and the reconciler ---------------------------------
 
-    def health(self, registry: str) -> Snapshot:
-        """The registry's circuit: closed (up), open (resting, with the time to the next probe) or half-open."""
-        return self._health[registry].snapshot()
-
     def health_all(self) -> dict[str, Snapshot]:
         return {name: h.snapshot() for name, h in self._health.items()}
-
-    def available(self, registry: str) -> bool:
-        """Whether a call to ``registry`` would go out now (closed, or an interval ended and a probe may go)."""
-        return self._health[registry].available()
 
     async def call(self, registry: str, op: Callable[[Registry], Awaitable[T]]) -> T:
         """``op`` on the registry's client, under its circuit: for calls made outside ``resolve``.

@@ -20,25 +20,6 @@ def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def walk_strings(node: Any, pointer: str) -> Iterator[tuple[str, str]]:
-    """Yield (pointer, value) for every string at or below ``node``."""
-    if isinstance(node, str):
-        yield pointer, node
-    elif isinstance(node, dict):
-        for key, child in node.items():
-            yield from walk_strings(child, f"{pointer}/{escape(str(key))}")
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield from walk_strings(child, f"{pointer}/{index}")
-
-
-def spec_strings(obj: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    spec = obj.get("spec")
-    if spec is None:
-        return iter(())
-    return walk_strings(spec, "/spec")
-
-
 _FIRST = FIRST_CHARS
 _ANYWHERE: dict[str, object] = {}  # a trie position meaning "no declared paths: every field bears templates"
 
@@ -120,8 +101,3 @@ def _token(key: object) -> str:
     if isinstance(key, str):
         return escape(key) if "~" in key or "/" in key else key
     return str(key)
-
-
-def find_candidates(obj: dict[str, Any]) -> dict[str, str]:
-    """Pointer to template text for every template candidate under ``spec``."""
-    return {ptr: value for ptr, value in spec_strings(obj) if is_candidate(value)}

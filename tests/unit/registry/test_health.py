@@ -44,7 +44,7 @@ def test_opens_after_consecutive_failures_only() -> None:
     assert h.allow() and h.snapshot().state is State.CLOSED
     h.failure("timeout")
     assert h.snapshot().state is State.OPEN
-    assert not h.allow() and not h.available()
+    assert not h.allow()
     snap = h.snapshot()
     assert (snap.consecutive_failures, snap.last_failure, snap.up) == (3, "timeout", False)
     assert snap.retry_in_seconds == 1.0  # rng 0.5: no jitter either way
@@ -60,11 +60,10 @@ def test_one_probe_after_the_interval_then_closed_on_success() -> None:
     clock.now += 0.99
     assert not h.allow()
     clock.now += 0.02
-    assert h.available()
     assert h.allow()  # the probe
     assert h.state is State.HALF_OPEN
     assert gauge("modelpin_registry_circuit_state", "probe-test") == 2
-    assert not h.allow() and not h.available()  # one probe at a time
+    assert not h.allow()  # one probe at a time
     h.success()
     assert h.snapshot().state is State.CLOSED and h.allow()
     assert gauge("modelpin_registry_up", "probe-test") == 1
@@ -136,7 +135,7 @@ def test_disabled_never_opens() -> None:
     h = RegistryHealth("disabled-test", RegistryHealthConfig(enabled=False, failure_threshold=1), clock)
     for _ in range(10):
         h.failure("timeout")
-    assert h.allow() and h.available() and h.state is State.CLOSED
+    assert h.allow() and h.state is State.CLOSED
     assert h.snapshot().consecutive_failures == 10
 
 

@@ -564,7 +564,8 @@ async def test_an_open_circuit_answers_from_cache_or_503_without_calling(registr
     for _ in range(3):
         assert (await resolver.resolve(cached)).warning == f"fraud@champion: {DOWN}; serving version 2 resolved 31s ago"
     assert registry.lookups == 4
-    assert resolver.health("mlflow").state.value == "open" and not resolver.available("mlflow")
+    circuit = resolver.health_all()["mlflow"]
+    assert circuit.state.value == "open" and circuit.retry_in_seconds > 0
     # open: 20 reviews, no call; the cached reference is served stale, the uncached one denied
     for _ in range(10):
         lookup = await resolver.resolve(cached)
@@ -583,7 +584,7 @@ async def test_an_open_circuit_answers_from_cache_or_503_without_calling(registr
     clock.advance(1)
     await resolver.resolve(cached)
     assert registry.lookups == 5
-    assert resolver.health("mlflow").retry_in_seconds == 2.0
+    assert resolver.health_all()["mlflow"].retry_in_seconds == 2.0
     clock.advance(1.9)
     await resolver.resolve(cached)
     assert registry.lookups == 5
@@ -593,7 +594,7 @@ async def test_an_open_circuit_answers_from_cache_or_503_without_calling(registr
     clock.advance(0.1)
     fresh = await resolver.resolve(cached)
     assert (fresh.warning, fresh.resolution.version.version) == (None, "3")
-    assert resolver.health("mlflow").up and resolver.available("mlflow")
+    assert resolver.health_all()["mlflow"].up
     assert (await resolver.resolve(p("models:/fraud/3"))).warning is None
 
 
@@ -603,7 +604,7 @@ async def test_not_found_counts_as_an_answer(registry: FakeRegistry, clock: Cloc
         with pytest.raises(ResolutionError) as info:
             await resolver.resolve(p(f"models:/nope@a{i}"))
         assert info.value.cause is Cause.NOT_FOUND
-    assert resolver.health("mlflow").up
+    assert resolver.health_all()["mlflow"].up
     assert registry.lookups == 5
 
 
@@ -644,7 +645,7 @@ async def test_call_runs_other_registry_calls_under_the_circuit(registry: FakeRe
     assert str(info.value) == (
         "registry 'mlflow' is unavailable (3 consecutive failures, last: timeout; next try in 1.0s)"
     )
-    assert resolver.health("mlflow").last_failure == "timeout"  # /readyz says the same
+    assert resolver.health_all()["mlflow"].last_failure == "timeout"  # /readyz says the same
     assert registry.calls["search_versions"] == calls
     # resolutions see the same circuit
     with pytest.raises(ResolutionError):
@@ -653,7 +654,7 @@ async def test_call_runs_other_registry_calls_under_the_circuit(registry: FakeRe
     registry.fail_with(None)
     clock.advance(1)
     assert await resolver.call("mlflow", search) == 4
-    assert resolver.health("mlflow").up
+    assert resolver.health_all()["mlflow"].up
 
 
 async def test_modelpins_own_errors_are_not_the_registrys(registry: FakeRegistry, clock: Clock) -> None:
@@ -662,7 +663,7 @@ async def test_modelpins_own_errors_are_not_the_registrys(registry: FakeRegistry
     for _ in range(5):
         with pytest.raises(ZeroDivisionError):
             await resolver.resolve(p("models:/fraud/3"))
-    assert resolver.health("mlflow").up  # a bug never opens the circuit
+    assert resolver.health_all()["mlflow"].up  # a bug never opens the circuit
 
 
 # --- not-found answers, cached briefly -------------------------------------------------------
@@ -777,10 +778,10 @@ async def test_waiting_for_a_slot_is_not_a_registry_failure(registry: FakeRegist
     assert registry.lookups == 1  # the two that never got a slot were dropped, never sent
     assert metric("modelpin_registry_lookups_abandoned_total", registry="mlflow") == abandoned + 2
     # the one that was sent is still the registry's to answer; the waiting ones are nobody's failure
-    assert resolver.health("mlflow").up
+    assert resolver.health_all()["mlflow"].up
     gate.set()
     await asyncio.sleep(0.01)
-    assert resolver.health("mlflow").up
+    assert resolver.health_all()["mlflow"].up
     await resolver.aclose()
 
 
@@ -797,11 +798,11 @@ async def test_a_success_started_before_the_circuit_opened_does_not_close_it(
     health = resolver._health["mlflow"]
     for _ in range(3):
         health.failure("timeout", health.epoch)  # the outage, seen by other calls
-    assert resolver.health("mlflow").state.value == "open"
+    assert resolver.health_all()["mlflow"].state.value == "open"
     registry.gate = None
     gate.set()
     await slow  # answered, but it was sent before the circuit opened
-    assert resolver.health("mlflow").state.value == "open"
+    assert resolver.health_all()["mlflow"].state.value == "open"
 
 
 async def test_reviews_wait_for_the_half_open_probe_instead_of_failing(registry: FakeRegistry, clock: Clock) -> None:
@@ -810,7 +811,7 @@ async def test_reviews_wait_for_the_half_open_probe_instead_of_failing(registry:
     for v in (1, 2, 3):
         with pytest.raises(ResolutionError):
             await resolver.resolve(p(f"models:/fraud/{v}"))
-    assert resolver.health("mlflow").state.value == "open"
+    assert resolver.health_all()["mlflow"].state.value == "open"
     registry.fail_with(None)
     clock.advance(1)
     gate = registry.hang()
@@ -827,7 +828,7 @@ async def test_reviews_wait_for_the_half_open_probe_instead_of_failing(registry:
     gate.set()
     answers = await asyncio.gather(probe, *others)
     assert all(a.warning is None for a in answers)
-    assert resolver.health("mlflow").up
+    assert resolver.health_all()["mlflow"].up
 
 
 # --- MLflow 3 logged models and MLmodel flavors --------------------------------------
