@@ -55,9 +55,12 @@ def updated(
             continue
         if base is None:
             base, problems = _base(obj, old)
-        if _last_is(base, pointer, record["version"], record["uri"]):
+        if pointer in base and _last_is(base, pointer, record["version"], record["uri"]):
             continue  # already written: our own output admitted again (a CREATE has no stored record)
-        cause = _cause(pointer, prev, old_rec, templates, how, old_holding, holding, base)
+        if prev is None or old_rec is None:
+            cause = "created"
+        else:
+            cause = _cause(pointer, prev, old_rec, templates, how, old_holding, holding, base)
         entries.append((pointer, Entry(record["version"], record["uri"], at, cause)))
     for pointer, prev in before.items():
         if pointer in resolved:
@@ -105,23 +108,22 @@ def _records(rec: records.Records | None) -> dict[str, dict[str, str]]:
 
 def _base(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> tuple[History, list[str]]:
     """The history to append to: the object's as sent, or the stored one's when the sender left it out."""
-    raw = _annotations(obj).get(HISTORY) if HISTORY in _annotations(obj) else _annotations(old).get(HISTORY)
+    sent = _annotations(obj)
+    raw = sent.get(HISTORY) if HISTORY in sent else _annotations(old).get(HISTORY)
     history, problem = parse_history(raw)
     return history, [problem] if problem else []
 
 
 def _cause(
     pointer: str,
-    prev: Mapping[str, str] | None,
-    old_rec: records.Records | None,
+    prev: Mapping[str, str],
+    old_rec: records.Records,
     templates: Mapping[str, str],
     how: Mapping[str, str],
     old_holding: Holding,
     holding: Holding,
     history: History,
 ) -> str:
-    if prev is None or old_rec is None:
-        return "created"
     if how.get(pointer) == PINNED:
         return "rollback"
     if how.get(pointer) == KEPT:

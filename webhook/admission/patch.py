@@ -40,7 +40,8 @@ def build_patch(
     ops += [
         {"op": "replace", "path": pointer, "value": value}
         for pointer, value in values.items()
-        if _spec_key(pointer) not in whole and (known[pointer] if pointer in known else _get(obj, pointer)) != value
+        if (not whole or _spec_key(pointer) not in whole)
+        and (known[pointer] if pointer in known else _get(obj, pointer)) != value
     ]
     metadata = obj.get("metadata") or {}
     extra = annotations or {}
@@ -131,7 +132,7 @@ MAX_UTF8_BYTES = 4
 
 def annotations_chars(annotations: Mapping[str, Any]) -> int:
     """Characters of every key and value: at most ``MAX_UTF8_BYTES`` times fewer than ``annotations_size``."""
-    return sum(len(str(key)) + len(_text(value)) for key, value in annotations.items())
+    return sum(len(str(key)) + (len(value) if isinstance(value, str) else 0) for key, value in annotations.items())
 
 
 def annotations_size(annotations: Mapping[str, Any]) -> int:
