@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.pki import ClientPair, client_pair
 from webhook.tools import certs
+from webhook.tools.kubeconfigs import write_single_user
 from webhook.tools.processes import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,22 +152,8 @@ class ControlPlane:
         return self.client_ca_dir / "ca.crt", sa_pub, sa_priv
 
     def _write_kubeconfig(self) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "modelpin-e2e", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}
-            ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {"client-certificate": str(self.admin_cert), "client-key": str(self.admin_key)},
-                }
-            ],
-            "contexts": [{"name": "modelpin-e2e", "context": {"cluster": "modelpin-e2e", "user": "admin"}}],
-            "current-context": "modelpin-e2e",
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        user = {"client-certificate": str(self.admin_cert), "client-key": str(self.admin_key)}
+        write_single_user(self.kubeconfig, self.server, self.ca_file, user, cluster="modelpin-e2e", user_name="admin")
 
     def _write_admission_config(self) -> Path:
         """Webhook admission that presents a client certificate to every webhook, as a hardened cluster does.

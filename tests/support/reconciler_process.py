@@ -16,6 +16,7 @@ from tests.e2e.cluster import NS, apply_docs, base_docs
 from tests.e2e.controlplane import ControlPlane
 from tests.support.modelpin_server import modelpin_config
 from webhook.tools import certs
+from webhook.tools.kubeconfigs import write_single_user
 from webhook.tools.processes import Process, free_port
 
 ACCOUNT = "system:serviceaccount:modelpin-system:modelpin-reconciler"  # the reconciler's ServiceAccount
@@ -143,24 +144,9 @@ def account_kubeconfig(cluster: ControlPlane, path: Path, server: str | None = N
     token = cluster.kubectl(
         "create", "token", "modelpin-reconciler", "-n", "modelpin-system", "--duration=2h"
     ).stdout.strip()
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "e2e",
-                        "cluster": {"server": server or cluster.server, "certificate-authority": str(cluster.ca_file)},
-                    }
-                ],
-                "users": [{"name": "reconciler", "user": {"token": token}}],
-                "contexts": [{"name": "reconciler", "context": {"cluster": "e2e", "user": "reconciler"}}],
-                "current-context": "reconciler",
-            }
-        )
+    return write_single_user(
+        path, server or cluster.server, cluster.ca_file, {"token": token}, cluster="e2e", user_name="reconciler"
     )
-    return path
 
 
 def install_reconciler_account(cluster: ControlPlane, lease_role: str = "e2e-reconciler-leases") -> None:

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook.config import load_settings
 from webhook.tools import certs
+from webhook.tools.kubeconfigs import write_single_user
 from webhook.tools.processes import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,24 +53,6 @@ def _client_cert(ca_dir: Path, user: str, group: str) -> tuple[Path, Path]:
     """A client certificate the apiserver maps to ``user`` in ``group`` (O=group, CN=user)."""
     certs.ensure_ca(ca_dir, "modelpin demo client CA")
     return certs.issue_client(ca_dir, user, days=7, stem=user, organization=group)
-
-
-def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path) -> None:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "modelpin-demo", "cluster": {"server": server, "certificate-authority": str(ca)}}
-                ],
-                "users": [{"name": "user", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-                "contexts": [{"name": "modelpin-demo", "context": {"cluster": "modelpin-demo", "user": "user"}}],
-                "current-context": "modelpin-demo",
-            },
-            sort_keys=False,
-        )
-    )
 
 
 def seed_registry(tracking_uri: str) -> None:
@@ -192,8 +175,9 @@ class Demo:
             "kube-apiserver.log",
         )
         ca = apiserver_certs / "apiserver.crt"  # self-signed by the apiserver at start
-        _kubeconfig(self.kubeconfig, server, ca, *admin)
-        _kubeconfig(self.dir / "reconciler.kubeconfig", server, ca, *reconciler)
+        for path, (cert, key) in ((self.kubeconfig, admin), (self.dir / "reconciler.kubeconfig", reconciler)):
+            user = {"client-certificate": str(cert), "client-key": str(key)}
+            write_single_user(path, server, ca, user, cluster="modelpin-demo", user_name="user")
 
         def ready() -> bool:
             context = ssl.create_default_context(cafile=str(ca))
