@@ -18,7 +18,7 @@ from webhook.admission import history, holds, traffic
 from webhook.admission.holds import Holding
 from webhook.admission.jobs import Fields, Job, is_trusted, recorded_job, template_job
 from webhook.admission.lookups import run_lookups
-from webhook.admission.outcome import Outcome, show
+from webhook.admission.outcome import Outcome, show, writers
 from webhook.admission.patch import MAX_UTF8_BYTES, annotations_after, annotations_chars, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
@@ -168,21 +168,17 @@ def _records_of(obj: Mapping[str, Any]) -> records.Records:
 
 def _raw_refresh(obj: Mapping[str, Any] | None) -> object:
     """The refresh annotation's value as sent, whatever its type; None when absent."""
-    metadata = obj.get("metadata") if obj is not None else None
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    return annotations.get(records.REFRESH) if isinstance(annotations, dict) else None
+    return records.annotations_of(obj).get(records.REFRESH)
 
 
 def _marked(obj: Mapping[str, Any] | None) -> bool:
     """Whether ``obj`` carries any ``modelpin.io/`` annotation: without one there is no record,
     hold or rollout to read, and admission skips reading them (most objects on CREATE)."""
-    metadata = obj.get("metadata") if obj is not None else None
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    return isinstance(annotations, dict) and any(key.startswith(records.PREFIX) for key in annotations)
+    return any(key.startswith(records.PREFIX) for key in records.annotations_of(obj))
 
 
 def _survey(
-    obj: Mapping[str, Any], paths: KindPaths | None = None, marked: bool = True
+    obj: Mapping[str, Any], paths: KindPaths | None, marked: bool
 ) -> tuple[records.Records, list[tuple[str, str, bool]]]:
     """An object's records, and the spec strings admission acts on: candidates and recorded URIs."""
     rec = _records_of(obj) if marked else records.Records()
@@ -326,13 +322,13 @@ def _refused_refresh(
     sent, kept = _raw_refresh(obj), _raw_refresh(old)
     if sent == kept:
         return old_rec.refresh_ms if old_rec is not None else 0
-    writers = ", ".join(settings.reconciler_usernames) or "no one"
+    by = writers(settings.reconciler_usernames)
     if isinstance(kept, str):
         out.annotations[records.REFRESH] = kept
-        out.warnings.append(f"{records.REFRESH} is written only by {writers}: set back to {kept!r}")
+        out.warnings.append(f"{records.REFRESH} is written only by {by}: set back to {kept!r}")
     else:
         out.annotations[records.REFRESH] = None
-        out.warnings.append(f"{records.REFRESH} is written only by {writers}: removed")
+        out.warnings.append(f"{records.REFRESH} is written only by {by}: removed")
     return old_rec.refresh_ms if old_rec is not None else 0
 
 

@@ -108,8 +108,8 @@ def _records(rec: records.Records | None) -> dict[str, dict[str, str]]:
 
 def _base(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> tuple[History, list[str]]:
     """The history to append to: the object's as sent, or the stored one's when the sender left it out."""
-    sent = _annotations(obj)
-    raw = sent.get(HISTORY) if HISTORY in sent else _annotations(old).get(HISTORY)
+    sent = records.annotations_of(obj)
+    raw = sent.get(HISTORY) if HISTORY in sent else records.annotations_of(old).get(HISTORY)
     history, problem = parse_history(raw)
     return history, [problem] if problem else []
 
@@ -153,12 +153,6 @@ def _released(pointer: str, old_holding: Holding, history: History) -> bool:
         return parse_time(last[0].at) < expiry
     except ValueError:
         return True
-
-
-def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    metadata = obj.get("metadata") if obj is not None else None
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    return annotations if isinstance(annotations, dict) else {}
 
 
 def _value(obj: Any, pointer: str) -> str | None:

@@ -50,10 +50,7 @@ NOT_HELD: Final = Holding()
 
 
 def read(obj: Mapping[str, Any] | None, now: dt.datetime) -> Holding:
-    metadata = obj.get("metadata") if obj is not None else None
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    if not isinstance(annotations, dict):
-        return NOT_HELD
+    annotations = records.annotations_of(obj)
     raw = annotations.get(HOLD)
     paused = annotations.get(records.PAUSED) == "true"
     if raw is None and not paused:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.templating.causes import Cause
+
+
+def writers(names: Sequence[str]) -> str:
+    """Who may write an annotation only the reconciler writes, as warnings name them."""
+    return ", ".join(names) or "no one"
 
 
 def show(text: str, limit: int = 120) -> str:

@@ -36,7 +36,8 @@ from typing import Any, Literal
 
 import orjson
 
-from webhook.templating.record_annotations import PREFIX, dumps
+from webhook.admission.outcome import writers as written_by
+from webhook.templating.record_annotations import PREFIX, annotations_of, dumps
 from webhook.templating.rollout_policy import ROLLOUT, ROLLOUT_POLICY, Policy, State, parse_policy, parse_state
 from webhook.templating.template_paths import KSERVE_FRAMEWORKS
 
@@ -83,17 +84,17 @@ def read(
     The policy is the object's ``modelpin.io/rollout-policy`` if it parses, else ``default``.
     """
     warnings: list[str] = []
-    sent, stored = _annotation(obj, ROLLOUT), _annotation(old, ROLLOUT)
+    sent, stored = annotations_of(obj).get(ROLLOUT), annotations_of(old).get(ROLLOUT)
     raw, set_back = sent, None
     if not trusted and sent != stored:
         raw = stored
         set_back = (stored if isinstance(stored, str) else None,)
         done = "removed" if set_back[0] is None else "set back to the stored object's"
-        warnings.append(f"{ROLLOUT} is written only by {', '.join(writers) or 'no one'}: {done}")
+        warnings.append(f"{ROLLOUT} is written only by {written_by(writers)}: {done}")
     state, problem = parse_state(raw)
     if problem is not None:
         warnings.append(problem)
-    raw_policy = _annotation(obj, ROLLOUT_POLICY)
+    raw_policy = annotations_of(obj).get(ROLLOUT_POLICY)
     policy, problem = _policy(raw_policy) if isinstance(raw_policy, str) else parse_policy(raw_policy)
     if problem is not None:
         warnings.append(problem)
@@ -130,12 +131,6 @@ def with_values(spec: Mapping[str, Any], values: Mapping[str, str]) -> dict[str,
         if pointer.startswith("/spec/"):
             _set(out, pointer[len("/spec") :], value)
     return out
-
-
-def _annotation(obj: Mapping[str, Any] | None, key: str) -> object:
-    metadata = obj.get("metadata") if obj is not None else None
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    return annotations.get(key) if isinstance(annotations, dict) else None
 
 
 def strip(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:

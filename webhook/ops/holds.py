@@ -125,7 +125,7 @@ async def hold(kube: Kube, named: Named, namespace: str, name: str, **options: A
 async def release(kube: Kube, named: Named, namespace: str, name: str) -> tuple[bool, Hold | None]:
     """Remove the hold: whether there was one, and what it was if it could be read."""
     obj = await objects.get(kube, named.kind, namespace, name)
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    annotations = record_annotations.annotations_of(obj)
     if HOLD not in annotations:
         return False, None
     previous, _ = parse_hold(annotations.get(HOLD))
@@ -135,4 +135,4 @@ async def release(kube: Kube, named: Named, namespace: str, name: str) -> tuple[
 
 async def history(kube: Kube, named: Named, namespace: str, name: str) -> tuple[History, str | None]:
     obj = await objects.get(kube, named.kind, namespace, name)
-    return parse_history(((obj.get("metadata") or {}).get("annotations") or {}).get(HISTORY))
+    return parse_history(record_annotations.annotations_of(obj).get(HISTORY))

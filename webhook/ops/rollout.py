@@ -22,6 +22,7 @@ from webhook.ops import objects
 from webhook.ops.kinds import Named
 from webhook.reconcile.kube import Kube
 from webhook.reconcile.rollouts import COMMAND, Command, Request, command, dump_request
+from webhook.templating.record_annotations import annotations_of
 from webhook.templating.rollout_annotations import format_time
 from webhook.templating.rollout_policy import ROLLOUT, State, parse_state
 
@@ -39,8 +40,7 @@ class Asked:
 
 
 def _state_text(obj: Mapping[str, Any]) -> str | None:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(ROLLOUT)
+    value = annotations_of(obj).get(ROLLOUT)
     return value if isinstance(value, str) else None
 
 

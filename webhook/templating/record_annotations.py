@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from webhook.templating.grammar import is_candidate
+from webhook.templating.json_objects import NotAnObject, load_object
 
 PREFIX = "modelpin.io/"
 MANAGED = PREFIX + "managed"
@@ -87,15 +88,24 @@ def _load(annotations: Mapping[str, Any], key: str, problems: list[str]) -> dict
     raw = annotations.get(key)
     if not raw:
         return {}
+    value, problem = object_annotation(raw, key)
+    if problem is not None:
+        problems.append(problem)
+    return value or {}
+
+
+def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """``obj``'s metadata.annotations; empty when absent or not an object (as sent, any JSON may stand there)."""
+    metadata = obj.get("metadata") if obj is not None else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def object_annotation(raw: object, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON object annotation ``key`` holds as ``raw``, or why it is ignored."""
     if not isinstance(raw, str):
-        problems.append(f"ignored annotation {key}: not a string")
-        return {}
+        return None, f"ignored annotation {key}: not a string"
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        problems.append(f"ignored annotation {key}: not JSON")
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"ignored annotation {key}: not a JSON object")
-        return {}
-    return value
+        return load_object(raw), None
+    except NotAnObject as exc:
+        return None, f"ignored annotation {key}: {exc.reason}"

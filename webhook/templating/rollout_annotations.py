@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.templating.json_objects import NotAnObject, load_object
-from webhook.templating.record_annotations import PREFIX, dumps
+from webhook.templating.record_annotations import PREFIX, dumps, object_annotation
 
 HOLD = PREFIX + "hold"
 HISTORY = PREFIX + "history"
@@ -76,7 +75,7 @@ def parse_hold(raw: object) -> tuple[Hold | None, str | None]:
     """The hold, or None; the second value names what was wrong with a damaged annotation."""
     if raw is None or raw == "":
         return None, None
-    value, problem = _load(raw, HOLD)
+    value, problem = object_annotation(raw, HOLD)
     if value is None:
         return None, problem
     reason, until, since, by = value.get("reason"), value.get("until"), value.get("since"), value.get("by", "")
@@ -113,7 +112,7 @@ def parse_history(raw: object) -> tuple[History, str | None]:
     """Each field's entries, oldest first; damaged entries are skipped and reported."""
     if raw is None or raw == "":
         return {}, None
-    value, problem = _load(raw, HISTORY)
+    value, problem = object_annotation(raw, HISTORY)
     if value is None:
         return {}, problem
     history: History = {}
@@ -167,12 +166,3 @@ def append_history(history: Mapping[str, list[Entry]], pointer: str, entry: Entr
         if not out[oldest]:
             del out[oldest]
     return out
-
-
-def _load(raw: object, key: str) -> tuple[dict[str, Any] | None, str | None]:
-    if not isinstance(raw, str):
-        return None, f"ignored annotation {key}: not a string"
-    try:
-        return load_object(raw), None
-    except NotAnObject as exc:
-        return None, f"ignored annotation {key}: {exc.reason}"

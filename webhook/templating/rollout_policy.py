@@ -20,8 +20,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from webhook.templating.json_objects import NotAnObject, load_object
-from webhook.templating.record_annotations import PREFIX, RECORD_FIELDS, dumps
+from webhook.templating.record_annotations import PREFIX, RECORD_FIELDS, dumps, object_annotation
 from webhook.templating.rollout_annotations import parse_time
 
 ROLLOUT = PREFIX + "rollout"
@@ -188,10 +187,9 @@ def parse_state(raw: object) -> tuple[State | None, str | None]:
         return None, f"ignored annotation {ROLLOUT}: not a string"
     if len(raw.encode()) > MAX_STATE_BYTES:
         return None, f"ignored annotation {ROLLOUT}: larger than {MAX_STATE_BYTES} bytes"
-    try:
-        value = load_object(raw)
-    except NotAnObject as exc:
-        return None, f"ignored annotation {ROLLOUT}: {exc.reason}"
+    value, problem = object_annotation(raw, ROLLOUT)
+    if value is None:
+        return None, problem
     try:
         return State.model_validate(value), None
     except pydantic.ValidationError as err:
