@@ -19,7 +19,7 @@ from webhook.admission.holds import Holding
 from webhook.admission.jobs import Fields, Job, is_trusted, recorded_job, template_job
 from webhook.admission.lookups import run_lookups
 from webhook.admission.outcome import Outcome, show, writers
-from webhook.admission.patch import MAX_UTF8_BYTES, annotations_after, annotations_chars, annotations_size, build_patch
+from webhook.admission.patch import annotations_after, annotations_size, build_patch
 from webhook.admission.reconciler_guard import MAX_SHOWN, changes_outside_templates
 from webhook.admission.review import AdmissionRequest, Op, Response, allowed, denied, patched
 from webhook.admission.rollout_fields import pin_to_stable, rollout_in_force, write_split
@@ -122,10 +122,7 @@ def _oversize(obj: Mapping[str, Any], ops: list[Op]) -> str | None:
     """
     if not any(op["path"].startswith("/metadata/annotations") or op["path"] == "/metadata" for op in ops):
         return None
-    after = annotations_after(obj, ops)
-    if annotations_chars(after) * MAX_UTF8_BYTES <= ANNOTATIONS_LIMIT_BYTES:
-        return None  # under the limit however the characters encode: nearly always, and no encoding needed
-    size = annotations_size(after)
+    size = annotations_size(annotations_after(obj, ops))
     if size <= ANNOTATIONS_LIMIT_BYTES:
         return None
     return (

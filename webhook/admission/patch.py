@@ -126,15 +126,6 @@ def annotations_after(obj: Mapping[str, Any], ops: list[Op]) -> dict[str, Any]:
     return result
 
 
-# The most bytes one character takes in UTF-8 (a lone surrogate, passed through, takes 3).
-MAX_UTF8_BYTES = 4
-
-
-def annotations_chars(annotations: Mapping[str, Any]) -> int:
-    """Characters of every key and value: at most ``MAX_UTF8_BYTES`` times fewer than ``annotations_size``."""
-    return sum(len(str(key)) + (len(value) if isinstance(value, str) else 0) for key, value in annotations.items())
-
-
 def annotations_size(annotations: Mapping[str, Any]) -> int:
     """Bytes the apiserver counts against its annotation limit: every key and value, UTF-8."""
     return sum(

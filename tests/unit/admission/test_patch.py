@@ -6,7 +6,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from webhook.admission.patch import MAX_UTF8_BYTES, annotations_chars, annotations_size, build_patch
+from webhook.admission.patch import annotations_size, build_patch
 from webhook.templating import record_annotations as records
 
 TEMPLATE = "{{ mlflow.s3['fraud@champion'] }}"
@@ -175,14 +175,7 @@ def test_a_whole_spec_equal_to_the_sent_one_adds_no_spec_op() -> None:
     assert not [op for op in ops if op["path"].startswith("/spec")]
 
 
-@pytest.mark.parametrize("text", ["plain", "\u00e9t\u00e9", "\u6a21\u578b", "\U0001f600", "\udc80"])
-def test_annotation_characters_bound_their_bytes(text: str) -> None:
-    notes = {"modelpin.io/notes": text, "k\u00e9y": text}
-    assert annotations_size(notes) <= annotations_chars(notes) * MAX_UTF8_BYTES
-    assert annotations_chars(notes) == sum(len(k) + len(v) for k, v in notes.items())
-
-
 def test_values_that_are_not_strings_count_as_empty() -> None:
     # the apiserver stores only strings; another value fails its own validation, whatever its size
     notes: dict[str, Any] = {"a": 12345, "b": None}
-    assert annotations_chars(notes) == annotations_size(notes) == 2
+    assert annotations_size(notes) == 2
