@@ -25,7 +25,7 @@ MAX_HISTORY_BYTES = 16 * 1024
 
 def format_time(when: dt.datetime) -> str:
     """RFC 3339 in UTC, to the second: ``2026-01-02T03:04:05Z``."""
-    return when.astimezone(dt.UTC).isoformat(timespec="seconds")[:19] + "Z"
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> dt.datetime:
